@@ -1,0 +1,400 @@
+"""The ``segcli`` command line: thin commands over the library.
+
+Nothing here imports torch at module level, so ``segcli --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from segcli import __version__
+from segcli.errors import SegcliError
+
+if TYPE_CHECKING:
+    from segcli.batch import ItemResult
+    from segcli.predictor import Segmenter
+
+app = typer.Typer(
+    name="segcli",
+    help="Instance segmentation from the command line (torchvision Mask R-CNN).",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+out_console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_INTERRUPTED = 130
+
+
+def cli_errors(func: F) -> F:
+    """Turn ``SegcliError`` (and any surprise) into one line on stderr and exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except SegcliError as exc:
+            if _state["debug"]:
+                traceback.print_exc()
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted", highlight=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Exception as exc:
+            if _state["debug"]:
+                traceback.print_exc()
+            line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            err_console.print(
+                f"[bold red]error:[/] unexpected {type(exc).__name__}: {line} "
+                "(run with --debug for the traceback)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"segcli {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+# --------------------------------------------------------------------------- options
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model", "-m", help="coco (maskrcnn_resnet50_fpn), coco-v2 (…_v2) or blocks (bundled, offline)."
+    ),
+]
+WeightsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights",
+        help="Local checkpoint for the chosen architecture (state dict, or one under 'model'/'state_dict').",
+        dir_okay=False,
+    ),
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+HalfOpt = Annotated[bool, typer.Option("--half", help="fp16 autocast (CUDA only).")]
+ScoreOpt = Annotated[
+    float | None, typer.Option("--score-threshold", help="Drop detections below this score [0.5].")
+]
+NmsOpt = Annotated[float | None, typer.Option("--nms-iou", help="Per-class NMS IoU of the box head [0.5].")]
+ProposalsOpt = Annotated[
+    int | None,
+    typer.Option("--proposals", help="RPN proposals kept after NMS per image [300; torchvision uses 1000]."),
+]
+MaxDetOpt = Annotated[int | None, typer.Option("--max-detections", help="Detections kept per image [100].")]
+MaskThrOpt = Annotated[
+    float | None, typer.Option("--mask-threshold", help="Mask probability -> binary mask [0.5].")
+]
+ClassesOpt = Annotated[
+    str | None, typer.Option("--classes", help="Comma-separated class names to keep [all].")
+]
+MinSizeOpt = Annotated[
+    int | None, typer.Option("--min-size", help="Model input short side [model's: 800 coco].")
+]
+MaxSizeOpt = Annotated[
+    int | None, typer.Option("--max-size", help="Model input long side cap [model's: 1333 coco].")
+]
+OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder.", file_okay=False)]
+SaveOpt = Annotated[
+    str | None,
+    typer.Option("--save", help="Comma-separated outputs: overlay, json, masks, idmap [overlay,json]."),
+]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Images per forward pass (helps on GPU).")]
+MaxPixelsOpt = Annotated[
+    int,
+    typer.Option("--max-pixels", help="Refuse images declaring more pixels than this (decompression bombs)."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or per-image lines.")]
+
+
+def _settings(
+    score_threshold: float | None,
+    nms_iou: float | None,
+    proposals: int | None,
+    max_detections: int | None,
+    mask_threshold: float | None,
+    classes: str | None,
+    min_size: int | None,
+    max_size: int | None,
+) -> Any:
+    from segcli.settings import Settings, parse_classes
+
+    return Settings(
+        score_threshold=score_threshold,
+        nms_iou=nms_iou,
+        proposals=proposals,
+        max_detections=max_detections,
+        mask_threshold=mask_threshold,
+        classes=parse_classes(classes),
+        min_size=min_size,
+        max_size=max_size,
+    )
+
+
+def _segmenter(
+    model: str, weights: Path | None, device: str, half: bool, settings: Any, quiet: bool
+) -> Segmenter:
+    from segcli.predictor import Segmenter
+
+    seg = Segmenter(model, weights=weights, device=device, settings=settings, half=half, progress=not quiet)
+    if not quiet:
+        info = seg.model_info()
+        err_console.print(
+            f"model [bold]{info['name']}[/] ({info['architecture']}, {info['weights']}) on {seg.device}",
+            highlight=False,
+        )
+    return seg
+
+
+def _check_writable(out_dir: Path) -> None:
+    import tempfile
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise SegcliError(f"cannot write to output folder {out_dir} ({exc.strerror or exc})") from None
+
+
+def _progress(total: int, quiet: bool) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet or not err_console.is_terminal,
+        transient=False,
+    )
+
+
+# --------------------------------------------------------------------------- predict
+@app.command()
+@cli_errors
+def predict(
+    images: Annotated[
+        list[Path], typer.Argument(help="Image files.", exists=True, dir_okay=False, readable=False)
+    ],
+    output: OutputOpt = Path("segcli-out"),
+    save: SaveOpt = None,
+    json_out: Annotated[
+        str | None,
+        typer.Option(
+            "--json", help="'-' writes the JSON to stdout (one line per image) and nothing else there."
+        ),
+    ] = None,
+    model: ModelOpt = "coco",
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    half: HalfOpt = False,
+    score_threshold: ScoreOpt = None,
+    nms_iou: NmsOpt = None,
+    proposals: ProposalsOpt = None,
+    max_detections: MaxDetOpt = None,
+    mask_threshold: MaskThrOpt = None,
+    classes: ClassesOpt = None,
+    min_size: MinSizeOpt = None,
+    max_size: MaxSizeOpt = None,
+    batch_size: BatchSizeOpt = 1,
+    max_pixels: MaxPixelsOpt = 150_000_000,
+    quiet: QuietOpt = False,
+) -> None:
+    """Segment one or more images; write overlays and JSON to the output folder."""
+    from segcli.batch import Runner
+    from segcli.writers import DEFAULT_SAVE, dumps, parse_save, plan_outputs
+
+    if json_out not in (None, "-"):
+        raise SegcliError(f"--json takes '-' (stdout), got {json_out!r}; use --save json for files")
+    to_stdout = json_out == "-"
+    kinds = parse_save(save) if save is not None else (() if to_stdout else DEFAULT_SAVE)
+    settings = _settings(
+        score_threshold, nms_iou, proposals, max_detections, mask_threshold, classes, min_size, max_size
+    )
+    if kinds:
+        _check_writable(output)
+    seg = _segmenter(model, weights, device, half, settings, quiet)
+    plans = plan_outputs(images, output)
+    human = err_console if to_stdout else out_console
+
+    def on_result(result: ItemResult) -> None:
+        if result.status == "failed":
+            err_console.print(f"[red]failed:[/] {result.reason}", highlight=False, soft_wrap=True)
+            return
+        if to_stdout and result.record is not None:
+            sys.stdout.buffer.write(dumps(result.record))
+            sys.stdout.flush()
+        if not quiet:
+            where = ", ".join(str(p) for p in result.plan.paths(kinds).values())
+            human.print(
+                f"{result.plan.source}: {result.summary}" + (f" -> {where}" if where else ""),
+                highlight=False,
+                soft_wrap=True,
+            )
+
+    runner = Runner(
+        seg, save=kinds, overwrite=True, batch_size=batch_size, max_pixels=max_pixels, on_result=on_result
+    )
+    report = runner.run(plans)
+    if report.interrupted:
+        err_console.print(f"interrupted after {report.count('done')} of {len(plans)} images")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+# --------------------------------------------------------------------------- batch
+@app.command()
+@cli_errors
+def batch(
+    folder: Annotated[Path, typer.Argument(help="Folder of images.", exists=True, file_okay=False)],
+    output: OutputOpt = Path("segcli-out"),
+    save: SaveOpt = None,
+    recursive: Annotated[
+        bool, typer.Option("--recursive/--no-recursive", help="Descend into subfolders.")
+    ] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo inputs whose outputs exist.")] = False,
+    model: ModelOpt = "coco",
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    half: HalfOpt = False,
+    score_threshold: ScoreOpt = None,
+    nms_iou: NmsOpt = None,
+    proposals: ProposalsOpt = None,
+    max_detections: MaxDetOpt = None,
+    mask_threshold: MaskThrOpt = None,
+    classes: ClassesOpt = None,
+    min_size: MinSizeOpt = None,
+    max_size: MaxSizeOpt = None,
+    batch_size: BatchSizeOpt = 1,
+    max_pixels: MaxPixelsOpt = 150_000_000,
+    quiet: QuietOpt = False,
+) -> None:
+    """Segment every image under FOLDER; outputs mirror its tree. Resumable."""
+    from segcli.batch import (
+        Runner,
+        check_previous_run,
+        discover,
+        remove_stale_temp_files,
+        run_summary,
+        write_run_files,
+    )
+    from segcli.writers import DEFAULT_SAVE, parse_save, plan_outputs
+
+    started = datetime.now(timezone.utc)
+    kinds = parse_save(save) if save is not None else DEFAULT_SAVE
+    settings = _settings(
+        score_threshold, nms_iou, proposals, max_detections, mask_threshold, classes, min_size, max_size
+    )
+    _check_writable(output)
+    found = discover(folder, recursive=recursive, exclude=[output])
+    for path, why in found.problems:
+        err_console.print(f"[red]failed:[/] {path}: {why}", highlight=False, soft_wrap=True)
+    seg = _segmenter(model, weights, device, half, settings, quiet)
+    plans = plan_outputs(found.files, output, root=folder)
+    removed = remove_stale_temp_files(output)
+    if removed and not quiet:
+        err_console.print(f"removed {removed} temporary file(s) left by an interrupted run")
+
+    with _progress(len(plans), quiet) as progress:
+        task = progress.add_task("segmenting", total=len(plans), rate="")
+        done = [0]
+
+        def on_result(result: ItemResult) -> None:
+            if result.status == "failed":
+                progress.console.print(f"[red]failed:[/] {result.reason}", highlight=False, soft_wrap=True)
+            done[0] += result.status == "done"
+            elapsed = progress.tasks[task].elapsed or 0.0
+            rate = f"{done[0] / elapsed:.2f} img/s" if elapsed > 0 and done[0] else ""
+            progress.update(task, advance=1, rate=rate)
+
+        runner = Runner(
+            seg,
+            save=kinds,
+            overwrite=overwrite,
+            batch_size=batch_size,
+            max_pixels=max_pixels,
+            on_result=on_result,
+        )
+        check_previous_run(output, runner)
+        report = runner.run(plans)
+
+    summary = run_summary(
+        report, input_dir=folder, out_dir=output, runner=runner, problems=found.problems, started=started
+    )
+    coco_path = write_run_files(output, summary, plans, runner, folder)
+    _print_summary(summary, output, coco_path)
+    if report.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if summary["counts"]["failed"]:
+        raise typer.Exit(1)
+
+
+def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None) -> None:
+    from rich.table import Table
+
+    counts = summary["counts"]
+    table = Table(title=f"segcli batch: {summary['status']}", show_header=True, header_style="bold")
+    for col in ("done", "skipped", "failed", "instances", "time", "img/s"):
+        table.add_column(col, justify="right")
+    rate = summary["images_per_second"]
+    table.add_row(
+        str(counts["done"]),
+        str(counts["skipped"]),
+        f"[red]{counts['failed']}[/]" if counts["failed"] else "0",
+        str(counts["instances"]),
+        f"{summary['seconds']:.1f} s",
+        f"{rate:.2f}" if rate else "-",
+    )
+    out_console.print(table)
+    out_console.print(f"run report: {output / 'run.json'}", highlight=False)
+    if coco_path is not None:
+        out_console.print(f"COCO file:  {coco_path}", highlight=False)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,126 @@
+"""Reading images as a viewer shows them, and writing files atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from segcli.errors import SegcliError
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+DEFAULT_MAX_PIXELS = 150_000_000
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+# segcli checks the declared size itself (``max_pixels``) before decoding; Pillow's
+# own global limit would otherwise override the user's --max-pixels.
+Image.MAX_IMAGE_PIXELS = None
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image as RGB uint8, EXIF orientation applied."""
+
+    path: Path
+    pixels: np.ndarray  # (H, W, 3) uint8, RGB
+    format: str  # "JPEG", "PNG", ...
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+
+
+def is_image_path(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode ``path`` to RGB uint8 the way an image viewer shows it.
+
+    EXIF orientation is applied; grayscale, palette, alpha (composited on white),
+    16-bit and CMYK inputs are converted. The pixel count the file declares is
+    checked against ``max_pixels`` before any pixel is decoded.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                width, height = im.size
+                if max_pixels is not None and width * height > max_pixels:
+                    raise SegcliError(
+                        f"{path}: declares {width}x{height} = {width * height / 1e6:.0f} MP, over "
+                        f"the {max_pixels / 1e6:g} MP limit (raise it with --max-pixels)"
+                    )
+                if width < 1 or height < 1:
+                    raise SegcliError(f"{path}: has no pixels ({width}x{height})")
+                fmt = im.format or "unknown"
+                im.load()
+                im = ImageOps.exif_transpose(im) or im
+                pixels = _to_rgb8(im)
+    except SegcliError:
+        raise
+    except UnidentifiedImageError:
+        raise SegcliError(f"{path}: not an image segcli can read") from None
+    except FileNotFoundError:
+        raise SegcliError(f"{path}: no such file") from None
+    except PermissionError:
+        raise SegcliError(f"{path}: permission denied") from None
+    except IsADirectoryError:
+        raise SegcliError(f"{path}: is a folder, not an image") from None
+    except MemoryError:
+        raise SegcliError(f"{path}: out of memory while decoding") from None
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SegcliError(f"{path}: cannot decode image ({text})") from None
+    return LoadedImage(path=path, pixels=pixels, format=fmt)
+
+
+def _to_rgb8(im: Image.Image) -> np.ndarray:
+    mode = im.mode
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.array(Image.alpha_composite(white, rgba).convert("RGB"))
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(im)
+        if arr.dtype.kind == "f":
+            top = float(np.nanmax(arr)) if arr.size else 1.0
+            scale = 255.0 if top <= 1.0 else 255.0 / max(top, 1e-12)
+            arr8 = np.clip(np.nan_to_num(arr) * scale, 0, 255).astype(np.uint8)
+        else:
+            top = int(arr.max()) if arr.size else 0
+            arr8 = (
+                (arr.astype(np.float32) / 257.0).round().clip(0, 255).astype(np.uint8)
+                if top > 255
+                else arr.astype(np.uint8)
+            )
+        return np.ascontiguousarray(np.repeat(arr8[..., None], 3, axis=2))
+    if mode != "RGB":
+        im = im.convert("RGB")
+    return np.array(im)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename.
+
+    A reader never sees a half-written file under ``path``; on any error the temp
+    file is removed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

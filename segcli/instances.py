@@ -1,0 +1,140 @@
+"""``Instances``: the one data type that flows from the model to every writer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Instances:
+    """The detected instances of one image, in the image's own pixel coordinates.
+
+    Masks are kept as boolean crops: ``masks[i]`` covers the pixels
+    ``mask_boxes[i] = (x0, y0, x1, y1)`` (end-exclusive) of an image of
+    ``image_size = (H, W)``. A 12 MP photo with 100 instances therefore holds the
+    pixels of 100 boxes, never 100 full frames.
+    """
+
+    image_size: tuple[int, int]
+    boxes: np.ndarray  # (N, 4) float32, x1 y1 x2 y2
+    scores: np.ndarray  # (N,) float32
+    class_ids: np.ndarray  # (N,) int64, the model's category ids
+    class_names: tuple[str, ...]
+    masks: tuple[np.ndarray, ...]  # N bool arrays, crops
+    mask_boxes: np.ndarray  # (N, 4) int64, x0 y0 x1 y1, end-exclusive
+    _areas: np.ndarray | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        h, w = self.image_size
+        if h < 1 or w < 1:
+            raise ValueError(f"image_size must be positive (H, W), got {self.image_size}")
+        n = len(self.scores)
+        object.__setattr__(self, "boxes", np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4))
+        object.__setattr__(self, "scores", np.asarray(self.scores, dtype=np.float32).reshape(-1))
+        object.__setattr__(self, "class_ids", np.asarray(self.class_ids, dtype=np.int64).reshape(-1))
+        object.__setattr__(self, "mask_boxes", np.asarray(self.mask_boxes, dtype=np.int64).reshape(-1, 4))
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        object.__setattr__(self, "masks", tuple(self.masks))
+        lengths = {
+            "boxes": len(self.boxes),
+            "class_ids": len(self.class_ids),
+            "class_names": len(self.class_names),
+            "masks": len(self.masks),
+            "mask_boxes": len(self.mask_boxes),
+        }
+        bad = {k: v for k, v in lengths.items() if v != n}
+        if bad:
+            raise ValueError(f"Instances has {n} scores but {bad}")
+        for i, (mask, (x0, y0, x1, y1)) in enumerate(zip(self.masks, self.mask_boxes)):
+            if mask.dtype != np.bool_:
+                raise ValueError(f"mask {i} must be bool, got {mask.dtype}")
+            if not (0 <= x0 <= x1 <= w and 0 <= y0 <= y1 <= h):
+                raise ValueError(f"mask box {i} {(x0, y0, x1, y1)} lies outside the image {w}x{h}")
+            if mask.shape != (y1 - y0, x1 - x0):
+                raise ValueError(
+                    f"mask {i} has shape {mask.shape}, its box {(x0, y0, x1, y1)} needs {(y1 - y0, x1 - x0)}"
+                )
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @property
+    def areas(self) -> np.ndarray:
+        """Pixel count of each mask (int64)."""
+        if self._areas is None:
+            areas = np.array([int(m.sum()) for m in self.masks], dtype=np.int64)
+            object.__setattr__(self, "_areas", areas)
+        assert self._areas is not None
+        return self._areas
+
+    def full_mask(self, i: int) -> np.ndarray:
+        """Instance ``i``'s mask as an (H, W) bool array."""
+        out = np.zeros(self.image_size, dtype=bool)
+        x0, y0, x1, y1 = (int(v) for v in self.mask_boxes[i])
+        out[y0:y1, x0:x1] = self.masks[i]
+        return out
+
+    def select(self, index: Sequence[int] | np.ndarray) -> Instances:
+        """A new ``Instances`` with the instances at ``index``, in that order."""
+        idx = np.asarray(index, dtype=np.int64).reshape(-1)
+        return Instances(
+            image_size=self.image_size,
+            boxes=self.boxes[idx],
+            scores=self.scores[idx],
+            class_ids=self.class_ids[idx],
+            class_names=tuple(self.class_names[i] for i in idx),
+            masks=tuple(self.masks[i] for i in idx),
+            mask_boxes=self.mask_boxes[idx],
+        )
+
+    @classmethod
+    def empty(cls, image_size: tuple[int, int]) -> Instances:
+        return cls(
+            image_size=image_size,
+            boxes=np.zeros((0, 4), np.float32),
+            scores=np.zeros(0, np.float32),
+            class_ids=np.zeros(0, np.int64),
+            class_names=(),
+            masks=(),
+            mask_boxes=np.zeros((0, 4), np.int64),
+        )
+
+    @classmethod
+    def from_full_masks(
+        cls,
+        masks: Sequence[np.ndarray] | np.ndarray,
+        *,
+        scores: Sequence[float],
+        class_ids: Sequence[int],
+        class_names: Sequence[str],
+        boxes: Sequence[Sequence[float]] | np.ndarray | None = None,
+    ) -> Instances:
+        """Build from full-frame masks (tests, other tools); boxes default to mask extents."""
+        masks = [np.asarray(m, dtype=bool) for m in masks]
+        if not masks:
+            raise ValueError("from_full_masks needs at least one mask (use Instances.empty)")
+        size = masks[0].shape
+        crops, mask_boxes, tight = [], [], []
+        for m in masks:
+            if m.shape != size:
+                raise ValueError(f"all masks must have one shape, got {m.shape} and {size}")
+            ys, xs = np.nonzero(m)
+            if len(xs):
+                x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+            else:
+                x0 = y0 = x1 = y1 = 0
+            crops.append(m[y0:y1, x0:x1].copy())
+            mask_boxes.append((x0, y0, x1, y1))
+            tight.append((x0, y0, x1, y1))
+        return cls(
+            image_size=(int(size[0]), int(size[1])),
+            boxes=np.asarray(tight if boxes is None else boxes, dtype=np.float32),
+            scores=np.asarray(scores, dtype=np.float32),
+            class_ids=np.asarray(class_ids, dtype=np.int64),
+            class_names=tuple(class_names),
+            masks=tuple(crops),
+            mask_boxes=np.asarray(mask_boxes, dtype=np.int64),
+        )

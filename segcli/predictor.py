@@ -1,0 +1,160 @@
+"""``Segmenter``: a plain callable from a batch of RGB images to ``list[Instances]``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from segcli.errors import SegcliError
+from segcli.instances import Instances
+from segcli.model import LoadedModel, RawDetections, configure, detect, load_model
+from segcli.settings import Settings
+
+_NOT_CLASSES = {"__background__", "N/A"}
+
+
+class Segmenter:
+    """Loads a model once; each call segments a batch of images.
+
+    >>> seg = Segmenter(model="coco", device="cpu")          # doctest: +SKIP
+    >>> [inst] = seg([rgb_uint8])                             # doctest: +SKIP
+
+    Images are (H, W, 3) uint8 RGB arrays. Results are in each image's own pixels.
+    The object holds no per-call state, so one instance may serve a worker loop.
+    """
+
+    def __init__(
+        self,
+        model: str = "coco",
+        *,
+        weights: str | Path | None = None,
+        device: str | torch.device = "auto",
+        settings: Settings | None = None,
+        half: bool = False,
+        progress: bool = True,
+    ) -> None:
+        self.loaded: LoadedModel = load_model(model, weights=weights, device=device, progress=progress)
+        self.settings: Settings = (settings or Settings()).with_defaults(self.loaded.spec.defaults)
+        self.half = half
+        if half and self.device.type != "cuda":
+            raise SegcliError(f"--half needs a CUDA device, got {self.device}")
+        self._keep_labels = self._class_filter(self.settings.classes)
+        configure(self.loaded.module, self.settings, class_filter=self._keep_labels is not None)
+
+    @property
+    def device(self) -> torch.device:
+        return self.loaded.device
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return self.loaded.categories
+
+    @property
+    def class_names(self) -> list[str]:
+        """The names a user may pass to ``--classes``."""
+        return [c for c in self.categories if c not in _NOT_CLASSES]
+
+    def model_info(self) -> dict[str, Any]:
+        return self.loaded.info()
+
+    def _class_filter(self, classes: tuple[str, ...] | None) -> Tensor | None:
+        if classes is None:
+            return None
+        lookup = {name.lower(): i for i, name in enumerate(self.categories) if name not in _NOT_CLASSES}
+        unknown = [c for c in classes if c.lower() not in lookup]
+        if unknown:
+            raise SegcliError(
+                f"unknown class {unknown[0]!r} for --model {self.loaded.spec.name}; valid: "
+                + ", ".join(self.class_names)
+            )
+        return torch.tensor(sorted({lookup[c.lower()] for c in classes}), device=self.device)
+
+    def _to_tensor(self, image: np.ndarray) -> Tensor:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise SegcliError(
+                f"Segmenter expects (H, W, 3) uint8 RGB images, got {image.shape} {image.dtype}"
+            )
+        tensor = torch.from_numpy(image if image.flags.writeable else image.copy())
+        if self.device.type == "cuda":
+            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+        else:
+            tensor = tensor.to(self.device)
+        return tensor.permute(2, 0, 1).float().div_(255.0)
+
+    def __call__(self, images: Sequence[np.ndarray]) -> list[Instances]:
+        if not len(images):
+            return []
+        tensors = [self._to_tensor(im) for im in images]
+        autocast = (
+            torch.autocast(device_type="cuda", dtype=torch.float16) if self.half else contextlib.nullcontext()
+        )
+        with torch.inference_mode(), autocast:
+            raws = detect(
+                self.loaded.module,
+                tensors,
+                keep_labels=self._keep_labels,
+                max_detections=int(self.settings.max_detections or 100),
+            )
+            return [
+                self._instances(raw, (int(im.shape[0]), int(im.shape[1]))) for raw, im in zip(raws, images)
+            ]
+
+    def _instances(self, raw: RawDetections, image_size: tuple[int, int]) -> Instances:
+        threshold = float(self.settings.mask_threshold if self.settings.mask_threshold is not None else 0.5)
+        crops, mask_boxes = paste_masks(raw.mask_probs.float(), raw.boxes.float(), image_size, threshold)
+        labels = raw.labels.cpu().numpy().astype(np.int64)
+        return Instances(
+            image_size=image_size,
+            boxes=raw.boxes.float().cpu().numpy(),
+            scores=raw.scores.float().cpu().numpy(),
+            class_ids=labels,
+            class_names=tuple(self.categories[i] for i in labels),
+            masks=tuple(crops),
+            mask_boxes=mask_boxes,
+        )
+
+
+def paste_masks(
+    mask_probs: Tensor, boxes: Tensor, image_size: tuple[int, int], threshold: float, padding: int = 1
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Paste each (1, M, M) mask into its box, returning bool crops and their boxes.
+
+    Follows torchvision's ``paste_masks_in_image`` step for step (pad by one pixel,
+    expand the box to match, bilinear resize to the box) but never allocates a full
+    frame: each result covers only its box, clipped to the image.
+    """
+    im_h, im_w = image_size
+    n = int(mask_probs.shape[0])
+    if n == 0:
+        return [], np.zeros((0, 4), dtype=np.int64)
+    m = int(mask_probs.shape[-1])
+    scale = float(m + 2 * padding) / m
+    padded = F.pad(mask_probs, (padding,) * 4)
+    w_half = (boxes[:, 2] - boxes[:, 0]) * 0.5 * scale
+    h_half = (boxes[:, 3] - boxes[:, 1]) * 0.5 * scale
+    x_c = (boxes[:, 2] + boxes[:, 0]) * 0.5
+    y_c = (boxes[:, 3] + boxes[:, 1]) * 0.5
+    expanded = torch.stack([x_c - w_half, y_c - h_half, x_c + w_half, y_c + h_half], dim=1)
+    expanded = expanded.to(torch.int64).cpu().tolist()
+    crops: list[np.ndarray] = []
+    mask_boxes = np.zeros((n, 4), dtype=np.int64)
+    for i, (bx0, by0, bx1, by1) in enumerate(expanded):
+        w = max(bx1 - bx0 + 1, 1)
+        h = max(by1 - by0 + 1, 1)
+        x0, x1 = max(bx0, 0), min(bx1 + 1, im_w)
+        y0, y1 = max(by0, 0), min(by1 + 1, im_h)
+        if x1 <= x0 or y1 <= y0:
+            crops.append(np.zeros((0, 0), dtype=bool))
+            continue
+        resized = F.interpolate(padded[i : i + 1], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        crop = resized[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0] > threshold
+        crops.append(crop.cpu().numpy())
+        mask_boxes[i] = (x0, y0, x1, y1)
+    return crops, mask_boxes
