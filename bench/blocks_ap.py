@@ -1,0 +1,176 @@
+"""Benchmark the bundled blocks model on freshly generated held-out scenes.
+
+    python bench/blocks_ap.py                      # 200 scenes, 300 proposals
+    python bench/blocks_ap.py --proposals 1000 --json bench/out/blocks-1000.json
+
+Scenes come from the held-out seed range (``HELDOUT_SEED_BASE`` and up), which
+the training script never uses. Every image goes through
+``Segmenter(model="blocks")``, the code path of the CLI, one image per call;
+detections are scored with pycocotools' COCOeval (``segm`` and ``bbox``).
+The score threshold defaults to 0.05, the COCO convention for measuring AP
+(the CLI's default of 0.5 can be measured with ``--score-threshold 0.5``).
+
+Timing: the wall time of each ``Segmenter`` call (forward pass, mask pasting
+and conversion to ``Instances``; no file decoding) over the benchmark scenes
+(their sizes vary, 192-640 px a side), plus the same over ``--timing-images``
+held-out scenes rendered at 512x384.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("-n", "--num-scenes", type=int, default=200)
+    p.add_argument("--seed-offset", type=int, default=0, help="first seed is HELDOUT_SEED_BASE + this")
+    p.add_argument("--proposals", type=int, default=None, help="RPN proposals (default: model's)")
+    p.add_argument("--score-threshold", type=float, default=0.05)
+    p.add_argument("--min-size", type=int, default=None)
+    p.add_argument("--max-size", type=int, default=None)
+    p.add_argument("--weights", type=Path, default=None, help="another checkpoint to evaluate")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--timing-images", type=int, default=20)
+    p.add_argument("--json", type=Path, default=None, help="write the figures here")
+    return p.parse_args(argv)
+
+
+def instances_to_coco(inst: Any, image_id: int) -> list[dict[str, Any]]:
+    from segcli.masks import rle_encode
+
+    out = []
+    for i in range(len(inst)):
+        x0, y0, x1, y1 = (float(v) for v in inst.boxes[i])
+        out.append(
+            {
+                "image_id": image_id,
+                "category_id": int(inst.class_ids[i]),
+                "segmentation": rle_encode(inst.masks[i], inst.mask_boxes[i], inst.image_size),
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "score": float(inst.scores[i]),
+            }
+        )
+    return out
+
+
+def evaluate(gt: dict[str, Any], dets: list[dict[str, Any]]) -> dict[str, float]:
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    figures: dict[str, float] = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = gt
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(dets) if dets else COCO()
+    for iou_type, prefix in (("segm", "mask"), ("bbox", "box")):
+        if not dets:
+            figures.update({f"{prefix}_AP": 0.0, f"{prefix}_AP50": 0.0, f"{prefix}_AP75": 0.0})
+            continue
+        ev = COCOeval(coco_gt, coco_dt, iou_type)
+        with contextlib.redirect_stdout(io.StringIO()):
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        s = ev.stats
+        figures.update(
+            {
+                f"{prefix}_AP": float(s[0]),
+                f"{prefix}_AP50": float(s[1]),
+                f"{prefix}_AP75": float(s[2]),
+                f"{prefix}_AP_small": float(s[3]),
+                f"{prefix}_AP_medium": float(s[4]),
+                f"{prefix}_AP_large": float(s[5]),
+                f"{prefix}_AR100": float(s[8]),
+            }
+        )
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from segcli.blocks import HELDOUT_SEED_BASE, render_scene, scenes_to_coco
+    from segcli.predictor import Segmenter
+    from segcli.settings import Settings
+
+    settings = Settings(
+        score_threshold=args.score_threshold,
+        proposals=args.proposals,
+        min_size=args.min_size,
+        max_size=args.max_size,
+    )
+    seg = Segmenter(model="blocks", weights=args.weights, device="cpu", settings=settings, progress=False)
+    seeds = [HELDOUT_SEED_BASE + args.seed_offset + i for i in range(args.num_scenes)]
+    scenes = [render_scene(s) for s in seeds]
+    gt = scenes_to_coco(scenes, [f"heldout-{s}.png" for s in seeds])
+
+    seg([scenes[0].image])  # warm-up
+    dets: list[dict[str, Any]] = []
+    times: list[float] = []
+    for image_id, scene in enumerate(scenes, start=1):
+        t0 = time.perf_counter()
+        [inst] = seg([scene.image])
+        times.append(time.perf_counter() - t0)
+        dets.extend(instances_to_coco(inst, image_id))
+    figures = evaluate(gt, dets)
+
+    t512: list[float] = []
+    for i in range(args.timing_images):
+        scene = render_scene(HELDOUT_SEED_BASE + 500_000 + i, size=(512, 384))
+        t0 = time.perf_counter()
+        seg([scene.image])
+        t512.append(time.perf_counter() - t0)
+
+    report: dict[str, Any] = {
+        "scenes": len(scenes),
+        "seeds": [seeds[0], seeds[-1]],
+        "gt_instances": len(gt["annotations"]),
+        "detections": len(dets),
+        "settings": seg.settings.to_dict(),
+        "weights": seg.model_info(),
+        "threads": args.threads,
+        **{k: round(v, 4) for k, v in figures.items()},
+        "seconds_per_image_median": round(statistics.median(times), 4),
+        "seconds_per_image_mean": round(statistics.fmean(times), 4),
+        "seconds_per_512x384_median": round(statistics.median(t512), 4) if t512 else None,
+        "seconds_per_512x384_mean": round(statistics.fmean(t512), 4) if t512 else None,
+    }
+    s = seg.settings
+    print(
+        f"blocks model, {len(scenes)} held-out scenes (seeds {seeds[0]}..{seeds[-1]}), "
+        f"{report['gt_instances']} objects; proposals {s.proposals}, score >= "
+        f"{s.score_threshold}, min/max size {s.min_size}/{s.max_size}, {args.threads} threads"
+    )
+    print(f"mask AP {report['mask_AP']:.3f}  AP50 {report['mask_AP50']:.3f}  AP75 {report['mask_AP75']:.3f}")
+    print(f"box  AP {report['box_AP']:.3f}  AP50 {report['box_AP50']:.3f}  AP75 {report['box_AP75']:.3f}")
+    print(
+        f"Segmenter call per image: median {report['seconds_per_image_median']:.3f} s, "
+        f"mean {report['seconds_per_image_mean']:.3f} s (benchmark scenes)"
+    )
+    if t512:
+        print(
+            f"Segmenter call per 512x384 image: median "
+            f"{report['seconds_per_512x384_median']:.3f} s, mean "
+            f"{report['seconds_per_512x384_mean']:.3f} s ({len(t512)} images)"
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
