@@ -1,0 +1,62 @@
+"""Shared fixtures: small randomly initialised checkpoints and real photos. No network."""
+
+from __future__ import annotations
+
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+PHOTOS = REPO / "examples" / "photos"
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never touch the network, and never see the user's torch cache."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise urllib.error.URLError("network disabled in tests")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(torch.hub, "urlopen", refuse)  # torch.hub imported it by name
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch-home"))
+
+
+@pytest.fixture(scope="session")
+def blocks_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised blocks-architecture checkpoint (small and fast)."""
+    from segcli.model import build_blocks_maskrcnn
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "blocks-random.pt"
+    torch.save(build_blocks_maskrcnn().state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def coco_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised maskrcnn_resnet50_fpn (COCO architecture) checkpoint."""
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "coco-random.pt"
+    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
+    torch.save({"model": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture()
+def photo_dir(tmp_path: Path) -> Path:
+    """A copy of the bundled example photos."""
+    dst = tmp_path / "photos"
+    shutil.copytree(PHOTOS, dst)
+    return dst
+
+
+def random_image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)

@@ -1,0 +1,237 @@
+"""`segcli predict` end to end through the CLI (small randomly initialised model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from segcli.cli import app
+from segcli.masks import rle_decode
+
+runner = CliRunner()
+FAST = [
+    "--model",
+    "blocks",
+    "--device",
+    "cpu",
+    "--min-size",
+    "96",
+    "--max-size",
+    "128",
+    "--score-threshold",
+    "0",
+    "--max-detections",
+    "6",
+]
+
+
+def _invoke(args: list[str]) -> object:
+    return runner.invoke(app, args, catch_exceptions=False)
+
+
+def test_predict_writes_every_output(tmp_path: Path, blocks_ckpt: Path, photo_dir: Path) -> None:
+    out = tmp_path / "out"
+    photo = photo_dir / "chelsea.jpg"
+    result = _invoke(
+        [
+            "predict",
+            str(photo),
+            "--weights",
+            str(blocks_ckpt),
+            "-o",
+            str(out),
+            "--save",
+            "overlay,json,masks,idmap",
+            *FAST,
+        ]
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "chelsea.jpg.json").read_text())
+    assert record["schema"] == "segcli.instances/1"
+    assert record["image"] == {"path": str(photo), "width": 451, "height": 300}
+    assert record["model"]["name"] == "blocks" and len(record["model"]["sha256"]) == 64
+    settings = record["settings"]
+    assert settings["score_threshold"] == 0 and settings["proposals"] == 300
+    assert settings["max_detections"] == 6 and settings["min_size"] == 96
+    assert set(settings) >= {"nms_iou", "mask_threshold", "classes", "max_size"}
+    insts = record["instances"]
+    assert 1 <= len(insts) <= 6
+    idmap = cv2.imread(str(out / "chelsea.jpg.idmap.png"), cv2.IMREAD_UNCHANGED)
+    assert idmap.dtype == np.uint16 and idmap.shape == (300, 451)
+    overlay = cv2.imread(str(out / "chelsea.jpg.overlay.jpg"))
+    assert overlay.shape == (300, 451, 3)
+    original = cv2.imread(str(photo))
+    assert np.abs(overlay.astype(int) - original.astype(int)).mean() > 1  # something was drawn
+    for inst in insts:
+        assert set(inst) >= {"id", "category_id", "label", "score", "box", "area", "mask"}
+        assert inst["label"] in ("cube", "sphere", "cylinder")
+        mask = rle_decode(inst["mask"])
+        assert mask.shape == (300, 451) and mask.sum() == inst["area"]
+        png = cv2.imread(str(out / "chelsea.jpg.masks" / f"{inst['id']:03d}.png"), cv2.IMREAD_GRAYSCALE)
+        assert np.array_equal(png > 0, mask)
+        # In the id map, an instance owns its pixels unless a higher-scoring one covers them.
+        assert ((idmap == inst["id"] + 1) <= mask).all()
+    scores = [i["score"] for i in insts]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_predict_json_to_stdout_is_pure_json(tmp_path: Path, blocks_ckpt: Path, photo_dir: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(photo_dir / "coffee.jpg"),
+            "--weights",
+            str(blocks_ckpt),
+            "--json",
+            "-",
+            "-o",
+            str(tmp_path / "o"),
+            *FAST,
+        ],
+    )
+    assert result.exit_code == 0
+    record = json.loads(result.stdout)
+    assert record["image"]["width"] == 600
+    assert not (tmp_path / "o").exists(), "--json - alone writes no files"
+
+
+def test_predict_missing_path_is_usage_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["predict", str(tmp_path / "nope.jpg")])
+    assert result.exit_code == 2
+
+
+def test_predict_unreadable_image_one_line_exit_1(tmp_path: Path, blocks_ckpt: Path, photo_dir: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(bad),
+            str(photo_dir / "coffee.jpg"),
+            "--weights",
+            str(blocks_ckpt),
+            "-o",
+            str(tmp_path / "o"),
+            *FAST,
+        ],
+    )
+    assert result.exit_code == 1
+    lines = [ln for ln in result.stderr.splitlines() if "bad.jpg" in ln]
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert (tmp_path / "o" / "coffee.jpg.json").is_file(), "the good image is still done"
+
+
+def test_unknown_class_lists_valid_ones(tmp_path: Path, blocks_ckpt: Path, photo_dir: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(photo_dir / "coffee.jpg"),
+            "--weights",
+            str(blocks_ckpt),
+            "--classes",
+            "cube,dragon",
+            *FAST,
+        ],
+    )
+    assert result.exit_code == 1
+    assert "dragon" in result.stderr and "cube, sphere, cylinder" in result.stderr
+
+
+def test_class_filter_keeps_only_named_classes(tmp_path: Path, blocks_ckpt: Path, photo_dir: Path) -> None:
+    out = tmp_path / "o"
+    result = _invoke(
+        [
+            "predict",
+            str(photo_dir / "astronaut.jpg"),
+            "--weights",
+            str(blocks_ckpt),
+            "--classes",
+            "sphere",
+            "-o",
+            str(out),
+            *FAST,
+        ]
+    )
+    assert result.exit_code == 0
+    record = json.loads((out / "astronaut.jpg.json").read_text())
+    assert record["settings"]["classes"] == ["sphere"]
+    assert {i["label"] for i in record["instances"]} <= {"sphere"}
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        (["--score-threshold", "1.5"], "must be in [0, 1]"),
+        (["--device", "cuda:7"], "cuda"),
+        (["--save", "overlay,pdf"], "unknown output 'pdf'"),
+        (["--min-size", "900", "--max-size", "100"], "must not exceed"),
+    ],
+)
+def test_bad_options_are_one_line_errors(
+    tmp_path: Path, blocks_ckpt: Path, photo_dir: Path, args: list[str], pattern: str
+) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(photo_dir / "coffee.jpg"),
+            "--weights",
+            str(blocks_ckpt),
+            "-o",
+            str(tmp_path / "o"),
+            "--model",
+            "blocks",
+            *args,
+        ],
+    )
+    assert result.exit_code == 1
+    assert pattern in result.stderr.replace("\n", " ")
+    assert "Traceback" not in result.output
+
+
+def test_offline_coco_error_through_cli(tmp_path: Path, photo_dir: Path) -> None:
+    result = runner.invoke(app, ["predict", str(photo_dir / "coffee.jpg"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    text = " ".join(result.stderr.split())
+    assert "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth" in text and "--weights PATH" in text
+    assert "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth" in text
+    assert "Traceback" not in result.output
+
+
+def test_exif_rotated_photo_sizes_match_viewer(tmp_path: Path, blocks_ckpt: Path, photo_dir: Path) -> None:
+    src = Image.open(photo_dir / "coffee.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # viewer rotates 90 degrees clockwise: 600x400 shows as 400x600
+    rotated = tmp_path / "rotated.jpg"
+    src.save(rotated, exif=exif)
+    out = tmp_path / "o"
+    assert (
+        _invoke(
+            [
+                "predict",
+                str(rotated),
+                "--weights",
+                str(blocks_ckpt),
+                "-o",
+                str(out),
+                "--save",
+                "json,overlay,idmap",
+                *FAST,
+            ]
+        ).exit_code
+        == 0
+    )
+    record = json.loads((out / "rotated.jpg.json").read_text())
+    assert (record["image"]["width"], record["image"]["height"]) == (400, 600)
+    for inst in record["instances"]:
+        assert inst["mask"]["size"] == [600, 400]
+    assert cv2.imread(str(out / "rotated.jpg.overlay.jpg")).shape[:2] == (600, 400)

@@ -1,0 +1,141 @@
+"""Weights resolution: offline error, untrusted checkpoints, wrong architectures, devices."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from segcli.errors import SegcliError
+from segcli.model import (
+    BLOCKS_CATEGORIES,
+    MODELS,
+    build_blocks_maskrcnn,
+    load_model,
+    resolve_device,
+    torchvision_cache_file,
+)
+
+
+def test_offline_coco_weights_give_one_actionable_message(tmp_path: Path) -> None:
+    weights = MODELS["coco"].torchvision_weights
+    with pytest.raises(SegcliError) as err:
+        load_model("coco", device="cpu", progress=False)
+    msg = str(err.value)
+    cached = torchvision_cache_file(weights)
+    assert "\n" not in msg
+    assert cached.name in msg and str(cached.parent) in msg
+    assert weights.url in msg
+    assert "--weights PATH" in msg
+    assert not cached.exists()
+
+
+def test_cached_weights_are_used_without_network(tmp_path: Path) -> None:
+    """A file in torchvision's cache is loaded as is (the download path is never taken)."""
+    spec = MODELS["blocks"]
+    fake = torchvision_cache_file(MODELS["coco"].torchvision_weights)
+    fake.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(build_blocks_maskrcnn().state_dict(), fake)
+    # The cached file is found and read; it is the wrong architecture for coco, which
+    # proves it was loaded from the cache rather than downloaded.
+    with pytest.raises(SegcliError, match="does not fit maskrcnn_resnet50_fpn"):
+        load_model("coco", device="cpu")
+    fake.unlink()
+    assert spec.bundled_weights is not None
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (Path.touch, (self.marker,))
+
+
+def test_malicious_checkpoint_is_refused_and_not_executed(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"model": _Evil(marker)}, path)
+    with pytest.raises(SegcliError, match="refused") as err:
+        load_model("blocks", weights=path, device="cpu")
+    assert "\n" not in str(err.value)
+    assert not marker.exists(), "the checkpoint's code ran"
+    # A raw pickle (not a torch zip file) is refused the same way.
+    raw = tmp_path / "evil.pkl"
+    raw.write_bytes(pickle.dumps(_Evil(marker)))
+    with pytest.raises(SegcliError):
+        load_model("blocks", weights=raw, device="cpu")
+    assert not marker.exists()
+
+
+def test_wrong_architecture_counts_keys(blocks_ckpt: Path) -> None:
+    with pytest.raises(
+        SegcliError, match=r"does not fit maskrcnn_resnet50_fpn.*\d+ missing keys, \d+ unexpected"
+    ):
+        load_model("coco", weights=blocks_ckpt, device="cpu")
+
+
+def test_wrong_class_count_is_explained(tmp_path: Path) -> None:
+    path = tmp_path / "six.pt"
+    torch.save(build_blocks_maskrcnn(num_classes=6).state_dict(), path)
+    with pytest.raises(SegcliError, match="has 6 classes but --model blocks has 4"):
+        load_model("blocks", weights=path, device="cpu")
+
+
+def test_checkpoint_categories_name_the_classes(tmp_path: Path) -> None:
+    path = tmp_path / "custom.pt"
+    cats = ["__background__", "apple", "pear"]
+    torch.save({"state_dict": build_blocks_maskrcnn(num_classes=3).state_dict(), "categories": cats}, path)
+    loaded = load_model("blocks", weights=path, device="cpu")
+    assert loaded.categories == tuple(cats)
+    assert loaded.weights == str(path) and len(loaded.sha256) == 64
+
+
+@pytest.mark.parametrize(
+    ("content", "pattern"),
+    [
+        (b"", "not a readable PyTorch file"),
+        (b"hello, I am a text file\n", "not a readable PyTorch file"),
+    ],
+)
+def test_non_checkpoints_are_clear_errors(tmp_path: Path, content: bytes, pattern: str) -> None:
+    path = tmp_path / "x.pt"
+    path.write_bytes(content)
+    with pytest.raises(SegcliError, match=pattern):
+        load_model("blocks", weights=path, device="cpu")
+
+
+def test_truncated_checkpoint(tmp_path: Path, blocks_ckpt: Path) -> None:
+    data = blocks_ckpt.read_bytes()
+    path = tmp_path / "cut.pt"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SegcliError, match="not a readable PyTorch file") as err:
+        load_model("blocks", weights=path, device="cpu")
+    assert "\n" not in str(err.value)
+
+
+def test_checkpoint_holding_no_state_dict(tmp_path: Path) -> None:
+    path = tmp_path / "list.pt"
+    torch.save([1, 2, 3], path)
+    with pytest.raises(SegcliError, match="not a state dict"):
+        load_model("blocks", weights=path, device="cpu")
+    with pytest.raises(SegcliError, match="does not exist"):
+        load_model("blocks", weights=tmp_path / "missing.pt", device="cpu")
+
+
+def test_devices() -> None:
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(SegcliError, match="unknown device"):
+        resolve_device("tpu9")
+    if not torch.cuda.is_available():
+        with pytest.raises(SegcliError, match="CUDA is not available"):
+            resolve_device("cuda")
+        with pytest.raises(SegcliError, match="CUDA is not available"):
+            resolve_device("cuda:1")
+
+
+def test_blocks_categories() -> None:
+    assert BLOCKS_CATEGORIES == ("__background__", "cube", "sphere", "cylinder")
