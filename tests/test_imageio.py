@@ -116,7 +116,7 @@ def test_decompression_bomb_refused_before_decoding(tmp_path: Path) -> None:
         SegcliError, match=r"declares 30000x30000 = 900 MP, over the 150 MP limit.*--max-pixels"
     ):
         read_image(bomb)
-    with pytest.raises(SegcliError, match="over the 0.0001 MP limit"):
+    with pytest.raises(SegcliError, match=r"over the 0\.0001 MP limit"):
         read_image(bomb, max_pixels=100)
 
 
