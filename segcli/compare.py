@@ -89,10 +89,7 @@ def derived_semantic_map(instances: Instances) -> np.ndarray:
     n = len(instances)
     if n == 0:
         return out
-    # Paint from the lowest priority up, so that the winner is painted last:
-    # ascending score, and among equal scores descending index.
-    order = np.lexsort((-np.arange(n), instances.scores))
-    for i in order:
+    for i in instances.paint_order():  # the winner of each pixel is painted last
         x0, y0, x1, y1 = (int(v) for v in instances.mask_boxes[i])
         out[y0:y1, x0:x1][instances.masks[i]] = int(instances.class_ids[i])
     return out

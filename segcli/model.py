@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torchvision.models.detection import (
@@ -31,6 +32,14 @@ from torchvision.models.detection import (
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.roi_heads import maskrcnn_inference
 from torchvision.models.detection.transform import resize_boxes
+from torchvision.models.segmentation import (
+    DeepLabV3_ResNet50_Weights,
+    FCN_ResNet50_Weights,
+    LRASPP_MobileNet_V3_Large_Weights,
+    deeplabv3_resnet50,
+    fcn_resnet50,
+    lraspp_mobilenet_v3_large,
+)
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
@@ -297,11 +306,12 @@ def torchvision_cache_file(weights: Any) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
-def fetch_torchvision_weights(weights: Any, *, progress: bool = True) -> Path:
+def fetch_torchvision_weights(weights: Any, *, progress: bool = True, option: str = "--weights") -> Path:
     """The cached file of a torchvision weights enum member, downloading it if needed.
 
     Goes through ``weights.get_state_dict`` (torchvision's own download, hash check
     and cache) so the file lands exactly where a plain torchvision user's does.
+    ``option`` is the command-line option that the offline error offers instead.
     """
     cached = torchvision_cache_file(weights)
     if cached.is_file():
@@ -316,7 +326,7 @@ def fetch_torchvision_weights(weights: Any, *, progress: bool = True) -> Path:
             f"the COCO weights {cached.name} are not in the cache ({cached.parent}) and could "
             f"not be downloaded ({reason}). On a connected machine download {weights.url} "
             f"into {cached.parent}/ (set TORCH_HOME to move the cache), or pass "
-            "--weights PATH to a local checkpoint."
+            f"{option} PATH to a local checkpoint."
         ) from None
     except RuntimeError as exc:  # torchvision's hash check failed
         raise SegcliError(f"downloaded {cached.name} is damaged: {exc}".splitlines()[0]) from None
@@ -380,7 +390,13 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], tuple[str, ...] | No
     return obj, categories
 
 
-def _check_fits(module: nn.Module, state: dict[str, Tensor], path: Path, spec: ModelSpec) -> None:
+def _check_fits(
+    module: nn.Module,
+    state: dict[str, Tensor],
+    path: Path,
+    spec: ModelSpec | SemanticSpec,
+    option: str = "--model",
+) -> None:
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -390,13 +406,13 @@ def _check_fits(module: nn.Module, state: dict[str, Tensor], path: Path, spec: M
     cls_key = "roi_heads.box_predictor.cls_score.weight"
     if not missing and not unexpected and cls_key in mismatched:
         raise SegcliError(
-            f"checkpoint {path} has {state[cls_key].shape[0]} classes but --model {spec.name} "
+            f"checkpoint {path} has {state[cls_key].shape[0]} classes but {option} {spec.name} "
             f"has {own[cls_key].shape[0]}; save {{'model': state_dict, 'categories': [...]}} "
             "so segcli knows the class names"
         )
     example = (missing or unexpected or mismatched)[0]
     raise SegcliError(
-        f"checkpoint {path} does not fit {spec.architecture} (--model {spec.name}): "
+        f"checkpoint {path} does not fit {spec.architecture} ({option} {spec.name}): "
         f"{len(missing)} missing keys, {len(unexpected)} unexpected keys, "
         f"{len(mismatched)} of another shape (first: {example})"
     )
@@ -523,3 +539,174 @@ def detect(
         )
         for b, s, la, mp, size, orig in zip(boxes, scores, labels, mask_probs, sizes, original_sizes)
     ]
+
+
+# --------------------------------------------------------------------------- semantic models
+# ``segcli compare semantic-vs-instance --semantic deeplabv3|fcn|lraspp``: torchvision's
+# semantic segmentation models with their COCO_WITH_VOC_LABELS_V1 weights (21 PASCAL VOC
+# classes, index 0 the background). Weights are resolved like the instance model's:
+# torchvision's cache (downloaded once), or a local checkpoint (--semantic-weights), loaded
+# with weights_only=True and checked against the architecture before use.
+
+SEMANTIC_INPUT_SIZE = 520  # short side, as torchvision's weights.transforms() resize
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _build_deeplabv3(num_classes: int, aux_loss: bool) -> nn.Module:
+    return deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux_loss)
+
+
+def _build_fcn(num_classes: int, aux_loss: bool) -> nn.Module:
+    return fcn_resnet50(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux_loss)
+
+
+def _build_lraspp(num_classes: int, aux_loss: bool) -> nn.Module:
+    if aux_loss:
+        raise SegcliError("lraspp_mobilenet_v3_large has no auxiliary classifier")
+    return lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes)
+
+
+@dataclass(frozen=True)
+class SemanticSpec:
+    """One named semantic segmentation model (``--semantic NAME``).
+
+    ``build(num_classes=, aux_loss=)`` makes the bare architecture; with the torchvision
+    weights, ``aux_loss=True`` for DeepLabV3 and FCN (their checkpoints hold the
+    ``aux_classifier`` keys), exactly as torchvision's own ``weights=`` path builds them.
+    """
+
+    name: str
+    architecture: str
+    build: Callable[..., nn.Module]
+    torchvision_weights: Any
+    aux_loss: bool
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return tuple(self.torchvision_weights.meta["categories"])
+
+
+SEMANTIC_MODELS: dict[str, SemanticSpec] = {
+    "deeplabv3": SemanticSpec(
+        name="deeplabv3",
+        architecture="deeplabv3_resnet50",
+        build=_build_deeplabv3,
+        torchvision_weights=DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1,
+        aux_loss=True,
+    ),
+    "fcn": SemanticSpec(
+        name="fcn",
+        architecture="fcn_resnet50",
+        build=_build_fcn,
+        torchvision_weights=FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1,
+        aux_loss=True,
+    ),
+    "lraspp": SemanticSpec(
+        name="lraspp",
+        architecture="lraspp_mobilenet_v3_large",
+        build=_build_lraspp,
+        torchvision_weights=LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1,
+        aux_loss=False,
+    ),
+}
+
+
+def get_semantic_spec(name: str) -> SemanticSpec:
+    try:
+        return SEMANTIC_MODELS[name]
+    except KeyError:
+        raise SegcliError(
+            f"unknown semantic model {name!r}; choose one of: {', '.join(SEMANTIC_MODELS)}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class LoadedSemanticModel:
+    module: nn.Module
+    spec: SemanticSpec
+    categories: tuple[str, ...]  # index 0 the background
+    weights: str  # a path or a torchvision weights name
+    sha256: str
+    device: torch.device
+
+    def info(self) -> dict[str, str]:
+        return {
+            "name": self.spec.name,
+            "architecture": self.spec.architecture,
+            "weights": self.weights,
+            "sha256": self.sha256,
+        }
+
+
+def load_semantic_model(
+    name: str,
+    *,
+    weights: str | Path | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+) -> LoadedSemanticModel:
+    """Build the named semantic model and load its weights; eval mode, on ``device``.
+
+    A local checkpoint may leave out the ``aux_classifier`` keys (a model trained
+    without the auxiliary loss); it is never used for inference anyway.
+    """
+    spec = get_semantic_spec(name)
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    categories = spec.categories
+    if weights is not None:
+        path = Path(weights).expanduser()
+        state, ckpt_categories = read_checkpoint(path)
+        categories = ckpt_categories or categories
+        source = str(path)
+        aux = spec.aux_loss and any(k.startswith("aux_classifier.") for k in state)
+    else:
+        path = fetch_torchvision_weights(
+            spec.torchvision_weights, progress=progress, option="--semantic-weights"
+        )
+        state, _ = read_checkpoint(path)
+        source = f"torchvision:{spec.torchvision_weights}"
+        aux = spec.aux_loss
+    module = spec.build(num_classes=len(categories), aux_loss=aux)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    _check_fits(module, state, path, spec, option="--semantic")
+    module.load_state_dict(state)
+    if aux:
+        module.aux_classifier = None  # only the main head's output is used
+    module.eval().to(dev)
+    return LoadedSemanticModel(
+        module=module,
+        spec=spec,
+        categories=categories,
+        weights=source,
+        sha256=file_sha256(path),
+        device=dev,
+    )
+
+
+def semantic_segment(
+    loaded: LoadedSemanticModel, image: np.ndarray, *, size: int = SEMANTIC_INPUT_SIZE
+) -> np.ndarray:
+    """The (H, W) int32 map of class indices (into ``loaded.categories``) of one RGB image.
+
+    Preprocessing follows the weights' own transforms: the short side resized to ``size``
+    (antialiased bilinear), ImageNet normalisation. The per-pixel argmax at that size is
+    brought back to the image's own size by nearest-neighbour sampling.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise SegcliError(f"semantic_segment expects an (H, W, 3) uint8 RGB image, got {image.shape}")
+    if size < 1:
+        raise SegcliError(f"the semantic model's input size must be at least 1, got {size}")
+    h, w = int(image.shape[0]), int(image.shape[1])
+    scale = size / min(h, w)
+    in_size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    dev = loaded.device
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(dev).permute(2, 0, 1)[None].float() / 255.0
+        x = nn.functional.interpolate(x, size=in_size, mode="bilinear", align_corners=False, antialias=True)
+        mean = torch.tensor(_IMAGENET_MEAN, device=dev).view(1, 3, 1, 1)
+        std = torch.tensor(_IMAGENET_STD, device=dev).view(1, 3, 1, 1)
+        logits = loaded.module((x - mean) / std)["out"]
+        labels = logits.argmax(dim=1, keepdim=True).to(torch.float32)
+        labels = nn.functional.interpolate(labels, size=(h, w), mode="nearest")
+        return labels[0, 0].to(torch.int32).cpu().numpy()
