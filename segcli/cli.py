@@ -106,30 +106,32 @@ WeightsOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 HalfOpt = Annotated[bool, typer.Option("--half", help="fp16 autocast (CUDA only).")]
 ScoreOpt = Annotated[
-    float | None, typer.Option("--score-threshold", help="Drop detections below this score [0.5].")
+    float | None, typer.Option("--score-threshold", help="Drop detections below this score \\[0.5].")
 ]
-NmsOpt = Annotated[float | None, typer.Option("--nms-iou", help="Per-class NMS IoU of the box head [0.5].")]
+NmsOpt = Annotated[float | None, typer.Option("--nms-iou", help="Per-class NMS IoU of the box head \\[0.5].")]
 ProposalsOpt = Annotated[
     int | None,
-    typer.Option("--proposals", help="RPN proposals kept after NMS per image [300; torchvision uses 1000]."),
+    typer.Option(
+        "--proposals", help="RPN proposals kept after NMS per image \\[300; torchvision uses 1000]."
+    ),
 ]
-MaxDetOpt = Annotated[int | None, typer.Option("--max-detections", help="Detections kept per image [100].")]
+MaxDetOpt = Annotated[int | None, typer.Option("--max-detections", help="Detections kept per image \\[100].")]
 MaskThrOpt = Annotated[
-    float | None, typer.Option("--mask-threshold", help="Mask probability -> binary mask [0.5].")
+    float | None, typer.Option("--mask-threshold", help="Mask probability -> binary mask \\[0.5].")
 ]
 ClassesOpt = Annotated[
-    str | None, typer.Option("--classes", help="Comma-separated class names to keep [all].")
+    str | None, typer.Option("--classes", help="Comma-separated class names to keep \\[all].")
 ]
 MinSizeOpt = Annotated[
-    int | None, typer.Option("--min-size", help="Model input short side [model's: 800 coco].")
+    int | None, typer.Option("--min-size", help="Model input short side \\[model's: 800 coco].")
 ]
 MaxSizeOpt = Annotated[
-    int | None, typer.Option("--max-size", help="Model input long side cap [model's: 1333 coco].")
+    int | None, typer.Option("--max-size", help="Model input long side cap \\[model's: 1333 coco].")
 ]
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder.", file_okay=False)]
 SaveOpt = Annotated[
     str | None,
-    typer.Option("--save", help="Comma-separated outputs: overlay, json, masks, idmap [overlay,json]."),
+    typer.Option("--save", help="Comma-separated outputs: overlay, json, masks, idmap \\[overlay,json]."),
 ]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Images per forward pass (helps on GPU).")]
 MaxPixelsOpt = Annotated[
@@ -394,6 +396,143 @@ def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None
     out_console.print(f"run report: {output / 'run.json'}", highlight=False)
     if coco_path is not None:
         out_console.print(f"COCO file:  {coco_path}", highlight=False)
+
+
+# --------------------------------------------------------------------------- demo
+@app.command()
+@cli_errors
+def demo(
+    output: OutputOpt = Path("segcli-demo"),
+    device: DeviceOpt = "auto",
+) -> None:
+    """Run predict, batch and compare offline on generated block scenes (bundled model)."""
+    from segcli.demo import run_demo
+
+    with err_console.status("segmenting the example scenes with the bundled blocks model"):
+        result = run_demo(output, device=device, compare=_demo_compare)
+    out_console.print(f"[bold]segcli demo[/] wrote everything under {output}/", highlight=False)
+    out_console.print(f"  inputs   {result.inputs}/  (generated block scenes)", highlight=False)
+    for kind, path in result.predict.items():
+        out_console.print(f"  predict  {path}  ({kind})", highlight=False)
+    counts = result.batch_counts
+    out_console.print(
+        f"  batch    {result.batch_dir}/  ({counts['done']} images, {counts['instances']} instances; "
+        f"run.json, coco.json)",
+        highlight=False,
+    )
+    for kind, path in result.extra.items():
+        out_console.print(f"  compare  {path}  ({kind})", highlight=False)
+    out_console.print(
+        f"Start with {result.predict['overlay']}: two red cubes, one partly hiding the other, "
+        "each with its own mask.",
+        highlight=False,
+    )
+
+
+def _demo_compare(seg: Segmenter, image: Path, out_dir: Path) -> dict[str, Path]:
+    from segcli.compare import run_compare
+
+    return run_compare(seg, image, out_dir).paths()
+
+
+# --------------------------------------------------------------------------- compare
+compare_app = typer.Typer(
+    help="Figures that show what instance segmentation adds.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+app.add_typer(compare_app, name="compare")
+
+
+@compare_app.command("semantic-vs-instance")
+@cli_errors
+def compare_semantic_vs_instance(
+    image: Annotated[Path, typer.Argument(help="Image file.", exists=True, dir_okay=False, readable=False)],
+    semantic: Annotated[
+        str,
+        typer.Option(
+            "--semantic",
+            help="Semantic map: derived (from the instances), or a torchvision model: "
+            "deeplabv3, fcn or lraspp (21 VOC classes).",
+        ),
+    ] = "derived",
+    semantic_weights: Annotated[
+        Path | None,
+        typer.Option("--semantic-weights", help="Local checkpoint for the --semantic model.", dir_okay=False),
+    ] = None,
+    output: OutputOpt = Path("segcli-out"),
+    model: ModelOpt = "coco",
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    half: HalfOpt = False,
+    score_threshold: ScoreOpt = None,
+    nms_iou: NmsOpt = None,
+    proposals: ProposalsOpt = None,
+    max_detections: MaxDetOpt = None,
+    mask_threshold: MaskThrOpt = None,
+    classes: ClassesOpt = None,
+    min_size: MinSizeOpt = None,
+    max_size: MaxSizeOpt = None,
+    max_pixels: MaxPixelsOpt = 150_000_000,
+    quiet: QuietOpt = False,
+) -> None:
+    """One image as classification, detection, semantic and instance segmentation, with counts.
+
+    Writes [bold]<image>.compare.png[/] (four panels) and [bold]<image>.compare.json[/].
+    """
+    from segcli.compare import check_semantic_source, run_compare
+
+    source = check_semantic_source(semantic, semantic_weights)
+    settings = _settings(
+        score_threshold, nms_iou, proposals, max_detections, mask_threshold, classes, min_size, max_size
+    )
+    _check_writable(output)
+    semantic_model = None
+    if source != "derived":
+        from segcli.model import load_semantic_model
+
+        semantic_model = load_semantic_model(
+            source, weights=semantic_weights, device=device, progress=not quiet
+        )
+        if not quiet:
+            info = semantic_model.info()
+            err_console.print(
+                f"semantic model [bold]{info['name']}[/] ({info['architecture']}, {info['weights']}) "
+                f"on {semantic_model.device}",
+                highlight=False,
+            )
+    seg = _segmenter(model, weights, device, half, settings, quiet)
+    result = run_compare(seg, image, output, semantic_model=semantic_model, max_pixels=max_pixels)
+    if not quiet:
+        _print_compare(result.record)
+    out_console.print(f"figure: {result.figure_path}", highlight=False)
+    out_console.print(f"JSON:   {result.json_path}", highlight=False)
+
+
+def _print_compare(record: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(
+        title=f"{Path(record['image']['path']).name}: semantic ({record['semantic']}) vs instance",
+        show_header=True,
+        header_style="bold",
+    )
+    table.add_column("label")
+    for col in ("instances", "semantic regions", "semantic pixels", "instance pixels"):
+        table.add_column(col, justify="right")
+    for row in record["classes"]:
+        table.add_row(
+            row["label"],
+            str(row["instances"]),
+            str(row["semantic_regions"]),
+            str(row["semantic_pixels"]),
+            str(row["instance_pixels"]),
+        )
+    if not record["classes"]:
+        table.add_row("[dim](no objects found)[/]", "0", "0", "0", "0")
+    out_console.print(table)
 
 
 def main() -> None:
