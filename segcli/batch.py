@@ -79,6 +79,8 @@ def discover(root: Path, *, recursive: bool = True, exclude: Sequence[Path] = ()
                         walk(path)
                 elif entry.is_file(follow_symlinks=True) and is_image_path(path):
                     files.append(path)
+                elif entry.is_symlink() and not path.exists() and is_image_path(path):
+                    problems.append((path, "broken symbolic link"))
             except OSError as exc:
                 problems.append((path, f"cannot stat ({exc.strerror or exc})"))
 
@@ -244,7 +246,13 @@ class Runner:
                         continue
                     results = self._segment([im for _, im in batch])
                     for (plan, image), result in zip(batch, results):
-                        if isinstance(result, BaseException):
+                        if isinstance(result, MemoryError) or type(result).__name__ == "OutOfMemoryError":
+                            reason = (
+                                f"{plan.source}: out of memory in the model ({_one_line(result)}); try a "
+                                "smaller --max-size, --batch-size 1 or --device cpu"
+                            )
+                            self._emit(report, ItemResult(plan, "failed", reason=reason))
+                        elif isinstance(result, BaseException):
                             reason = f"{plan.source}: model failed ({_one_line(result)})"
                             self._emit(report, ItemResult(plan, "failed", reason=reason))
                         else:

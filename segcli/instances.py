@@ -70,6 +70,13 @@ class Instances:
         assert self._areas is not None
         return self._areas
 
+    def paint_order(self) -> np.ndarray:
+        """Indices from the weakest claim to the strongest: paint in this order so that
+        where masks overlap, the higher score wins and, on equal scores, the lower index.
+        """
+        index = np.arange(len(self))
+        return np.lexsort((-index, self.scores))
+
     def full_mask(self, i: int) -> np.ndarray:
         """Instance ``i``'s mask as an (H, W) bool array."""
         out = np.zeros(self.image_size, dtype=bool)

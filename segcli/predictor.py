@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from segcli.model import LoadedModel, RawDetections, configure, detect, load_mod
 from segcli.settings import Settings
 
 _NOT_CLASSES = {"__background__", "N/A"}
+MIN_MODEL_SIDE = 32
+"""Images so elongated that a side would shrink below this many model pixels are padded."""
 
 
 class Segmenter:
@@ -86,7 +89,24 @@ class Segmenter:
             tensor = tensor.pin_memory().to(self.device, non_blocking=True)
         else:
             tensor = tensor.to(self.device)
-        return tensor.permute(2, 0, 1).float().div_(255.0)
+        tensor = tensor.permute(2, 0, 1).float().div_(255.0)
+        pad_h, pad_w = self._padding(int(image.shape[0]), int(image.shape[1]))
+        if pad_h or pad_w:
+            tensor = F.pad(tensor, (0, pad_w, 0, pad_h))
+        return tensor
+
+    def _padding(self, h: int, w: int) -> tuple[int, int]:
+        """Bottom/right zero padding that keeps both sides >= MIN_MODEL_SIDE after resizing.
+
+        torchvision's resize would scale the short side of a 4000x3 image to zero pixels
+        and fail; padding leaves the coordinates of the real pixels unchanged.
+        """
+        min_size, max_size = int(self.settings.min_size or 800), int(self.settings.max_size or 1333)
+        scale = min(min_size / min(h, w), max_size / max(h, w))
+        if min(h, w) * scale >= MIN_MODEL_SIDE:
+            return 0, 0
+        need = math.ceil(MIN_MODEL_SIDE * max(h, w) / max_size)
+        return max(need - h, 0), max(need - w, 0)
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[Instances]:
         if not len(images):
@@ -107,6 +127,8 @@ class Segmenter:
             ]
 
     def _instances(self, raw: RawDetections, image_size: tuple[int, int]) -> Instances:
+        if raw.boxes.shape[0] and self._padding(*image_size) != (0, 0):
+            raw = _clip_to_image(raw, image_size)
         threshold = float(self.settings.mask_threshold if self.settings.mask_threshold is not None else 0.5)
         crops, mask_boxes = paste_masks(raw.mask_probs.float(), raw.boxes.float(), image_size, threshold)
         labels = raw.labels.cpu().numpy().astype(np.int64)
@@ -119,6 +141,18 @@ class Segmenter:
             masks=tuple(crops),
             mask_boxes=mask_boxes,
         )
+
+
+def _clip_to_image(raw: RawDetections, image_size: tuple[int, int]) -> RawDetections:
+    """Drop detections that lie in padding only; clip the rest to the real image."""
+    h, w = image_size
+    boxes = raw.boxes.clone()
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
+    keep = ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).nonzero().flatten()
+    return RawDetections(
+        boxes=boxes[keep], scores=raw.scores[keep], labels=raw.labels[keep], mask_probs=raw.mask_probs[keep]
+    )
 
 
 def paste_masks(

@@ -71,7 +71,7 @@ class OverlayAnnotator:
         if len(instances) == 0:
             return out
         _, thickness = text_geometry(out.shape[:2])
-        order = np.argsort(instances.scores, kind="stable")
+        order = instances.paint_order()
         for i in order:
             color = instance_color(int(i))
             x0, y0, x1, y1 = (int(v) for v in instances.mask_boxes[i])

@@ -145,7 +145,7 @@ def id_map(instances: Instances) -> np.ndarray:
     out = np.zeros(instances.image_size, dtype=np.uint16)
     if len(instances) > 65534:
         raise SegcliError(f"an id map holds at most 65534 instances, got {len(instances)}")
-    for i in np.argsort(instances.scores, kind="stable"):
+    for i in instances.paint_order():
         x0, y0, x1, y1 = (int(v) for v in instances.mask_boxes[i])
         out[y0:y1, x0:x1][instances.masks[i]] = i + 1
     return out
