@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import functools
 import sys
-import traceback
 from collections.abc import Callable
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 
 from segcli import __version__
 from segcli.errors import SegcliError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from segcli.batch import ItemResult
     from segcli.predictor import Segmenter
 
@@ -28,11 +27,26 @@ app = typer.Typer(
     help="Instance segmentation from the command line (torchvision Mask R-CNN).",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
-out_console = Console()
-err_console = Console(stderr=True)
+
+
+@functools.cache
+def out_console() -> Console:
+    """Rich console on stdout (created on first use: ``--help`` never imports Rich's console)."""
+    from rich.console import Console
+
+    return Console()
+
+
+@functools.cache
+def err_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
 _state = {"debug": False}
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -51,17 +65,21 @@ def cli_errors(func: F) -> F:
             raise
         except SegcliError as exc:
             if _state["debug"]:
+                import traceback
+
                 traceback.print_exc()
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            err_console().print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            err_console.print("interrupted", highlight=False)
+            err_console().print("interrupted", highlight=False)
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except Exception as exc:
             if _state["debug"]:
+                import traceback
+
                 traceback.print_exc()
             line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            err_console.print(
+            err_console().print(
                 f"[bold red]error:[/] unexpected {type(exc).__name__}: {line} "
                 "(run with --debug for the traceback)",
                 highlight=False,
@@ -74,7 +92,7 @@ def cli_errors(func: F) -> F:
 
 def _version(value: bool) -> None:
     if value:
-        out_console.print(f"segcli {__version__}", highlight=False)
+        out_console().print(f"segcli {__version__}", highlight=False)
         raise typer.Exit()
 
 
@@ -106,32 +124,30 @@ WeightsOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
 HalfOpt = Annotated[bool, typer.Option("--half", help="fp16 autocast (CUDA only).")]
 ScoreOpt = Annotated[
-    float | None, typer.Option("--score-threshold", help="Drop detections below this score \\[0.5].")
+    float | None, typer.Option("--score-threshold", help="Drop detections below this score [0.5].")
 ]
-NmsOpt = Annotated[float | None, typer.Option("--nms-iou", help="Per-class NMS IoU of the box head \\[0.5].")]
+NmsOpt = Annotated[float | None, typer.Option("--nms-iou", help="Per-class NMS IoU of the box head [0.5].")]
 ProposalsOpt = Annotated[
     int | None,
-    typer.Option(
-        "--proposals", help="RPN proposals kept after NMS per image \\[300; torchvision uses 1000]."
-    ),
+    typer.Option("--proposals", help="RPN proposals kept after NMS per image [300; torchvision uses 1000]."),
 ]
-MaxDetOpt = Annotated[int | None, typer.Option("--max-detections", help="Detections kept per image \\[100].")]
+MaxDetOpt = Annotated[int | None, typer.Option("--max-detections", help="Detections kept per image [100].")]
 MaskThrOpt = Annotated[
-    float | None, typer.Option("--mask-threshold", help="Mask probability -> binary mask \\[0.5].")
+    float | None, typer.Option("--mask-threshold", help="Mask probability -> binary mask [0.5].")
 ]
 ClassesOpt = Annotated[
-    str | None, typer.Option("--classes", help="Comma-separated class names to keep \\[all].")
+    str | None, typer.Option("--classes", help="Comma-separated class names to keep [all].")
 ]
 MinSizeOpt = Annotated[
-    int | None, typer.Option("--min-size", help="Model input short side \\[model's: 800 coco].")
+    int | None, typer.Option("--min-size", help="Model input short side [model's: 800 coco].")
 ]
 MaxSizeOpt = Annotated[
-    int | None, typer.Option("--max-size", help="Model input long side cap \\[model's: 1333 coco].")
+    int | None, typer.Option("--max-size", help="Model input long side cap [model's: 1333 coco].")
 ]
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder.", file_okay=False)]
 SaveOpt = Annotated[
     str | None,
-    typer.Option("--save", help="Comma-separated outputs: overlay, json, masks, idmap \\[overlay,json]."),
+    typer.Option("--save", help="Comma-separated outputs: overlay, json, masks, idmap [overlay,json]."),
 ]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Images per forward pass (helps on GPU).")]
 MaxPixelsOpt = Annotated[
@@ -173,7 +189,7 @@ def _segmenter(
     seg = Segmenter(model, weights=weights, device=device, settings=settings, half=half, progress=not quiet)
     if not quiet:
         info = seg.model_info()
-        err_console.print(
+        err_console().print(
             f"model [bold]{info['name']}[/] ({info['architecture']}, {info['weights']}) on {seg.device}",
             highlight=False,
         )
@@ -209,8 +225,8 @@ def _progress(total: int, quiet: bool) -> Any:
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
-        console=err_console,
-        disable=quiet or not err_console.is_terminal,
+        console=err_console(),
+        disable=quiet or not err_console().is_terminal,
         transient=False,
     )
 
@@ -261,11 +277,11 @@ def predict(
         _check_writable(output)
     seg = _segmenter(model, weights, device, half, settings, quiet)
     plans = plan_outputs(images, output)
-    human = err_console if to_stdout else out_console
+    human = err_console() if to_stdout else out_console()
 
     def on_result(result: ItemResult) -> None:
         if result.status == "failed":
-            err_console.print(f"[red]failed:[/] {result.reason}", highlight=False, soft_wrap=True)
+            err_console().print(f"[red]failed:[/] {result.reason}", highlight=False, soft_wrap=True)
             return
         if to_stdout and result.record is not None:
             sys.stdout.buffer.write(dumps(result.record))
@@ -283,7 +299,7 @@ def predict(
     )
     report = runner.run(plans)
     if report.interrupted:
-        err_console.print(f"interrupted after {report.count('done')} of {len(plans)} images")
+        err_console().print(f"interrupted after {report.count('done')} of {len(plans)} images")
         raise typer.Exit(EXIT_INTERRUPTED)
     if report.failed:
         raise typer.Exit(1)
@@ -317,6 +333,8 @@ def batch(
     quiet: QuietOpt = False,
 ) -> None:
     """Segment every image under FOLDER; outputs mirror its tree. Resumable."""
+    from datetime import datetime, timezone
+
     from segcli.batch import (
         Runner,
         check_previous_run,
@@ -335,12 +353,12 @@ def batch(
     _check_writable(output)
     found = discover(folder, recursive=recursive, exclude=[output])
     for path, why in found.problems:
-        err_console.print(f"[red]failed:[/] {path}: {why}", highlight=False, soft_wrap=True)
+        err_console().print(f"[red]failed:[/] {path}: {why}", highlight=False, soft_wrap=True)
     seg = _segmenter(model, weights, device, half, settings, quiet)
     plans = plan_outputs(found.files, output, root=folder)
     removed = remove_stale_temp_files(output)
     if removed and not quiet:
-        err_console.print(f"removed {removed} temporary file(s) left by an interrupted run")
+        err_console().print(f"removed {removed} temporary file(s) left by an interrupted run")
 
     with _progress(len(plans), quiet) as progress:
         task = progress.add_task("segmenting", total=len(plans), rate="")
@@ -392,10 +410,10 @@ def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None
         f"{summary['seconds']:.1f} s",
         f"{rate:.2f}" if rate else "-",
     )
-    out_console.print(table)
-    out_console.print(f"run report: {output / 'run.json'}", highlight=False)
+    out_console().print(table)
+    out_console().print(f"run report: {output / 'run.json'}", highlight=False)
     if coco_path is not None:
-        out_console.print(f"COCO file:  {coco_path}", highlight=False)
+        out_console().print(f"COCO file:  {coco_path}", highlight=False)
 
 
 # --------------------------------------------------------------------------- demo
@@ -408,21 +426,21 @@ def demo(
     """Run predict, batch and compare offline on generated block scenes (bundled model)."""
     from segcli.demo import run_demo
 
-    with err_console.status("segmenting the example scenes with the bundled blocks model"):
+    with err_console().status("segmenting the example scenes with the bundled blocks model"):
         result = run_demo(output, device=device, compare=_demo_compare)
-    out_console.print(f"[bold]segcli demo[/] wrote everything under {output}/", highlight=False)
-    out_console.print(f"  inputs   {result.inputs}/  (generated block scenes)", highlight=False)
+    out_console().print(f"[bold]segcli demo[/] wrote everything under {output}/", highlight=False)
+    out_console().print(f"  inputs   {result.inputs}/  (generated block scenes)", highlight=False)
     for kind, path in result.predict.items():
-        out_console.print(f"  predict  {path}  ({kind})", highlight=False)
+        out_console().print(f"  predict  {path}  ({kind})", highlight=False)
     counts = result.batch_counts
-    out_console.print(
+    out_console().print(
         f"  batch    {result.batch_dir}/  ({counts['done']} images, {counts['instances']} instances; "
         f"run.json, coco.json)",
         highlight=False,
     )
     for kind, path in result.extra.items():
-        out_console.print(f"  compare  {path}  ({kind})", highlight=False)
-    out_console.print(
+        out_console().print(f"  compare  {path}  ({kind})", highlight=False)
+    out_console().print(
         f"Start with {result.predict['overlay']}: two red cubes, one partly hiding the other, "
         "each with its own mask.",
         highlight=False,
@@ -440,7 +458,7 @@ compare_app = typer.Typer(
     help="Figures that show what instance segmentation adds.",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 app.add_typer(compare_app, name="compare")
@@ -480,7 +498,7 @@ def compare_semantic_vs_instance(
 ) -> None:
     """One image as classification, detection, semantic and instance segmentation, with counts.
 
-    Writes [bold]<image>.compare.png[/] (four panels) and [bold]<image>.compare.json[/].
+    Writes <image>.compare.png (four panels) and <image>.compare.json.
     """
     from segcli.compare import check_semantic_source, run_compare
 
@@ -498,7 +516,7 @@ def compare_semantic_vs_instance(
         )
         if not quiet:
             info = semantic_model.info()
-            err_console.print(
+            err_console().print(
                 f"semantic model [bold]{info['name']}[/] ({info['architecture']}, {info['weights']}) "
                 f"on {semantic_model.device}",
                 highlight=False,
@@ -507,8 +525,8 @@ def compare_semantic_vs_instance(
     result = run_compare(seg, image, output, semantic_model=semantic_model, max_pixels=max_pixels)
     if not quiet:
         _print_compare(result.record)
-    out_console.print(f"figure: {result.figure_path}", highlight=False)
-    out_console.print(f"JSON:   {result.json_path}", highlight=False)
+    out_console().print(f"figure: {result.figure_path}", highlight=False)
+    out_console().print(f"JSON:   {result.json_path}", highlight=False)
 
 
 def _print_compare(record: dict[str, Any]) -> None:
@@ -532,7 +550,7 @@ def _print_compare(record: dict[str, Any]) -> None:
         )
     if not record["classes"]:
         table.add_row("[dim](no objects found)[/]", "0", "0", "0", "0")
-    out_console.print(table)
+    out_console().print(table)
 
 
 def main() -> None:
