@@ -30,6 +30,7 @@ from torchvision.models.detection import (
     maskrcnn_resnet50_fpn_v2,
 )
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.roi_heads import maskrcnn_inference
 from torchvision.models.detection.transform import resize_boxes
 from torchvision.models.segmentation import (
@@ -493,6 +494,13 @@ class RawDetections:
     mask_probs: Tensor  # (N, 1, M, M) float probabilities in box coordinates
 
 
+def preprocess(module: MaskRCNN, images: list[Tensor]) -> tuple[ImageList, list[tuple[int, int]]]:
+    """Normalise, resize and batch ``images`` exactly as ``module(images)`` would."""
+    original_sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
+    image_list, _ = module.transform(images)
+    return image_list, original_sizes
+
+
 def detect(
     module: MaskRCNN,
     images: list[Tensor],
@@ -506,8 +514,21 @@ def detect(
     resolution (the caller pastes them) and ``keep_labels`` filters classes before
     the mask head runs.
     """
-    original_sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
-    image_list, _ = module.transform(images)
+    image_list, original_sizes = preprocess(module, images)
+    return detect_preprocessed(
+        module, image_list, original_sizes, keep_labels=keep_labels, max_detections=max_detections
+    )
+
+
+def detect_preprocessed(
+    module: MaskRCNN,
+    image_list: ImageList,
+    original_sizes: list[tuple[int, int]],
+    *,
+    keep_labels: Tensor | None,
+    max_detections: int,
+) -> list[RawDetections]:
+    """Backbone, RPN and ROI heads on an already preprocessed batch (see :func:`detect`)."""
     features = module.backbone(image_list.tensors)
     if isinstance(features, Tensor):
         features = OrderedDict([("0", features)])

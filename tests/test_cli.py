@@ -235,3 +235,16 @@ def test_exif_rotated_photo_sizes_match_viewer(tmp_path: Path, blocks_ckpt: Path
     for inst in record["instances"]:
         assert inst["mask"]["size"] == [600, 400]
     assert cv2.imread(str(out / "rotated.jpg.overlay.jpg")).shape[:2] == (600, 400)
+
+
+def test_help_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nsys.argv = ['segcli', '--help']\nfrom segcli.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules, 'cv2' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "False False"
+    assert "predict" in result.stdout and "batch" in result.stdout and "compare" in result.stdout

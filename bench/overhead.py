@@ -1,0 +1,124 @@
+"""Benchmark 2: `segcli batch` wall time / the network's own compute on the same images.
+
+    python -m bench.overhead [--weights COCO.pth] [--max-detections 20]
+
+The network's compute is transform + backbone + RPN + ROI heads (mask head included, no
+full-frame paste), timed image by image in this process after a warm-up. `segcli batch` runs
+as a separate process on the same folder with the same settings; its loop time comes from
+run.json (decode, forward, paste, RLE, overlay and writes, overlapped), and its whole wall
+time (Python start-up and model loading included) is reported beside it. Goal: loop / network
+<= 1.05 on photos of at most 1 MP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from bench.common import PHOTOS, machine, make_photo, python, random_coco_checkpoint, run_measured
+
+
+def build_folder(work: Path) -> Path:
+    folder = work / "overhead-photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    for photo in sorted(PHOTOS.glob("*.jpg")):
+        shutil.copy(photo, folder / photo.name)  # 0.14-0.27 MP
+        make_photo(folder / f"{photo.stem}-1mp.jpg", (1152, 864), source=photo.name)  # 1.0 MP
+    return folder
+
+
+def network_seconds(weights: Path, folder: Path, max_det: int) -> tuple[float, int]:
+    import torch
+
+    from segcli.imageio import read_image
+    from segcli.model import detect_preprocessed, preprocess
+    from segcli.predictor import Segmenter
+    from segcli.settings import Settings
+
+    seg = Segmenter(
+        "coco",
+        weights=weights,
+        device="cpu",
+        progress=False,
+        settings=Settings(score_threshold=0.0, max_detections=max_det),
+    )
+    images = [read_image(p).pixels for p in sorted(folder.glob("*.jpg"))]
+    total = 0.0
+    with torch.inference_mode():
+        for i, pixels in enumerate([images[0], *images]):  # first one is a warm-up
+            start = time.perf_counter()
+            image_list, sizes = preprocess(seg.loaded.module, [seg._to_tensor(pixels)])
+            detect_preprocessed(
+                seg.loaded.module, image_list, sizes, keep_labels=None, max_detections=max_det
+            )
+            if i:
+                total += time.perf_counter() - start
+    return total, len(images)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", type=Path, default=None)
+    p.add_argument("--max-detections", type=int, default=20)
+    p.add_argument("--work", type=Path, default=Path("bench/out"))
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    weights = args.weights or random_coco_checkpoint(args.work / "coco-random.pt")
+    folder = build_folder(args.work)
+    print(f"machine: {machine()}")
+    print(f"weights: {weights}" + ("" if args.weights else " (randomly initialised, score threshold 0)"))
+    net, n = network_seconds(weights, folder, args.max_detections)
+    out = args.work / "overhead-segcli-out"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [
+        python(),
+        "-m",
+        "segcli",
+        "batch",
+        str(folder),
+        "-o",
+        str(out),
+        "--weights",
+        str(weights),
+        "--model",
+        "coco",
+        "--device",
+        "cpu",
+        "--score-threshold",
+        "0",
+        "--max-detections",
+        str(args.max_detections),
+        "--quiet",
+    ]
+    wall, rss, code, err = run_measured(cmd)
+    if code != 0:
+        raise SystemExit(f"segcli batch failed ({code}): {err}")
+    run = json.loads((out / "run.json").read_text())
+    loop = run["seconds"]
+    result = {
+        "machine": machine(),
+        "images": n,
+        "max_detections": args.max_detections,
+        "network_s": round(net, 3),
+        "batch_loop_s": loop,
+        "batch_wall_s": round(wall, 3),
+        "loop_over_network": round(loop / net, 3),
+        "wall_over_network": round(wall / net, 3),
+        "batch_peak_rss_mib": round(rss),
+        "instances": run["counts"]["instances"],
+    }
+    print(f"{n} photos (0.14-1.0 MP), {args.max_detections} detections each")
+    print(f"network compute (transform+backbone+RPN+ROI heads): {net:.2f} s = {net / n:.2f} s/image")
+    print(f"segcli batch loop (run.json):  {loop:.2f} s  -> ratio {loop / net:.3f}  (goal <= 1.05)")
+    print(
+        f"segcli batch whole process: {wall:.2f} s -> ratio {wall / net:.3f} (start-up, model load included)"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

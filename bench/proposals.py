@@ -1,0 +1,88 @@
+"""Benchmark 4: RPN proposals N in {1000, 300, 100}: time per image and the blocks model's mask AP.
+
+    python -m bench.proposals [--weights COCO.pth] [--scenes 200]
+
+Time: the COCO architecture (maskrcnn_resnet50_fpn; random init unless --weights) on a 640x480
+photo, median of --repeats forward passes through Segmenter, at the default score threshold.
+Quality: bench/blocks_ap.py (held-out scenes, COCOeval) with the bundled blocks model at the
+same N, which also reports the blocks model's own time per image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import REPO, machine, make_photo, python, random_coco_checkpoint
+
+NS = (1000, 300, 100)
+
+
+def coco_time(weights: Path, photo: Path, n: int, repeats: int) -> float:
+    from segcli.imageio import read_image
+    from segcli.predictor import Segmenter
+    from segcli.settings import Settings
+
+    seg = Segmenter("coco", weights=weights, device="cpu", settings=Settings(proposals=n), progress=False)
+    pixels = read_image(photo).pixels
+    seg([pixels])
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        seg([pixels])
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", type=Path, default=None)
+    p.add_argument("--scenes", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--work", type=Path, default=Path("bench/out"))
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    weights = args.weights or random_coco_checkpoint(args.work / "coco-random.pt")
+    photo = make_photo(args.work / "photo-640x480.jpg", (640, 480))
+    print(f"machine: {machine()}")
+    print(f"coco weights: {weights}" + ("" if args.weights else " (randomly initialised)"))
+    print("| N | coco s/image (640x480) | blocks mask AP | AP50 | AP75 | box AP | blocks s/image (512x384) |")
+    print("|---|---|---|---|---|---|---|")
+    rows = []
+    for n in NS:
+        t = coco_time(weights, photo, n, args.repeats)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "ap.json"
+            subprocess.run(
+                [
+                    python(),
+                    str(REPO / "bench" / "blocks_ap.py"),
+                    "-n",
+                    str(args.scenes),
+                    "--proposals",
+                    str(n),
+                    "--json",
+                    str(out),
+                ],
+                check=True,
+                capture_output=True,
+            )
+            ap = json.loads(out.read_text())
+        row = {"proposals": n, "coco_s_per_image": round(t, 3), **ap}
+        rows.append(row)
+        print(
+            f"| {n} | {t:.2f} | {ap['mask_AP']:.3f} | {ap['mask_AP50']:.3f} | {ap['mask_AP75']:.3f} "
+            f"| {ap['box_AP']:.3f} | {ap['seconds_per_512x384_median']:.3f} |",
+            flush=True,
+        )
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Benchmark 1: where the time goes, stage by stage, for one image.
+
+    python -m bench.stages [--weights COCO.pth] [--repeats 3]
+
+Stages: decode, preprocess (to tensor, normalise, resize), forward (backbone, RPN, ROI heads
+with the mask head on kept detections), paste (each mask into its box at full resolution),
+RLE, overlay (drawing), write (encode overlay + JSON, atomic write). Run for a ~0.5 MP and a
+12 MP photo, at few (5) and at 100 detections. Without --weights a randomly initialised
+COCO-architecture checkpoint is used at --score-threshold 0, which yields exactly
+--max-detections detections per image (speed is what is measured, not quality).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import SIZES, machine, make_photo, random_coco_checkpoint
+
+STAGES = ("decode", "preprocess", "forward", "paste", "rle", "overlay", "write")
+
+
+def measure(seg: Any, path: Path, out_dir: Path) -> dict[str, float]:
+    import torch
+
+    from segcli.imageio import atomic_write_bytes, read_image
+    from segcli.model import detect_preprocessed, preprocess
+    from segcli.render import OverlayAnnotator
+    from segcli.writers import dumps, encode_image, instances_record
+
+    times: dict[str, float] = {}
+
+    def tick(name: str, start: float) -> float:
+        now = time.perf_counter()
+        times[name] = now - start
+        return now
+
+    t = time.perf_counter()
+    image = read_image(path)
+    t = tick("decode", t)
+    with torch.inference_mode():
+        tensor = seg._to_tensor(image.pixels)
+        image_list, sizes = preprocess(seg.loaded.module, [tensor])
+        t = tick("preprocess", t)
+        [raw] = detect_preprocessed(
+            seg.loaded.module, image_list, sizes, keep_labels=None, max_detections=seg.settings.max_detections
+        )
+        t = tick("forward", t)
+        instances = seg._instances(raw, image.size)
+        t = tick("paste", t)
+    record = instances_record(instances, image_path=str(path), model=seg.model_info(), settings={})
+    t = tick("rle", t)
+    overlay = OverlayAnnotator().annotate(image.pixels, instances)
+    t = tick("overlay", t)
+    atomic_write_bytes(out_dir / "overlay.jpg", encode_image(overlay, ".jpg"))
+    atomic_write_bytes(out_dir / "record.json", dumps(record))
+    tick("write", t)
+    times["detections"] = float(len(instances))
+    return times
+
+
+def main() -> None:
+    from segcli.predictor import Segmenter
+    from segcli.settings import Settings
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", type=Path, default=None, help="COCO checkpoint (default: random init)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--work", type=Path, default=Path("bench/out"))
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    weights = args.weights or random_coco_checkpoint(args.work / "coco-random.pt")
+    print(f"machine: {machine()}")
+    print(f"weights: {weights}" + ("" if args.weights else " (randomly initialised, score threshold 0)"))
+    print(f"median of {args.repeats} runs after one warm-up run; times in ms\n")
+    rows: list[dict[str, Any]] = []
+    header = "| image | detections | " + " | ".join(STAGES) + " | total | forward share |"
+    print(header)
+    print("|" + "---|" * (len(STAGES) + 4))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, size in SIZES.items():
+            photo = make_photo(args.work / f"photo-{name}.jpg", size)
+            for max_det in (5, 100):
+                settings = Settings(score_threshold=0.0, max_detections=max_det)
+                seg = Segmenter("coco", weights=weights, device="cpu", settings=settings, progress=False)
+                measure(seg, photo, Path(tmp))
+                runs = [measure(seg, photo, Path(tmp)) for _ in range(args.repeats)]
+                med = {k: statistics.median(r[k] for r in runs) for k in (*STAGES, "detections")}
+                total = sum(med[k] for k in STAGES)
+                row = {"image": name, "size": size, **med, "total": total}
+                rows.append(row)
+                cells = " | ".join(f"{med[k] * 1000:.0f}" for k in STAGES)
+                print(
+                    f"| {name} {size[0]}x{size[1]} | {med['detections']:.0f} | {cells} | "
+                    f"{total * 1000:.0f} | {med['forward'] / total:.0%} |",
+                    flush=True,
+                )
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
