@@ -285,9 +285,10 @@ class Runner:
         self._emit(report, result)
 
     def _emit(self, report: RunReport, result: ItemResult) -> None:
-        report.results.append(result)
         if self.on_result is not None:
             self.on_result(result)
+        result.record = None  # the JSON is on disk; keep memory flat over long runs
+        report.results.append(result)
 
 
 # --------------------------------------------------------------------------- run files

@@ -260,3 +260,28 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path, blocks_ckpt:
     assert _outputs(out) == _outputs(reference)
     coco = json.loads((out / "coco.json").read_text())
     assert len(coco["images"]) == 40
+
+
+def test_unreadable_file_is_one_line(
+    tmp_path: Path, blocks_ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Root reads every file, so permission errors are simulated at the decoder's open."""
+    import PIL.Image
+
+    root = tmp_path / "in"
+    root.mkdir()
+    shutil.copy(PHOTOS / "coffee.jpg", root / "locked.jpg")
+    shutil.copy(PHOTOS / "chelsea.jpg", root / "open.jpg")
+    real_open = PIL.Image.open
+
+    def guarded(fp: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(fp).name == "locked.jpg":
+            raise PermissionError(errno.EACCES, "Permission denied", str(fp))
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(PIL.Image, "open", guarded)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["batch", str(root), "-o", str(out), "--weights", str(blocks_ckpt), *FAST])
+    assert result.exit_code == 1
+    assert f"failed: {root / 'locked.jpg'}: permission denied" in result.stderr
+    assert (out / "open.jpg.json").is_file()
