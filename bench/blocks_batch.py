@@ -1,0 +1,83 @@
+"""The blocks model end to end through `segcli batch`: seconds per 512x384 image (goal <= 0.25 s).
+
+    python -m bench.blocks_batch [--images 50]
+
+Held-out scenes (never used in training) are rendered at 512x384 into a folder, then
+`segcli batch --model blocks` runs on it as a separate process with default settings and
+outputs (overlay + JSON). Reported: the loop's seconds per image from run.json (decode,
+forward, paste, RLE, overlay, writes) and the whole process's wall time per image
+(Python start-up and model load included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+
+from bench.common import machine, python, run_measured
+
+
+def main() -> None:
+    from segcli.blocks import HELDOUT_SEED_BASE, render_scene
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=50)
+    p.add_argument("--work", type=Path, default=Path("bench/out"))
+    p.add_argument("--json", type=Path, default=None)
+    args = p.parse_args()
+    folder = args.work / "blocks-512"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for i in range(args.images):
+        scene = render_scene(HELDOUT_SEED_BASE + 700_000 + i, size=(512, 384))
+        cv2.imwrite(str(folder / f"scene{i:03d}.png"), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
+    out = args.work / "blocks-512-out"
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [
+        python(),
+        "-m",
+        "segcli",
+        "batch",
+        str(folder),
+        "-o",
+        str(out),
+        "--model",
+        "blocks",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
+    wall, rss, code, err = run_measured(cmd)
+    if code != 0:
+        raise SystemExit(f"segcli batch failed ({code}): {err}")
+    run = json.loads((out / "run.json").read_text())
+    n = run["counts"]["done"]
+    per_image = run["seconds"] / n
+    print(f"machine: {machine()}")
+    print(f"{n} held-out scenes at 512x384, {run['counts']['instances']} instances found")
+    print(f"segcli batch loop: {per_image:.3f} s/image ({n / run['seconds']:.1f} img/s; goal <= 0.25 s)")
+    print(
+        f"whole process: {wall:.1f} s = {wall / n:.3f} s/image (start-up and model load included); "
+        f"peak RSS {rss:.0f} MiB"
+    )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": machine(),
+                    "images": n,
+                    "loop_s_per_image": per_image,
+                    "wall_s": wall,
+                    "peak_rss_mib": rss,
+                },
+                indent=1,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
