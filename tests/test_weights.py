@@ -139,3 +139,22 @@ def test_devices() -> None:
 
 def test_blocks_categories() -> None:
     assert BLOCKS_CATEGORIES == ("__background__", "cube", "sphere", "cylinder")
+
+
+@pytest.mark.slow
+def test_coco_v2_architecture_runs_from_a_local_checkpoint(tmp_path: Path) -> None:
+    import numpy as np
+    from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
+
+    from segcli.predictor import Segmenter
+    from segcli.settings import Settings
+
+    torch.manual_seed(0)
+    path = tmp_path / "v2.pt"
+    torch.save(maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None).state_dict(), path)
+    settings = Settings(score_threshold=0.0, max_detections=3, min_size=96, max_size=128)
+    seg = Segmenter("coco-v2", weights=path, device="cpu", settings=settings)
+    assert seg.model_info()["architecture"] == "maskrcnn_resnet50_fpn_v2"
+    [inst] = seg([np.full((90, 120, 3), 127, np.uint8)])
+    assert inst.image_size == (90, 120) and len(inst) <= 3
+    assert set(inst.class_names) <= set(MODELS["coco-v2"].categories)
