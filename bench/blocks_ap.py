@@ -38,6 +38,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--score-threshold", type=float, default=0.05)
     p.add_argument("--min-size", type=int, default=None)
     p.add_argument("--max-size", type=int, default=None)
+    p.add_argument(
+        "--cross-class-iou",
+        type=float,
+        default=None,
+        help="cross-class NMS IoU of the blocks RoI heads (1.0: off; default: the model's)",
+    )
     p.add_argument("--weights", type=Path, default=None, help="another checkpoint to evaluate")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--timing-images", type=int, default=20)
@@ -130,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
         max_size=args.max_size,
     )
     seg = Segmenter(model="blocks", weights=args.weights, device="cpu", settings=settings, progress=False)
+    heads = seg.loaded.module.roi_heads
+    if args.cross_class_iou is not None:
+        heads.cross_class_iou = args.cross_class_iou
     seeds = [HELDOUT_SEED_BASE + args.seed_offset + i for i in range(args.num_scenes)]
     scenes = [render_scene(s) for s in seeds]
     gt = scenes_to_coco(scenes, [f"heldout-{s}.png" for s in seeds])
@@ -161,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": seg.settings.to_dict(),
         "weights": seg.model_info(),
         "threads": args.threads,
+        "cross_class_iou": getattr(heads, "cross_class_iou", None),
         **{k: round(v, 4) for k, v in figures.items()},
         "seconds_per_image_median": round(statistics.median(times), 4),
         "seconds_per_image_mean": round(statistics.fmean(times), 4),
@@ -172,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"blocks model, {len(scenes)} held-out scenes (seeds {seeds[0]}..{seeds[-1]}), "
         f"{report['gt_instances']} objects; proposals {s.proposals}, score >= "
-        f"{s.score_threshold}, min/max size {s.min_size}/{s.max_size}, {args.threads} threads"
+        f"{s.score_threshold}, min/max size {s.min_size}/{s.max_size}, {args.threads} threads, "
+        f"cross-class NMS IoU {report['cross_class_iou']}"
     )
     print(f"mask AP {report['mask_AP']:.3f}  AP50 {report['mask_AP50']:.3f}  AP75 {report['mask_AP75']:.3f}")
     print(f"box  AP {report['box_AP']:.3f}  AP50 {report['box_AP50']:.3f}  AP75 {report['box_AP75']:.3f}")

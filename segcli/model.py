@@ -31,7 +31,7 @@ from torchvision.models.detection import (
 )
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.roi_heads import maskrcnn_inference
+from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_inference
 from torchvision.models.detection.transform import resize_boxes
 from torchvision.models.segmentation import (
     DeepLabV3_ResNet50_Weights,
@@ -129,6 +129,38 @@ class BlocksBackbone(nn.Module):
         return self.fpn(feats)
 
 
+class BlocksRoIHeads(RoIHeads):
+    """RoI heads that also suppress duplicates *across* classes.
+
+    torchvision's NMS is per class, so one block the classifier is unsure about
+    (a cylinder that looks a little like a cube) can come out twice, once per class.
+    A block has exactly one class: after the usual per-class NMS, a detection whose
+    box overlaps a higher-scoring one of another class by IoU > ``cross_class_iou``
+    is dropped. Set it to 1.0 to turn this off.
+    """
+
+    cross_class_iou: float = 0.7
+
+    def postprocess_detections(
+        self,
+        class_logits: Tensor,
+        box_regression: Tensor,
+        proposals: list[Tensor],
+        image_shapes: list[tuple[int, int]],
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        boxes, scores, labels = super().postprocess_detections(
+            class_logits, box_regression, proposals, image_shapes
+        )
+        if self.cross_class_iou >= 1.0:
+            return boxes, scores, labels
+        from torchvision.ops import nms
+
+        for i, (b, s) in enumerate(zip(boxes, scores)):
+            keep = nms(b, s, self.cross_class_iou)[: self.detections_per_img]
+            boxes[i], scores[i], labels[i] = b[keep], s[keep], labels[i][keep]
+        return boxes, scores, labels
+
+
 def build_blocks_maskrcnn(*, num_classes: int = len(BLOCKS_CATEGORIES), **kwargs: Any) -> MaskRCNN:
     """The bundled blocks model's architecture (about 2.3 M parameters)."""
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -150,7 +182,7 @@ def build_blocks_maskrcnn(*, num_classes: int = len(BLOCKS_CATEGORIES), **kwargs
     kwargs.setdefault("rpn_post_nms_top_n_train", 500)
     kwargs.setdefault("rpn_pre_nms_top_n_test", 500)
     kwargs.setdefault("box_batch_size_per_image", 128)
-    return MaskRCNN(
+    model = MaskRCNN(
         backbone,
         num_classes=None,
         rpn_anchor_generator=anchors,
@@ -162,6 +194,9 @@ def build_blocks_maskrcnn(*, num_classes: int = len(BLOCKS_CATEGORIES), **kwargs
         mask_predictor=MaskRCNNPredictor(64, 64, num_classes),
         **kwargs,
     )
+    # Same modules and state dict; only postprocess_detections differs.
+    model.roi_heads.__class__ = BlocksRoIHeads
+    return model
 
 
 # --------------------------------------------------------------------------- specs
