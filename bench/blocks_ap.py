@@ -146,11 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     seg([scenes[0].image])  # warm-up
     dets: list[dict[str, Any]] = []
     times: list[float] = []
+    count_diffs: list[int] = []  # detections scoring >= 0.5 (the CLI default) minus objects
     for image_id, scene in enumerate(scenes, start=1):
         t0 = time.perf_counter()
         [inst] = seg([scene.image])
         times.append(time.perf_counter() - t0)
         dets.extend(instances_to_coco(inst, image_id))
+        count_diffs.append(int((inst.scores >= 0.5).sum()) - len(scene.objects))
     figures = evaluate(gt, dets)
 
     t512: list[float] = []
@@ -172,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads,
         "cross_class_iou": getattr(heads, "cross_class_iou", None),
         **{k: round(v, 4) for k, v in figures.items()},
+        "count_exact_at_score_0.5": round(sum(d == 0 for d in count_diffs) / len(scenes), 4),
+        "count_within_1_at_score_0.5": round(sum(abs(d) <= 1 for d in count_diffs) / len(scenes), 4),
         "seconds_per_image_median": round(statistics.median(times), 4),
         "seconds_per_image_mean": round(statistics.fmean(times), 4),
         "seconds_per_512x384_median": round(statistics.median(t512), 4) if t512 else None,
@@ -186,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         f"cross-class NMS IoU {report['cross_class_iou']}"
     )
     print(f"mask AP {report['mask_AP']:.3f}  AP50 {report['mask_AP50']:.3f}  AP75 {report['mask_AP75']:.3f}")
+    print(
+        f"objects found at score >= 0.5 equal the ground truth in "
+        f"{report['count_exact_at_score_0.5']:.1%} of scenes, within +-1 in "
+        f"{report['count_within_1_at_score_0.5']:.1%}"
+    )
     print(f"box  AP {report['box_AP']:.3f}  AP50 {report['box_AP50']:.3f}  AP75 {report['box_AP75']:.3f}")
     print(
         f"Segmenter call per image: median {report['seconds_per_image_median']:.3f} s, "
