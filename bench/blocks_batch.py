@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cv2
 
-from bench.common import machine, python, run_measured
+from bench.common import machine, segcli_batch_measured
 
 
 def main() -> None:
@@ -35,26 +35,7 @@ def main() -> None:
     for i in range(args.images):
         scene = render_scene(HELDOUT_SEED_BASE + 700_000 + i, size=(512, 384))
         cv2.imwrite(str(folder / f"scene{i:03d}.png"), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
-    out = args.work / "blocks-512-out"
-    shutil.rmtree(out, ignore_errors=True)
-    cmd = [
-        python(),
-        "-m",
-        "segcli",
-        "batch",
-        str(folder),
-        "-o",
-        str(out),
-        "--model",
-        "blocks",
-        "--device",
-        "cpu",
-        "--quiet",
-    ]
-    wall, rss, code, err = run_measured(cmd)
-    if code != 0:
-        raise SystemExit(f"segcli batch failed ({code}): {err}")
-    run = json.loads((out / "run.json").read_text())
+    wall, rss, run = segcli_batch_measured(folder, args.work / "blocks-512-out", "--model", "blocks")
     n = run["counts"]["done"]
     per_image = run["seconds"] / n
     print(f"machine: {machine()}")

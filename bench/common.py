@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -87,3 +88,31 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None) -> tuple[flo
 
 def python() -> str:
     return sys.executable
+
+
+def segcli_batch_measured(folder: Path, out: Path, *options: str) -> tuple[float, float, dict[str, Any]]:
+    """Run ``segcli batch FOLDER -o OUT OPTIONS --quiet`` in a fresh process on the CPU.
+
+    Returns (wall seconds, peak RSS in MiB, the run's run.json). ``out`` is emptied first.
+    """
+    import json
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [
+        python(),
+        "-m",
+        "segcli",
+        "batch",
+        str(folder),
+        "-o",
+        str(out),
+        "--device",
+        "cpu",
+        *options,
+        "--quiet",
+    ]
+    wall, rss, code, err = run_measured(cmd)
+    if code != 0:
+        raise SystemExit(f"segcli batch failed ({code}): {err}")
+    return wall, rss, json.loads((out / "run.json").read_text())

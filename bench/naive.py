@@ -16,7 +16,15 @@ import json
 import shutil
 from pathlib import Path
 
-from bench.common import REPO, machine, make_photo, python, random_coco_checkpoint, run_measured
+from bench.common import (
+    REPO,
+    machine,
+    make_photo,
+    python,
+    random_coco_checkpoint,
+    run_measured,
+    segcli_batch_measured,
+)
 
 SOURCES = ("astronaut.jpg", "coffee.jpg", "rocket.jpg", "chelsea.jpg")
 
@@ -36,48 +44,37 @@ def main() -> None:
         make_photo(folder / f"photo{i}.jpg", (4000, 3000), source=SOURCES[i % len(SOURCES)])
     print(f"machine: {machine()}")
     print(f"weights: {weights}" + ("" if args.weights else " (randomly initialised, score threshold 0)"))
-    results = {}
-    for name in ("naive", "segcli"):
-        out = args.work / f"naive-out-{name}"
-        shutil.rmtree(out, ignore_errors=True)
-        if name == "naive":
-            cmd = [
-                python(),
-                str(REPO / "bench" / "naive_loop.py"),
-                str(folder),
-                str(out),
-                str(weights),
-                "--score-threshold",
-                "0",
-                "--max-detections",
-                str(args.max_detections),
-            ]
-        else:
-            cmd = [
-                python(),
-                "-m",
-                "segcli",
-                "batch",
-                str(folder),
-                "-o",
-                str(out),
-                "--weights",
-                str(weights),
-                "--model",
-                "coco",
-                "--device",
-                "cpu",
-                "--score-threshold",
-                "0",
-                "--max-detections",
-                str(args.max_detections),
-                "--quiet",
-            ]
-        wall, rss, code, err = run_measured(cmd)
-        if code != 0:
-            raise SystemExit(f"{name} failed ({code}): {err}")
-        results[name] = {"wall_s": round(wall, 2), "peak_rss_mib": round(rss)}
-        print(f"{name:7s} {wall:7.1f} s  peak RSS {rss:7.0f} MiB", flush=True)
+    naive_cmd = [
+        python(),
+        str(REPO / "bench" / "naive_loop.py"),
+        str(folder),
+        str(args.work / "naive-out-naive"),
+        str(weights),
+        "--score-threshold",
+        "0",
+        "--max-detections",
+        str(args.max_detections),
+    ]
+    shutil.rmtree(args.work / "naive-out-naive", ignore_errors=True)
+    wall, rss, code, err = run_measured(naive_cmd)
+    if code != 0:
+        raise SystemExit(f"naive loop failed ({code}): {err}")
+    results = {"naive": {"wall_s": round(wall, 2), "peak_rss_mib": round(rss)}}
+    print(f"naive   {wall:7.1f} s  peak RSS {rss:7.0f} MiB", flush=True)
+    wall, rss, _ = segcli_batch_measured(
+        folder,
+        args.work / "naive-out-segcli",
+        "--weights",
+        str(weights),
+        "--model",
+        "coco",
+        "--score-threshold",
+        "0",
+        "--max-detections",
+        str(args.max_detections),
+    )
+    results["segcli"] = {"wall_s": round(wall, 2), "peak_rss_mib": round(rss)}
+    print(f"segcli  {wall:7.1f} s  peak RSS {rss:7.0f} MiB", flush=True)
     speedup = results["naive"]["wall_s"] / results["segcli"]["wall_s"]
     rss_ratio = results["segcli"]["peak_rss_mib"] / results["naive"]["peak_rss_mib"]
     print(f"{args.images} photos of 12 MP, {args.max_detections} detections each")

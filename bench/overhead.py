@@ -18,7 +18,7 @@ import shutil
 import time
 from pathlib import Path
 
-from bench.common import PHOTOS, machine, make_photo, python, random_coco_checkpoint, run_measured
+from bench.common import PHOTOS, machine, make_photo, random_coco_checkpoint, segcli_batch_measured
 
 
 def build_folder(work: Path) -> Path:
@@ -71,32 +71,18 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"weights: {weights}" + ("" if args.weights else " (randomly initialised, score threshold 0)"))
     net, n = network_seconds(weights, folder, args.max_detections)
-    out = args.work / "overhead-segcli-out"
-    shutil.rmtree(out, ignore_errors=True)
-    cmd = [
-        python(),
-        "-m",
-        "segcli",
-        "batch",
-        str(folder),
-        "-o",
-        str(out),
+    wall, rss, run = segcli_batch_measured(
+        folder,
+        args.work / "overhead-segcli-out",
         "--weights",
         str(weights),
         "--model",
         "coco",
-        "--device",
-        "cpu",
         "--score-threshold",
         "0",
         "--max-detections",
         str(args.max_detections),
-        "--quiet",
-    ]
-    wall, rss, code, err = run_measured(cmd)
-    if code != 0:
-        raise SystemExit(f"segcli batch failed ({code}): {err}")
-    run = json.loads((out / "run.json").read_text())
+    )
     loop = run["seconds"]
     result = {
         "machine": machine(),

@@ -112,12 +112,8 @@ class BlocksBackbone(nn.Module):
         super().__init__()
         self.stem = nn.Sequential(_ConvBN(3, 24, stride=2), _ConvBN(24, 24))
         chans = [24, *widths]
-        self.stages = nn.ModuleList(
-            _Stage(chans[i], chans[i + 1], blocks[i]) for i in range(len(widths))
-        )
-        self.fpn = FeaturePyramidNetwork(
-            list(widths), fpn_channels, extra_blocks=LastLevelMaxPool()
-        )
+        self.stages = nn.ModuleList(_Stage(chans[i], chans[i + 1], blocks[i]) for i in range(len(widths)))
+        self.fpn = FeaturePyramidNetwork(list(widths), fpn_channels, extra_blocks=LastLevelMaxPool())
         self.out_channels = fpn_channels
 
     def forward(self, x: Tensor) -> OrderedDict[str, Tensor]:
@@ -261,9 +257,7 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]
     except KeyError:
-        raise SegcliError(
-            f"unknown model {name!r}; choose one of: {', '.join(MODELS)}"
-        ) from None
+        raise SegcliError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}") from None
 
 
 # --------------------------------------------------------------------------- devices
@@ -279,9 +273,7 @@ def resolve_device(text: str = "auto") -> torch.device:
     try:
         device = torch.device(text)
     except RuntimeError:
-        raise SegcliError(
-            f"unknown device {text!r}; use auto, cpu, cuda, cuda:N or mps"
-        ) from None
+        raise SegcliError(f"unknown device {text!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cpu":
         return device
     if device.type == "cuda":
@@ -398,8 +390,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], tuple[str, ...] | No
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SegcliError(
-            f"checkpoint {path} is not a readable PyTorch file (truncated or another "
-            f"format?): {first}"
+            f"checkpoint {path} is not a readable PyTorch file (truncated or another format?): {first}"
         ) from None
     categories: tuple[str, ...] | None = None
     if isinstance(obj, dict):
@@ -420,8 +411,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], tuple[str, ...] | No
     bad = [k for k, v in obj.items() if not isinstance(v, Tensor)]
     if bad:
         raise SegcliError(
-            f"checkpoint {path} is not a state dict: {len(bad)} entries are not tensors "
-            f"(e.g. {bad[0]!r})"
+            f"checkpoint {path} is not a state dict: {len(bad)} entries are not tensors (e.g. {bad[0]!r})"
         )
     return obj, categories
 
@@ -572,9 +562,7 @@ def detect_preprocessed(
     sizes = image_list.image_sizes
     box_features = heads.box_head(heads.box_roi_pool(features, proposals, sizes))
     class_logits, box_regression = heads.box_predictor(box_features)
-    boxes, scores, labels = heads.postprocess_detections(
-        class_logits, box_regression, proposals, sizes
-    )
+    boxes, scores, labels = heads.postprocess_detections(class_logits, box_regression, proposals, sizes)
     if keep_labels is not None:
         keep = [torch.isin(lab, keep_labels).nonzero().flatten()[:max_detections] for lab in labels]
         boxes = [b[k] for b, k in zip(boxes, keep)]

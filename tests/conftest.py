@@ -13,6 +13,22 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO / "examples" / "photos"
+BATCH_FAST = [
+    "--model",
+    "blocks",
+    "--device",
+    "cpu",
+    "--min-size",
+    "64",
+    "--max-size",
+    "96",
+    "--score-threshold",
+    "0",
+    "--max-detections",
+    "4",
+    "--quiet",
+]
+"""CLI options for fast batch tests: the small blocks architecture at a tiny input size."""
 
 
 @pytest.fixture(autouse=True)

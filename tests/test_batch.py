@@ -12,24 +12,10 @@ from typer.testing import CliRunner
 
 from segcli.batch import discover
 from segcli.cli import app
+from tests.conftest import BATCH_FAST as FAST
 from tests.conftest import PHOTOS
 
 runner = CliRunner()
-FAST = [
-    "--model",
-    "blocks",
-    "--device",
-    "cpu",
-    "--min-size",
-    "64",
-    "--max-size",
-    "96",
-    "--score-threshold",
-    "0",
-    "--max-detections",
-    "4",
-    "--quiet",
-]
 
 
 def _tree(root: Path) -> Path:

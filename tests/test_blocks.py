@@ -166,9 +166,7 @@ def _check_scene(segmenter, scene) -> tuple[int, int]:
     assert matches, "no object matched"
     mean_iou = float(np.mean([iou for _, _, iou in matches]))
     assert mean_iou >= 0.8, f"mean mask IoU {mean_iou:.3f} over {len(matches)} matches"
-    same_class = sum(
-        scene.objects[i].category_id == int(inst.class_ids[j]) for i, j, _ in matches
-    )
+    same_class = sum(scene.objects[i].category_id == int(inst.class_ids[j]) for i, j, _ in matches)
     return same_class, len(matches)
 
 

@@ -28,24 +28,10 @@ from segcli.instances import Instances
 from segcli.predictor import Segmenter
 from segcli.settings import Settings
 from segcli.writers import plan_outputs
+from tests.conftest import BATCH_FAST as FAST
 from tests.conftest import PHOTOS, random_image
 
 runner = CliRunner()
-FAST = [
-    "--model",
-    "blocks",
-    "--device",
-    "cpu",
-    "--min-size",
-    "64",
-    "--max-size",
-    "96",
-    "--score-threshold",
-    "0",
-    "--max-detections",
-    "4",
-    "--quiet",
-]
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (2, 3), (4000, 3), (3, 4000), (1, 6000), (40, 12000)])

@@ -1,6 +1,6 @@
 """Write the example block scenes (PNG) and their COCO ground truth.
 
-    python -m segcli.blocks.examples examples/blocks
+python -m segcli.blocks.examples examples/blocks
 """
 
 from __future__ import annotations
