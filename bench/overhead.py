@@ -3,8 +3,8 @@
     python -m bench.overhead [--weights COCO.pth] [--max-detections 20]
 
 The network's compute is transform + backbone + RPN + ROI heads (mask head included, no
-full-frame paste), timed image by image in this process after a warm-up. `segcli batch` runs
-as a separate process on the same folder with the same settings; its loop time comes from
+full-frame paste), timed image by image in this process, the first (cold) pass included as in
+the batch run. `segcli batch` runs as a separate process on the same folder with the same settings; its loop time comes from
 run.json (decode, forward, paste, RLE, overlay and writes, overlapped), and its whole wall
 time (Python start-up and model loading included) is reported beside it. Goal: loop / network
 <= 1.05 on photos of at most 1 MP.
@@ -48,14 +48,14 @@ def network_seconds(weights: Path, folder: Path, max_det: int) -> tuple[float, i
     images = [read_image(p).pixels for p in sorted(folder.glob("*.jpg"))]
     total = 0.0
     with torch.inference_mode():
-        for i, pixels in enumerate([images[0], *images]):  # first one is a warm-up
+        # No warm-up: the batch run below pays for its first (cold) forward pass too.
+        for pixels in images:
             start = time.perf_counter()
             image_list, sizes = preprocess(seg.loaded.module, [seg._to_tensor(pixels)])
             detect_preprocessed(
                 seg.loaded.module, image_list, sizes, keep_labels=None, max_detections=max_det
             )
-            if i:
-                total += time.perf_counter() - start
+            total += time.perf_counter() - start
     return total, len(images)
 
 
