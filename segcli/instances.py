@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+PLACEHOLDER_CLASSES = frozenset({"__background__", "N/A"})
+"""Entries of a model's category list that are not classes (torchvision's COCO has both)."""
+
 
 @dataclass(frozen=True, eq=False)
 class Instances:

@@ -14,11 +14,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from segcli.errors import SegcliError
-from segcli.instances import Instances
-from segcli.model import LoadedModel, RawDetections, configure, detect, load_model
+from segcli.instances import PLACEHOLDER_CLASSES, Instances
+from segcli.model import LoadedModel, RawDetections, configure, detect, load_model, resolve_device
 from segcli.settings import Settings
 
-_NOT_CLASSES = {"__background__", "N/A"}
 MIN_MODEL_SIDE = 32
 """Images so elongated that a side would shrink below this many model pixels are padded."""
 
@@ -43,11 +42,12 @@ class Segmenter:
         half: bool = False,
         progress: bool = True,
     ) -> None:
-        self.loaded: LoadedModel = load_model(model, weights=weights, device=device, progress=progress)
-        self.settings: Settings = (settings or Settings()).with_defaults(self.loaded.spec.defaults)
+        dev = device if isinstance(device, torch.device) else resolve_device(device)
+        if half and dev.type != "cuda":
+            raise SegcliError(f"--half needs a CUDA device, got {dev}")
         self.half = half
-        if half and self.device.type != "cuda":
-            raise SegcliError(f"--half needs a CUDA device, got {self.device}")
+        self.loaded: LoadedModel = load_model(model, weights=weights, device=dev, progress=progress)
+        self.settings: Settings = (settings or Settings()).with_defaults(self.loaded.spec.defaults)
         self._keep_labels = self._class_filter(self.settings.classes)
         configure(self.loaded.module, self.settings, class_filter=self._keep_labels is not None)
 
@@ -62,7 +62,7 @@ class Segmenter:
     @property
     def class_names(self) -> list[str]:
         """The names a user may pass to ``--classes``."""
-        return [c for c in self.categories if c not in _NOT_CLASSES]
+        return [c for c in self.categories if c not in PLACEHOLDER_CLASSES]
 
     def model_info(self) -> dict[str, Any]:
         return self.loaded.info()
@@ -70,7 +70,9 @@ class Segmenter:
     def _class_filter(self, classes: tuple[str, ...] | None) -> Tensor | None:
         if classes is None:
             return None
-        lookup = {name.lower(): i for i, name in enumerate(self.categories) if name not in _NOT_CLASSES}
+        lookup = {
+            name.lower(): i for i, name in enumerate(self.categories) if name not in PLACEHOLDER_CLASSES
+        }
         unknown = [c for c in classes if c.lower() not in lookup]
         if unknown:
             raise SegcliError(

@@ -21,14 +21,13 @@ import numpy as np
 
 from segcli.errors import SegcliError
 from segcli.imageio import _UMASK, atomic_write_bytes
-from segcli.instances import Instances
+from segcli.instances import PLACEHOLDER_CLASSES, Instances
 from segcli.masks import rle_encode
 from segcli.render import OverlayAnnotator
 
 SCHEMA = "segcli.instances/1"
 OUTPUT_KINDS = ("overlay", "json", "masks", "idmap")
 DEFAULT_SAVE = ("overlay", "json")
-_NOT_CLASSES = {"__background__", "N/A"}
 
 
 def parse_save(text: str) -> tuple[str, ...]:
@@ -194,7 +193,7 @@ def coco_categories(categories: Sequence[str]) -> list[dict[str, Any]]:
     return [
         {"id": i, "name": name, "supercategory": "object"}
         for i, name in enumerate(categories)
-        if name not in _NOT_CLASSES
+        if name not in PLACEHOLDER_CLASSES
     ]
 
 
