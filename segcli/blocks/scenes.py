@@ -68,6 +68,35 @@ class Lighting:
 
 
 @dataclass(frozen=True)
+class CubeStyle:
+    """How a cube is projected and shaded (the default is the rotated orthographic view).
+
+    ``projection``: ``"ortho"`` (a cube rotated about the vertical axis, seen by the
+    scene's orthographic camera), ``"oblique"`` (front face parallel to the image, the
+    receding edges drawn at ``oblique_angle`` and scaled by ``oblique_depth``: cabinet
+    ~0.5, cavalier ~1) or ``"perspective"`` (the rotated cube seen by a pinhole camera at
+    ``distance`` cube edges). ``shear`` slants the whole drawing horizontally;
+    ``squash`` scales it vertically. ``levels``, when given, are the brightness of the
+    top face and the two side faces (instead of Lambert shading by the scene light).
+    ``outline``: thickness factor of dark outlines (0: none).
+    """
+
+    projection: str = "ortho"
+    oblique_angle: float = math.radians(45)  # of the receding axis, 0 = right, pi = left
+    oblique_depth: float = 0.5
+    distance: float = 6.0
+    shear: float = 0.0
+    squash: float = 1.0
+    levels: tuple[float, float, float] | None = None
+    outline: float = 0.0
+    outline_dark: float = 0.15
+    antialias: bool = False
+
+
+ORTHO_CUBE = CubeStyle()
+
+
+@dataclass(frozen=True)
 class ObjectSpec:
     """One object to draw: where it stands, how big it is, what it looks like."""
 
@@ -79,6 +108,9 @@ class ObjectSpec:
     angle: float = 0.6  # cube rotation about the vertical axis (radians)
     height_ratio: float = 1.0  # cylinder height / diameter
     edge: float = 0.0  # strength of drawn edges (0: none)
+    cube: CubeStyle = ORTHO_CUBE  # cube projection and shading
+    wrap: float = 0.0  # sphere / cylinder diffuse wrap (0: Lambert, 1: half-Lambert, softer)
+    outline: float = 0.0  # sphere / cylinder dark outline thickness factor (0: none)
 
 
 @dataclass
@@ -147,10 +179,62 @@ def random_lighting(rng: np.random.Generator) -> Lighting:
     )
 
 
+def random_cube_style(rng: np.random.Generator) -> CubeStyle:
+    """A cube drawing recipe: orthographic, oblique (cabinet to cavalier) or perspective,
+    with optional shear, squash, fixed face-brightness ratios, outlines and anti-aliasing."""
+    u = rng.random()
+    projection = "ortho" if u < 0.4 else ("oblique" if u < 0.8 else "perspective")
+    side = 1.0 if rng.random() < 0.5 else -1.0
+    oblique_angle = math.radians(rng.uniform(15, 65))
+    if side < 0:
+        oblique_angle = math.pi - oblique_angle
+    oblique_depth = float(rng.uniform(0.3, 1.0))
+    distance = float(rng.uniform(2.0, 8.0))
+    shear = float(rng.uniform(-0.25, 0.25)) if rng.random() < 0.3 else 0.0
+    squash = float(rng.uniform(0.8, 1.15)) if rng.random() < 0.3 else 1.0
+    levels = None
+    if rng.random() < 0.5:  # fixed brightness ratios, top lightest (usually)
+        top = float(rng.uniform(0.8, 1.0))
+        a, b = sorted(rng.uniform(0.3, 0.9, 2).tolist())
+        if rng.random() < 0.85:
+            a, b = min(a, top - 0.08), min(b, top - 0.04)
+        if rng.random() < 0.5:
+            a, b = b, a
+        levels = (top, float(a), float(b))
+    outline = float(rng.uniform(0.5, 1.5)) if rng.random() < 0.2 else 0.0
+    return CubeStyle(
+        projection=projection,
+        oblique_angle=float(oblique_angle),
+        oblique_depth=oblique_depth,
+        distance=distance,
+        shear=shear,
+        squash=squash,
+        levels=levels,
+        outline=outline,
+        outline_dark=float(rng.uniform(0.0, 0.35)),
+        antialias=bool(rng.random() < 0.5),
+    )
+
+
+def _round_style(rng: np.random.Generator) -> dict[str, float]:
+    """Shading variety for spheres and cylinders: softer (wrapped) diffuse, dark outlines."""
+    wrap = float(rng.uniform(0.2, 1.0)) if rng.random() < 0.4 else 0.0
+    outline = float(rng.uniform(0.5, 1.5)) if rng.random() < 0.15 else 0.0
+    return {"wrap": wrap, "outline": outline}
+
+
 def random_objects(
-    rng: np.random.Generator, width: int, height: int, count: int | None = None
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    count: int | None = None,
+    style_rng: np.random.Generator | None = None,
 ) -> list[ObjectSpec]:
-    """1-10 objects; same-class, same-colour groups are common; they touch and overlap."""
+    """1-10 objects; same-class, same-colour groups are common; they touch and overlap.
+
+    Cube drawing recipes come from ``style_rng`` (a separate stream, so they do not shift
+    the other random choices); without it every cube is the rotated orthographic view.
+    """
     n = int(rng.integers(1, 11)) if count is None else count
     short = min(width, height)
     templates: list[tuple[int, RGB]] = []
@@ -185,6 +269,8 @@ def random_objects(
                 angle=float(rng.uniform(0, math.pi / 2)),
                 height_ratio=float(rng.uniform(0.5, 1.6)),
                 edge=float(rng.uniform(0.05, 0.3)) if rng.random() < 0.25 else 0.0,
+                cube=random_cube_style(style_rng) if style_rng is not None and cid == CUBE else ORTHO_CUBE,
+                **(_round_style(style_rng) if style_rng is not None and cid != CUBE else {}),
             )
         )
     return specs
@@ -265,45 +351,104 @@ def _shade(light: Lighting, normal_world: Sequence[float]) -> float:
     return light.ambient + (1 - light.ambient) * d
 
 
-def _draw_cube(spec: ObjectSpec, light: Lighting, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    ca, sa = math.cos(spec.angle), math.sin(spec.angle)
-    edge = spec.size / (abs(ca) + abs(sa))
-    half = edge / 2
+# corners of the unit cube: index = 4 * z + 2 * y + x (x right, y away, z up), in {-1/2, 1/2}
+_CUBE_FACES: tuple[tuple[tuple[int, ...], tuple[float, float, float]], ...] = (
+    # counter-clockwise seen from outside; the top comes last so it is painted last
+    ((0, 2, 3, 1), (0.0, 0.0, -1.0)),  # bottom
+    ((0, 1, 5, 4), (0.0, -1.0, 0.0)),  # front (towards the camera)
+    ((2, 6, 7, 3), (0.0, 1.0, 0.0)),  # back
+    ((0, 4, 6, 2), (-1.0, 0.0, 0.0)),  # left
+    ((1, 3, 7, 5), (1.0, 0.0, 0.0)),  # right
+    ((4, 5, 7, 6), (0.0, 0.0, 1.0)),  # top
+)
+
+
+def _cube_corners(spec: ObjectSpec, light: Lighting) -> tuple[np.ndarray, np.ndarray, float]:
+    """Screen positions (8, 2), world normals' rotation (2x2) and edge length of a cube."""
+    st = spec.cube
+    unit = np.array([[(k & 1) - 0.5, ((k >> 1) & 1) - 0.5, (k >> 2) & 1] for k in range(8)], float)
     se, ce = math.sin(light.camera_elevation), math.cos(light.camera_elevation)
+    if st.projection == "oblique":
+        ca, sa = 1.0, 0.0
+        dx = st.oblique_depth * math.cos(st.oblique_angle)
+        dy = st.oblique_depth * math.sin(st.oblique_angle)
+        edge = spec.size / (1 + abs(dx))
+        x = unit[:, 0] + unit[:, 1] * dx
+        up = unit[:, 2] + unit[:, 1] * dy
+        pts = np.stack([x, up], 1) * edge
+    else:
+        ca, sa = math.cos(spec.angle), math.sin(spec.angle)
+        edge = spec.size / (abs(ca) + abs(sa))
+        rx = unit[:, 0] * ca - unit[:, 1] * sa
+        ry = unit[:, 0] * sa + unit[:, 1] * ca
+        z = unit[:, 2]
+        x, up = rx, ry * se + z * ce
+        if st.projection == "perspective":
+            depth = -ry * ce + z * se  # towards the viewer
+            centre = 0.5 * se  # depth of the cube's centre
+            scale = st.distance / np.maximum(st.distance - (depth - centre), 0.5)
+            x, up = x * scale, up * scale
+        pts = np.stack([x, up], 1) * edge
+    pts[:, 0] += st.shear * pts[:, 1]
+    pts[:, 1] *= st.squash
+    # the ground contact point is the centre of the bottom face (corners 0-3)
+    anchor = pts[:4].mean(0)
+    screen = np.stack([spec.x + pts[:, 0] - anchor[0], spec.y - (pts[:, 1] - anchor[1])], 1)
+    return screen, np.array([[ca, -sa], [sa, ca]]), edge
 
-    def project(x: float, y: float, z: float) -> tuple[float, float]:
-        rx, ry = x * ca - y * sa, x * sa + y * ca
-        # the ground contact point is the centre of the bottom face
-        return spec.x + rx, spec.y - (ry * se + z * ce)
 
-    corners = [(-half, -half), (half, -half), (half, half), (-half, half)]
-    bottom = np.array([project(x, y, 0) for x, y in corners])
-    top = np.array([project(x, y, edge) for x, y in corners])
+def _draw_cube(spec: ObjectSpec, light: Lighting, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    st = spec.cube
+    screen, rot, edge = _cube_corners(spec, light)
     sil = np.zeros(shape, np.uint8)
-    hull = cv2.convexHull(_pts(np.vstack([bottom, top])))
+    hull = cv2.convexHull(_pts(screen))
     cv2.fillConvexPoly(sil, hull, 1, cv2.LINE_8, _SHIFT)
     color = np.zeros((*shape, 3), np.float32)
     base = np.asarray(spec.color, np.float32)
-    faces: list[tuple[np.ndarray, float]] = []
-    for i in range(4):  # side faces, outward normals at angle + k*90 degrees
-        j = (i + 1) % 4
-        mx, my = (corners[i][0] + corners[j][0]) / 2, (corners[i][1] + corners[j][1]) / 2
-        nx, ny = mx * ca - my * sa, mx * sa + my * ca
-        norm = math.hypot(nx, ny)
-        nx, ny = nx / norm, ny / norm
-        if ny < -1e-6:  # faces the camera (the camera is at -y)
-            quad = np.array([bottom[i], bottom[j], top[j], top[i]])
-            faces.append((quad, _shade(light, (nx, ny, 0.0))))
-    faces.append((top, _shade(light, (0.0, 0.0, 1.0))))
-    levels = [b for _, b in faces]
-    cv2.fillConvexPoly(color, hull, (base * min(levels)).tolist(), cv2.LINE_8, _SHIFT)
-    for quad, b in faces:
-        cv2.fillConvexPoly(color, _pts(quad), (base * b).tolist(), cv2.LINE_8, _SHIFT)
+    faces: list[tuple[np.ndarray, float, tuple[float, float, float]]] = []
+    for idx, normal in _CUBE_FACES:
+        quad = screen[list(idx)]
+        # outward faces wound so that, seen from outside, the signed area (y down) is < 0
+        area = 0.0
+        for k in range(4):
+            x0, y0 = quad[k]
+            x1, y1 = quad[(k + 1) % 4]
+            area += x0 * y1 - x1 * y0
+        faces.append((quad, area, normal))
+    # orientation of a face that is always visible (the top) fixes the sign convention
+    sign = 1.0 if faces[-1][1] > 0 else -1.0
+    visible = [(q, n) for q, a, n in faces if sign * a > 1e-6 * edge * edge]
+    shaded: list[tuple[np.ndarray, float]] = []
+    if st.levels is not None:
+        sides = [(q, n) for q, n in visible if n[2] == 0.0]
+        # the brighter side level goes to the side facing the light more
+        lw = light.light_world()
+        sides.sort(key=lambda f: -float(rot @ np.array(f[1][:2]) @ lw[:2]))
+        side_levels = sorted(st.levels[1:], reverse=True)
+        for k, (q, _n) in enumerate(sides):
+            shaded.append((q, side_levels[min(k, 1)]))
+        shaded += [(q, st.levels[0]) for q, n in visible if n[2] > 0]
+    else:
+        for q, n in visible:
+            nw = rot @ np.array(n[:2])
+            shaded.append((q, _shade(light, (float(nw[0]), float(nw[1]), n[2]))))
+    if not shaded:
+        return sil.astype(bool), color
+    levels = [b for _, b in shaded]
+    line = cv2.LINE_AA if st.antialias else cv2.LINE_8
+    cv2.fillConvexPoly(color, hull, np.clip(base * min(levels), 0, 1).tolist(), cv2.LINE_8, _SHIFT)
+    for quad, b in shaded:
+        cv2.fillConvexPoly(color, _pts(quad), np.clip(base * b, 0, 1).tolist(), line, _SHIFT)
     if spec.edge > 0:
         t = max(1, round(spec.size / 60))
-        for quad, b in faces:
-            c = base * b * (1 - spec.edge)
+        for quad, b in shaded:
+            c = np.clip(base * b * (1 - spec.edge), 0, 1)
             cv2.polylines(color, [_pts(quad)], True, c.tolist(), t, cv2.LINE_AA, _SHIFT)
+    if st.outline > 0:
+        t = max(1, round(st.outline * spec.size / 80))
+        c = (base * st.outline_dark * 0.5).tolist()
+        for quad, _ in shaded:
+            cv2.polylines(color, [_pts(quad)], True, c, t, line, _SHIFT)
     return sil.astype(bool), color
 
 
@@ -324,7 +469,7 @@ def _draw_sphere(spec: ObjectSpec, light: Lighting, shape: tuple[int, int]) -> t
     ny = -(yy + 0.5 - cy) / r
     nz = np.sqrt(np.clip(1 - nx**2 - ny**2, 0, 1))
     lc = light.to_camera(light.light_world())
-    diffuse = np.clip(nx * lc[0] + ny * lc[1] + nz * lc[2], 0, 1)
+    diffuse = np.clip((nx * lc[0] + ny * lc[1] + nz * lc[2] + spec.wrap) / (1 + spec.wrap), 0, 1)
     half = lc + np.array([0.0, 0.0, 1.0])
     half /= np.linalg.norm(half)
     spec_term = np.clip(nx * half[0] + ny * half[1] + nz * half[2], 0, 1) ** light.shininess
@@ -332,6 +477,11 @@ def _draw_sphere(spec: ObjectSpec, light: Lighting, shape: tuple[int, int]) -> t
     shade = light.ambient + (1 - light.ambient) * diffuse
     patch = base * shade[..., None] + (light.specular * spec_term)[..., None]
     color[y0:y1, x0:x1] = patch
+    if spec.outline > 0:
+        t = max(1, round(spec.outline * spec.size / 80))
+        c = (base * 0.1).tolist()
+        centre = (round(cx * _SCALE), round(cy * _SCALE))
+        cv2.circle(color, centre, round(r * _SCALE), c, t, cv2.LINE_AA, _SHIFT)
     return sil.astype(bool), color
 
 
@@ -361,7 +511,7 @@ def _draw_cylinder(
     nx = np.clip((xs - cx) / r, -1, 1)
     ny = -np.sqrt(1 - nx**2)
     lw = light.light_world()
-    diffuse = np.clip(nx * lw[0] + ny * lw[1], 0, 1)
+    diffuse = np.clip((nx * lw[0] + ny * lw[1] + spec.wrap) / (1 + spec.wrap), 0, 1)
     # a soft specular stripe
     lc = light.to_camera(lw)
     half = lc + np.array([0.0, 0.0, 1.0])
@@ -384,6 +534,14 @@ def _draw_cylinder(
     if spec.edge > 0:
         t = max(1, round(spec.size / 60))
         c = (top_color * (1 - spec.edge)).tolist()
+        cv2.ellipse(
+            color, (round(cx * _SCALE), round(ty * _SCALE)), axes, 0, 0, 360, c, t, cv2.LINE_AA, _SHIFT
+        )
+    if spec.outline > 0:
+        t = max(1, round(spec.outline * spec.size / 80))
+        c = (base * 0.1).tolist()
+        contours, _ = cv2.findContours(sil.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(color, contours, -1, c, t, cv2.LINE_AA)
         cv2.ellipse(
             color, (round(cx * _SCALE), round(ty * _SCALE)), axes, 0, 0, 360, c, t, cv2.LINE_AA, _SHIFT
         )
@@ -484,7 +642,8 @@ def render_scene(seed: int, *, size: tuple[int, int] | None = None) -> Scene:
         width, height = int(size[0]), int(size[1])
     lighting = random_lighting(rng)
     floor = render_floor(rng, width, height)
-    specs = random_objects(rng, width, height)
+    style_rng = np.random.default_rng([int(seed), 0xC0BE])
+    specs = random_objects(rng, width, height, style_rng=style_rng)
     shadow = float(rng.uniform(0.2, 0.6)) if rng.random() < 0.6 else 0.0
     blur = float(rng.uniform(0.3, 1.0)) if rng.random() < 0.5 else 0.0
     noise = float(rng.uniform(0.0, 0.03)) if rng.random() < 0.5 else 0.0
@@ -503,7 +662,7 @@ def render_scene(seed: int, *, size: tuple[int, int] | None = None) -> Scene:
         )
         if scene.objects:
             return scene
-        specs = random_objects(rng, width, height)
+        specs = random_objects(rng, width, height, style_rng=style_rng)
 
 
 def seed_case_scene() -> Scene:
