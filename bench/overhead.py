@@ -4,9 +4,10 @@
 
 The network's compute is transform + backbone + RPN + ROI heads (mask head included, no
 full-frame paste), timed image by image in this process, the first (cold) pass included as in
-the batch run. `segcli batch` runs as a separate process on the same folder with the same settings; its loop time comes from
-run.json (decode, forward, paste, RLE, overlay and writes, overlapped), and its whole wall
-time (Python start-up and model loading included) is reported beside it. Goal: loop / network
+the batch run. `segcli batch` runs as a separate process on the same folder with the same
+settings; its loop time comes from run.json (decode, forward, paste, RLE, overlay and writes,
+overlapped), and its whole wall time (Python start-up and model loading included) is reported
+beside it. Goal: loop / network
 <= 1.05 on photos of at most 1 MP.
 """
 
