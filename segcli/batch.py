@@ -363,10 +363,11 @@ def write_run_files(
     """Write ``run.json`` and, when per-image JSON is saved, ``coco.json``."""
     coco_path = None
     if "json" in runner.save:
+        json_paths = ((plan, plan.paths(["json"])["json"]) for plan in plans)
         entries = [
-            (plan.source.relative_to(input_dir).as_posix(), plan.paths(["json"])["json"])
-            for plan in plans
-            if plan.paths(["json"])["json"].is_file()
+            (plan.source.relative_to(input_dir).as_posix(), path)
+            for plan, path in json_paths
+            if path.is_file()
         ]
         coco_path = out_dir / "coco.json"
         info = {
