@@ -14,7 +14,7 @@ Timing: the wall time of each ``Segmenter`` call (forward pass, mask pasting
 and conversion to ``Instances``; no file decoding) over the benchmark scenes
 (their sizes vary, 192-640 px a side), plus the same over ``--timing-images``
 held-out scenes rendered at 512x384, where the network forward alone
-(``segcli.model.detect``: no mask pasting) is timed as well.
+(``segcli.detect.detect``: no mask pasting) is timed as well.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def instances_to_coco(inst: Any, image_id: int) -> list[dict[str, Any]]:
 
 def forward_seconds(seg: Any, image: Any) -> float:
     """Wall time of the network alone: resize + normalise, backbone, RPN, box and mask heads."""
-    from segcli.model import detect
+    from segcli.detect import detect
 
     tensor = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
     with torch.inference_mode():

@@ -34,8 +34,8 @@ def build_folder(work: Path) -> Path:
 def network_seconds(weights: Path, folder: Path, max_det: int) -> tuple[float, int]:
     import torch
 
+    from segcli.detect import detect_preprocessed, preprocess
     from segcli.imageio import read_image
-    from segcli.model import detect_preprocessed, preprocess
     from segcli.predictor import Segmenter
     from segcli.settings import Settings
 

@@ -28,8 +28,8 @@ STAGES = ("decode", "preprocess", "forward", "paste", "rle", "overlay", "write")
 def measure(seg: Any, path: Path, out_dir: Path) -> dict[str, float]:
     import torch
 
+    from segcli.detect import detect_preprocessed, preprocess
     from segcli.imageio import atomic_write_bytes, read_image
-    from segcli.model import detect_preprocessed, preprocess
     from segcli.render import OverlayAnnotator
     from segcli.writers import dumps, encode_image, instances_record
 

@@ -23,15 +23,16 @@ import numpy as np
 from segcli.errors import SegcliError
 from segcli.imageio import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_image
 from segcli.instances import Instances
+from segcli.registry import SEMANTIC_MODELS
 from segcli.render import OverlayAnnotator, text_geometry
 from segcli.writers import dumps, encode_image
 
 if TYPE_CHECKING:
-    from segcli.model import LoadedSemanticModel
     from segcli.predictor import Segmenter
+    from segcli.weights import Loaded
 
 SCHEMA = "segcli.compare/1"
-SEMANTIC_SOURCES: tuple[str, ...] = ("derived", "deeplabv3", "fcn", "lraspp")
+SEMANTIC_SOURCES: tuple[str, ...] = ("derived", *SEMANTIC_MODELS)
 """``--semantic`` choices: ``derived`` from the instances, the others torchvision models."""
 
 CONNECTIVITY = 8
@@ -563,7 +564,7 @@ def run_compare(
     image_path: Path,
     out_dir: Path,
     *,
-    semantic_model: LoadedSemanticModel | None = None,
+    semantic_model: Loaded | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> CompareResult:
     """Segment ``image_path``, build its semantic map, write the figure and the JSON.
@@ -581,7 +582,7 @@ def run_compare(
         names = dict(enumerate(segmenter.categories))
         semantic_info = None
     else:
-        from segcli.model import semantic_segment
+        from segcli.detect import semantic_segment
 
         semantic = semantic_model.spec.name
         semantic_map = semantic_segment(semantic_model, pixels)

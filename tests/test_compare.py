@@ -275,7 +275,7 @@ def test_semantic_builders_fit_torchvisions_own_checkpoints(
     import torchvision.models.segmentation as tv_seg
     from torchvision.models._api import WeightsEnum
 
-    from segcli.model import SEMANTIC_MODELS
+    from segcli.registry import SEMANTIC_MODELS
 
     spec = SEMANTIC_MODELS[name]
     with torch.device("meta"):
@@ -293,7 +293,7 @@ def test_semantic_builders_fit_torchvisions_own_checkpoints(
 def lraspp_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
-    from segcli.model import SEMANTIC_MODELS
+    from segcli.registry import SEMANTIC_MODELS
 
     torch.manual_seed(0)
     module = SEMANTIC_MODELS["lraspp"].build(num_classes=21, aux_loss=False)
@@ -303,9 +303,10 @@ def lraspp_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_semantic_weights_run_end_to_end(lraspp_checkpoint: Path) -> None:
-    from segcli.model import load_semantic_model, semantic_segment
+    from segcli.detect import semantic_segment
+    from segcli.weights import load_model
 
-    loaded = load_semantic_model("lraspp", weights=lraspp_checkpoint, device="cpu")
+    loaded = load_model("lraspp", task="semantic", weights=lraspp_checkpoint, device="cpu")
     assert loaded.info()["weights"] == str(lraspp_checkpoint) and len(loaded.categories) == 21
     image, inst = _scene()
     semantic = semantic_segment(loaded, image, size=64)
@@ -319,10 +320,10 @@ def test_semantic_weights_run_end_to_end(lraspp_checkpoint: Path) -> None:
 
 
 def test_semantic_checkpoint_of_another_architecture_is_refused(lraspp_checkpoint: Path) -> None:
-    from segcli.model import load_semantic_model
+    from segcli.weights import load_model
 
     with pytest.raises(SegcliError, match=r"does not fit fcn_resnet50 \(--semantic fcn\)"):
-        load_semantic_model("fcn", weights=lraspp_checkpoint, device="cpu")
+        load_model("fcn", task="semantic", weights=lraspp_checkpoint, device="cpu")
 
 
 def test_semantic_offline_error_names_file_cache_url_and_option(
@@ -331,7 +332,8 @@ def test_semantic_offline_error_names_file_cache_url_and_option(
     import torch
     from torchvision.models._api import WeightsEnum
 
-    from segcli.model import SEMANTIC_MODELS, load_semantic_model
+    from segcli.registry import SEMANTIC_MODELS
+    from segcli.weights import load_model
 
     def offline(self: object, *args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("no network in tests")
@@ -341,7 +343,7 @@ def test_semantic_offline_error_names_file_cache_url_and_option(
     monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
     weights = SEMANTIC_MODELS["deeplabv3"].torchvision_weights
     with pytest.raises(SegcliError) as err:
-        load_semantic_model("deeplabv3", device="cpu")
+        load_model("deeplabv3", task="semantic", device="cpu")
     text = str(err.value)
     cache = tmp_path / "hub" / "checkpoints"
     assert "deeplabv3_resnet50_coco-cd0a2569.pth" in text
