@@ -218,3 +218,20 @@ def print_ap(figures: dict[str, float]) -> None:
             f"{name} AP {figures[f'{prefix}_AP']:.3f}  AP50 {figures[f'{prefix}_AP50']:.3f}  "
             f"AP75 {figures[f'{prefix}_AP75']:.3f}"
         )
+
+
+def table_row(*cells: object) -> None:
+    """Print one row of a Markdown table (flushed: rows come slowly)."""
+    print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+
+
+def table_header(*titles: str) -> None:
+    """Print a Markdown table's header and rule."""
+    table_row(*titles)
+    print("|" + "---|" * len(titles))
+
+
+def random_coco_options(weights: Path, max_detections: int) -> list[str]:
+    """``segcli batch`` options for the COCO architecture at score threshold 0 (see :func:`coco_weights`)."""
+    return ["--weights", str(weights), "--model", "coco", "--score-threshold", "0",
+            "--max-detections", str(max_detections)]  # fmt: skip

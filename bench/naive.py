@@ -20,6 +20,7 @@ from bench.common import (
     machine,
     make_photo,
     python,
+    random_coco_options,
     run_measured,
     segcli_batch_measured,
     write_json,
@@ -58,14 +59,7 @@ def main() -> None:
     wall, rss, _ = segcli_batch_measured(
         folder,
         args.work / "naive-out-segcli",
-        "--weights",
-        str(weights),
-        "--model",
-        "coco",
-        "--score-threshold",
-        "0",
-        "--max-detections",
-        str(args.max_detections),
+        *random_coco_options(weights, args.max_detections),
     )
     results["segcli"] = {"wall_s": round(wall, 2), "peak_rss_mib": round(rss)}
     print(f"segcli  {wall:7.1f} s  peak RSS {rss:7.0f} MiB", flush=True)

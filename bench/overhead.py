@@ -23,6 +23,7 @@ from bench.common import (
     coco_weights,
     machine,
     make_photo,
+    random_coco_options,
     segcli_batch_measured,
     write_json,
 )
@@ -74,14 +75,7 @@ def main() -> None:
     wall, rss, run = segcli_batch_measured(
         folder,
         args.work / "overhead-segcli-out",
-        "--weights",
-        str(weights),
-        "--model",
-        "coco",
-        "--score-threshold",
-        "0",
-        "--max-detections",
-        str(args.max_detections),
+        *random_coco_options(weights, args.max_detections),
     )
     loop = run["seconds"]
     result = {

@@ -17,7 +17,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import REPO, bench_parser, coco_weights, machine, make_photo, python, write_json
+from bench.common import (
+    REPO,
+    bench_parser,
+    coco_weights,
+    machine,
+    make_photo,
+    python,
+    table_header,
+    table_row,
+    write_json,
+)
 
 NS = (1000, 300, 100)
 
@@ -45,8 +55,9 @@ def main() -> None:
     args = p.parse_args()
     weights = coco_weights(args)
     photo = make_photo(args.work / "photo-640x480.jpg", (640, 480))
-    print("| N | coco s/image (640x480) | blocks mask AP | AP50 | AP75 | box AP | blocks s/image (512x384) |")
-    print("|---|---|---|---|---|---|---|")
+    table_header(
+        "N", "coco s/image (640x480)", "blocks mask AP", "AP50", "AP75", "box AP", "blocks s/image (512x384)"
+    )
     rows = []
     for n in NS:
         t = coco_time(weights, photo, n, args.repeats)
@@ -69,10 +80,13 @@ def main() -> None:
             ap = json.loads(out.read_text())
         row = {"proposals": n, "coco_s_per_image": round(t, 3), **ap}
         rows.append(row)
-        print(
-            f"| {n} | {t:.2f} | {ap['mask_AP']:.3f} | {ap['mask_AP50']:.3f} | {ap['mask_AP75']:.3f} "
-            f"| {ap['box_AP']:.3f} | {ap['seconds_per_512x384_median']:.3f} |",
-            flush=True,
+        table_row(
+            n,
+            f"{t:.2f}",
+            *(
+                f"{ap[k]:.3f}"
+                for k in ("mask_AP", "mask_AP50", "mask_AP75", "box_AP", "seconds_per_512x384_median")
+            ),
         )
     write_json(args.json, {"machine": machine(), "rows": rows})
 

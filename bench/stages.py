@@ -18,7 +18,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.common import SIZES, bench_parser, coco_weights, machine, make_photo, write_json
+from bench.common import (
+    SIZES,
+    bench_parser,
+    coco_weights,
+    machine,
+    make_photo,
+    table_header,
+    table_row,
+    write_json,
+)
 
 if TYPE_CHECKING:
     from segcli.predictor import Segmenter
@@ -79,9 +88,7 @@ def main() -> None:
     weights = coco_weights(args)
     print(f"median of {args.repeats} runs after one warm-up run; times in ms\n")
     rows: list[dict[str, Any]] = []
-    header = "| image | detections | " + " | ".join(STAGES) + " | total | forward share |"
-    print(header)
-    print("|" + "---|" * (len(STAGES) + 4))
+    table_header("image", "detections", *STAGES, "total", "forward share")
     with tempfile.TemporaryDirectory() as tmp:
         for name, size in SIZES.items():
             photo = make_photo(args.work / f"photo-{name}.jpg", size)
@@ -94,11 +101,12 @@ def main() -> None:
                 total = sum(med[k] for k in STAGES)
                 row = {"image": name, "size": size, **med, "total": total}
                 rows.append(row)
-                cells = " | ".join(f"{med[k] * 1000:.0f}" for k in STAGES)
-                print(
-                    f"| {name} {size[0]}x{size[1]} | {med['detections']:.0f} | {cells} | "
-                    f"{total * 1000:.0f} | {med['forward'] / total:.0%} |",
-                    flush=True,
+                table_row(
+                    f"{name} {size[0]}x{size[1]}",
+                    f"{med['detections']:.0f}",
+                    *(f"{med[k] * 1000:.0f}" for k in STAGES),
+                    f"{total * 1000:.0f}",
+                    f"{med['forward'] / total:.0%}",
                 )
     write_json(args.json, {"machine": machine(), "rows": rows})
 

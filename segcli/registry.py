@@ -12,6 +12,7 @@ category names) are resolved on first use.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,45 +41,50 @@ COCO_DEFAULTS = Settings(
     min_size=800,
     max_size=1333,
 )
-BLOCKS_DEFAULTS = Settings(
-    score_threshold=0.5,
-    nms_iou=0.5,
-    proposals=300,
-    max_detections=100,
-    mask_threshold=0.5,
-    classes=None,
-    min_size=384,
-    max_size=640,
-)
+BLOCKS_DEFAULTS = dataclasses.replace(COCO_DEFAULTS, min_size=384, max_size=640)
 SEMANTIC_INPUT_SIZE = 520
 """Short side of a semantic model's input, as torchvision's ``weights.transforms()`` resize."""
-_SEMANTIC_DEFAULTS = Settings(min_size=SEMANTIC_INPUT_SIZE)
-
-Builder = Callable[[int, bool], "nn.Module"]
-"""``build(num_classes, aux_loss)``: the bare architecture, randomly initialised."""
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """One named model: how to build it, where its weights come from, what it runs with.
 
-    Weights come from torchvision's weights API and cache (``torchvision_weights_ref``,
-    ``"module:Enum.MEMBER"``) or from a file bundled with segcli (``bundled_weights``); a
-    local checkpoint (``--weights``) replaces either. ``defaults`` fills every knob the
-    user leaves unset; a semantic model has only ``min_size`` (see :attr:`input_size`).
+    The architecture is torchvision's model of that name (``torchvision.models.get_model``)
+    unless ``builder`` makes it. Weights come from torchvision's weights API and cache
+    (``torchvision_weights_ref``, ``"module:Enum.MEMBER"``) or from a file bundled with
+    segcli (``bundled_weights``); a local checkpoint (``--weights``) replaces either.
+    ``defaults`` fills every knob the user leaves unset; a semantic model has only
+    ``min_size`` (see :attr:`input_size`).
     """
 
     name: str
     task: Task
     architecture: str
-    build: Builder
     defaults: Settings
-    description: str
     torchvision_weights_ref: str | None = None
     bundled_weights: Path | None = None
+    builder: Callable[[int], nn.Module] | None = None
+    """``builder(num_classes)``: the bare architecture, for models torchvision does not know."""
     fixed_categories: Callable[[], tuple[str, ...]] | None = None
+    """Category names when no torchvision weights name them (loaded on first use)."""
     aux_loss: bool = False
     """Whether the torchvision checkpoint holds an auxiliary classifier (DeepLabV3, FCN)."""
+
+    def build(self, num_classes: int, aux_loss: bool = False) -> nn.Module:
+        """The bare architecture with ``num_classes`` outputs, randomly initialised;
+        ``aux_loss`` adds the auxiliary classifier of the models that have one."""
+        if aux_loss and not self.aux_loss:
+            raise SegcliError(f"{self.architecture} has no auxiliary classifier")
+        if self.builder is not None:
+            return self.builder(num_classes)
+        from torchvision.models import get_model
+
+        extra = {"aux_loss": True} if aux_loss else {}
+        module: nn.Module = get_model(
+            self.architecture, weights=None, weights_backbone=None, num_classes=num_classes, **extra
+        )
+        return module
 
     @cached_property
     def torchvision_weights(self) -> WeightsEnum | None:
@@ -115,30 +121,10 @@ class ModelSpec:
         return "--weights" if self.task == "instance" else "--semantic-weights"
 
 
-# --------------------------------------------------------------------------- builders
-def _no_aux(architecture: str, aux_loss: bool) -> None:
-    if aux_loss:
-        raise SegcliError(f"{architecture} has no auxiliary classifier")
-
-
-def _build_coco(num_classes: int, aux_loss: bool = False) -> nn.Module:
-    from torchvision.models.detection import maskrcnn_resnet50_fpn
-
-    _no_aux("maskrcnn_resnet50_fpn", aux_loss)
-    return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_classes)
-
-
-def _build_coco_v2(num_classes: int, aux_loss: bool = False) -> nn.Module:
-    from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
-
-    _no_aux("maskrcnn_resnet50_fpn_v2", aux_loss)
-    return maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=num_classes)
-
-
-def _build_blocks(num_classes: int, aux_loss: bool = False) -> nn.Module:
+# --------------------------------------------------------------------------- the registry
+def _build_blocks(num_classes: int) -> nn.Module:
     from segcli.blocks.arch import build_blocks_maskrcnn
 
-    _no_aux("segcli_blocks_maskrcnn", aux_loss)
     return build_blocks_maskrcnn(num_classes=num_classes)
 
 
@@ -148,92 +134,47 @@ def _blocks_categories() -> tuple[str, ...]:
     return CATEGORIES
 
 
-def _build_deeplabv3(num_classes: int, aux_loss: bool = False) -> nn.Module:
-    from torchvision.models.segmentation import deeplabv3_resnet50
-
-    return deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux_loss)
-
-
-def _build_fcn(num_classes: int, aux_loss: bool = False) -> nn.Module:
-    from torchvision.models.segmentation import fcn_resnet50
-
-    return fcn_resnet50(weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=aux_loss)
+def _coco(name: str, architecture: str, weights_enum: str) -> ModelSpec:
+    """An instance model of torchvision's with its COCO weights."""
+    ref = f"torchvision.models.detection:{weights_enum}.COCO_V1"
+    return ModelSpec(name, "instance", architecture, COCO_DEFAULTS, torchvision_weights_ref=ref)
 
 
-def _build_lraspp(num_classes: int, aux_loss: bool = False) -> nn.Module:
-    from torchvision.models.segmentation import lraspp_mobilenet_v3_large
+def _voc(name: str, architecture: str, weights_enum: str, *, aux_loss: bool) -> ModelSpec:
+    """A semantic model of torchvision's with its 21-class PASCAL VOC weights."""
+    ref = f"torchvision.models.segmentation:{weights_enum}.COCO_WITH_VOC_LABELS_V1"
+    defaults = Settings(min_size=SEMANTIC_INPUT_SIZE)
+    return ModelSpec(name, "semantic", architecture, defaults, torchvision_weights_ref=ref, aux_loss=aux_loss)
 
-    _no_aux("lraspp_mobilenet_v3_large", aux_loss)
-    return lraspp_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes)
 
-
-# --------------------------------------------------------------------------- the registry
-_DETECTION = "torchvision.models.detection"
-_SEGMENTATION = "torchvision.models.segmentation"
-
-_SPECS: tuple[ModelSpec, ...] = (
-    ModelSpec(
-        name="coco",
-        task="instance",
-        architecture="maskrcnn_resnet50_fpn",
-        build=_build_coco,
-        defaults=COCO_DEFAULTS,
-        description="torchvision's Mask R-CNN, COCO weights",
-        torchvision_weights_ref=f"{_DETECTION}:MaskRCNN_ResNet50_FPN_Weights.COCO_V1",
-    ),
-    ModelSpec(
-        name="coco-v2",
-        task="instance",
-        architecture="maskrcnn_resnet50_fpn_v2",
-        build=_build_coco_v2,
-        defaults=COCO_DEFAULTS,
-        description="torchvision's improved Mask R-CNN, COCO weights",
-        torchvision_weights_ref=f"{_DETECTION}:MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1",
-    ),
-    ModelSpec(
-        name="blocks",
-        task="instance",
-        architecture="segcli_blocks_maskrcnn",
-        build=_build_blocks,
-        defaults=BLOCKS_DEFAULTS,
-        description="bundled toy-blocks model, offline",
-        bundled_weights=BUNDLED_BLOCKS_WEIGHTS,
-        fixed_categories=_blocks_categories,
-    ),
-    ModelSpec(
-        name="deeplabv3",
-        task="semantic",
-        architecture="deeplabv3_resnet50",
-        build=_build_deeplabv3,
-        defaults=_SEMANTIC_DEFAULTS,
-        description="DeepLabV3, 21 VOC classes",
-        torchvision_weights_ref=f"{_SEGMENTATION}:DeepLabV3_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1",
-        aux_loss=True,
-    ),
-    ModelSpec(
-        name="fcn",
-        task="semantic",
-        architecture="fcn_resnet50",
-        build=_build_fcn,
-        defaults=_SEMANTIC_DEFAULTS,
-        description="FCN, 21 VOC classes",
-        torchvision_weights_ref=f"{_SEGMENTATION}:FCN_ResNet50_Weights.COCO_WITH_VOC_LABELS_V1",
-        aux_loss=True,
-    ),
-    ModelSpec(
-        name="lraspp",
-        task="semantic",
-        architecture="lraspp_mobilenet_v3_large",
-        build=_build_lraspp,
-        defaults=_SEMANTIC_DEFAULTS,
-        description="LR-ASPP MobileNetV3, 21 VOC classes",
-        torchvision_weights_ref=f"{_SEGMENTATION}:LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1",
-    ),
+BLOCKS = ModelSpec(
+    "blocks",
+    "instance",
+    "segcli_blocks_maskrcnn",
+    BLOCKS_DEFAULTS,
+    bundled_weights=BUNDLED_BLOCKS_WEIGHTS,
+    builder=_build_blocks,
+    fixed_categories=_blocks_categories,
 )
 
-MODELS: dict[str, ModelSpec] = {s.name: s for s in _SPECS if s.task == "instance"}
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        _coco("coco", "maskrcnn_resnet50_fpn", "MaskRCNN_ResNet50_FPN_Weights"),
+        _coco("coco-v2", "maskrcnn_resnet50_fpn_v2", "MaskRCNN_ResNet50_FPN_V2_Weights"),
+        BLOCKS,
+    )
+}
 """Instance segmentation models (``--model``), by name."""
-SEMANTIC_MODELS: dict[str, ModelSpec] = {s.name: s for s in _SPECS if s.task == "semantic"}
+
+SEMANTIC_MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        _voc("deeplabv3", "deeplabv3_resnet50", "DeepLabV3_ResNet50_Weights", aux_loss=True),
+        _voc("fcn", "fcn_resnet50", "FCN_ResNet50_Weights", aux_loss=True),
+        _voc("lraspp", "lraspp_mobilenet_v3_large", "LRASPP_MobileNet_V3_Large_Weights", aux_loss=False),
+    )
+}
 """Semantic segmentation models (``compare --semantic``), by name."""
 
 
