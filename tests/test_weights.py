@@ -182,3 +182,14 @@ def test_coco_v2_architecture_runs_from_a_local_checkpoint(tmp_path: Path) -> No
     [inst] = seg([np.full((90, 120, 3), 127, np.uint8)])
     assert inst.image_size == (90, 120) and len(inst) == 3  # score threshold 0: the cap is reached
     assert set(inst.class_names) <= set(MODELS["coco-v2"].categories)
+
+
+def test_segmenter_repr_is_one_short_line(blocks_ckpt: Path) -> None:
+    from segcli.predictor import Segmenter
+    from segcli.settings import Settings
+
+    seg = Segmenter(
+        "Blocks", weights=blocks_ckpt, device="cpu", settings=Settings(classes=("cube", "sphere"))
+    )
+    assert repr(seg) == f"Segmenter(model='blocks', weights='{blocks_ckpt}', device=cpu, classes=cube,sphere)"
+    assert seg.model_info()["name"] == "blocks"  # the registry's spelling, whatever the user typed
