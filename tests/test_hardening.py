@@ -19,13 +19,13 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import segcli.imageio
+import segcli.fsutil
 from segcli.batch import discover, run_plans
 from segcli.cli import app
 from segcli.engines import Job
 from segcli.engines.local import LocalEngine
 from segcli.errors import SegcliError
-from segcli.imageio import atomic_write_bytes
+from segcli.fsutil import atomic_write_bytes
 from segcli.instances import Instances
 from segcli.predictor import Segmenter
 from segcli.settings import Settings
@@ -114,14 +114,11 @@ def test_out_of_memory_fails_one_image_not_the_run(tmp_path: Path, blocks_ckpt: 
     assert (tmp_path / "chelsea.jpg.json").is_file() and not (tmp_path / "coffee.jpg.json").exists()
 
 
-_fdopen = os.fdopen
-
-
 class _FullDisk:
     """A file object that writes part of the data, then fails like a full disk."""
 
-    def __init__(self, fd: int, mode: str) -> None:
-        self.fh = _fdopen(fd, mode)
+    def __init__(self, path: Path, mode: str, **kwargs: Any) -> None:
+        self.fh = open(path, mode, **kwargs)  # noqa: SIM115 (closed in __exit__)
 
     def __enter__(self) -> _FullDisk:
         return self
@@ -138,7 +135,7 @@ def test_disk_full_leaves_no_file_that_looks_complete(
     tmp_path: Path, blocks_ckpt: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = tmp_path / "x.json"
-    monkeypatch.setattr(segcli.imageio.os, "fdopen", _FullDisk)
+    monkeypatch.setattr(segcli.fsutil, "open", _FullDisk, raising=False)
     with pytest.raises(OSError, match="No space left"):
         atomic_write_bytes(target, b"{}" * 1000)
     assert list(tmp_path.iterdir()) == []
