@@ -11,9 +11,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from segcli.errors import SegcliError, first_line
 from segcli.fsutil import atomic_write_bytes as atomic_write_bytes  # re-exported: its old home
+from segcli.settings import DEFAULT_MAX_PIXELS
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
-DEFAULT_MAX_PIXELS = 150_000_000
 
 # segcli checks the declared size itself (``max_pixels``) before decoding; Pillow's
 # own global limit would otherwise override the user's --max-pixels.

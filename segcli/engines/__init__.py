@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from segcli.imageio import DEFAULT_MAX_PIXELS, LoadedImage, read_image
 from segcli.instances import Instances
 from segcli.settings import Settings
 from segcli.writers import OutputPlan, instances_record, write_outputs
+
+if TYPE_CHECKING:
+    from segcli.predictor import Segmenter
 
 Status = Literal["done", "skipped", "failed"]
 
@@ -56,7 +59,7 @@ class SegmenterSpec:
     settings: Settings = field(default_factory=Settings)
     half: bool = False
 
-    def build(self, *, progress: bool = False) -> SegmenterLike:
+    def build(self, *, progress: bool = False) -> Segmenter:
         from segcli.predictor import Segmenter
 
         return Segmenter(
