@@ -331,9 +331,10 @@ def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None
         f"{rate:.2f}" if rate else "-",
     )
     out_console().print(table)
-    out_console().print(f"run report: {output / 'run.json'}", highlight=False, markup=False)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"run report: {output / 'run.json'}")
     if coco_path is not None:
-        out_console().print(f"COCO file:  {coco_path}", highlight=False, markup=False)
+        say(f"COCO file:  {coco_path}")
 
 
 # --------------------------------------------------------------------------- demo
@@ -345,7 +346,7 @@ def demo(output: OutputOpt = Path("segcli-demo"), device: DeviceOpt = "auto") ->
 
     with err_console().status("segmenting the example scenes with the bundled blocks model"):
         result = run_demo(output, device=device, compare=_demo_compare)
-    say = functools.partial(out_console().print, highlight=False, markup=False)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
     say(f"segcli demo wrote everything under {output}/")
     say(f"  inputs   {result.inputs}/  (generated block scenes)")
     for kind, path in result.predict.items():
@@ -430,8 +431,9 @@ def compare_semantic_vs_instance(
     result = run_compare(seg, image, output, semantic_model=semantic_model, max_pixels=max_pixels)
     if not quiet:
         _print_compare(result.record)
-    out_console().print(f"figure: {result.figure_path}", highlight=False, markup=False)
-    out_console().print(f"JSON:   {result.json_path}", highlight=False, markup=False)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"figure: {result.figure_path}")
+    say(f"JSON:   {result.json_path}")
 
 
 def _print_compare(record: dict[str, Any]) -> None:

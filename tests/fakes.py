@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from segcli.instances import Instances
@@ -95,3 +96,25 @@ def write_images(folder: Path, widths: Mapping[str, int], height: int = 8) -> li
         Image.fromarray(pixels).save(path)
         paths.append(path)
     return sorted(paths)
+
+
+def use_fake_in_cli(
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    fail_on: Mapping[int, BaseException] | None = None,
+    sha256: str = "f" * 64,
+) -> list[FakeSegmenter]:
+    """Make the CLI load a :class:`FakeSegmenter` (its settings: the options given, on
+    :data:`FAKE_SETTINGS`); returns the list of fakes it made, for their ``calls``."""
+    import segcli.cli
+    from segcli.options import ModelOptions
+
+    made: list[FakeSegmenter] = []
+
+    def load(opts: ModelOptions, *, quiet: bool = False) -> FakeSegmenter:
+        settings = opts.settings().with_defaults(FAKE_SETTINGS)
+        made.append(FakeSegmenter(fail_on=fail_on, settings=settings, sha256=sha256))
+        return made[-1]
+
+    monkeypatch.setattr(segcli.cli, "load_segmenter", load)
+    return made

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import segcli.engines
 from segcli.batch import BatchEvents, BatchOptions, BatchOutcome, run_batch, run_plans
@@ -76,14 +77,29 @@ def test_local_engine_writes_each_input_and_reports_it_once(tmp_path: Path) -> N
 
 def test_one_failing_image_is_retried_alone(tmp_path: Path) -> None:
     plans = _plans(tmp_path)
-    seg = FakeSegmenter(fail_on={11: RuntimeError("bad weights\nsecond line"), 12: MemoryError("CUDA oom")})
+    seg = FakeSegmenter(
+        fail_on={
+            11: RuntimeError("bad weights\nsecond line"),
+            12: torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB"),
+            14: MemoryError(),
+        }
+    )
     results, _ = _run(plans, seg, batch_size=5)
     assert seg.calls == [5, 1, 1, 1, 1, 1], "the batch first, then image by image"
     status = {key: r.status for key, r in results.items()}
-    assert status == {"a.png": "done", "b.png": "failed", "c.png": "failed", "d.png": "done", "e.png": "done"}
+    assert status == {
+        "a.png": "done",
+        "b.png": "failed",
+        "c.png": "failed",
+        "d.png": "done",
+        "e.png": "failed",
+    }
     assert results["b.png"].reason == f"{plans[1].source}: model failed (bad weights)"
-    assert "out of memory in the model (CUDA oom)" in results["c.png"].reason
-    assert "--max-size" in results["c.png"].reason
+    assert results["c.png"].reason == (
+        f"{plans[2].source}: out of memory in the model (CUDA out of memory. Tried to allocate 9.00 GiB); "
+        "try a smaller --max-size, --batch-size 1 or --device cpu"
+    )
+    assert results["e.png"].reason.startswith(f"{plans[4].source}: out of memory in the model (MemoryError)")
     assert not (tmp_path / "out" / "b.png.json").exists()
 
 
