@@ -391,3 +391,42 @@ def test_fake_instances_are_what_the_writers_record(tmp_path: Path) -> None:
         ("sphere", 0.6, [0.0, 4.0, 10.0, 8.0], 36),
     ]
     assert two_instances((8, 10)).areas.tolist() == [20, 36]
+
+
+# --------------------------------------------------------------------------- demo
+def test_demo_runs_predict_batch_and_compare_through_the_library(tmp_path: Path) -> None:
+    from segcli.blocks.examples import EXAMPLES
+    from segcli.demo import DEMO_SAVE, SEED_CASE, run_demo
+
+    out = tmp_path / "demo"
+    batch_dir = out / "batch"
+    # An earlier run with other settings, and a temp file left by a killed one.
+    batch_dir.mkdir(parents=True)
+    (batch_dir / "run.json").write_text(json.dumps({"settings": {"nms_iou": 0.1}, "model": {"sha256": "0"}}))
+    (batch_dir / f".{SEED_CASE}.json.k1ll.part").write_text("partial")
+    compared: list[tuple[Path, Path]] = []
+
+    def compare(seg: object, image: Path, where: Path) -> dict[str, Path]:
+        compared.append((image, where))
+        return {"figure": where / "figure.png"}
+
+    seg = FakeSegmenter()
+    result = run_demo(out, segmenter=seg, compare=compare)
+    assert result.inputs == out / "inputs" and sorted(EXAMPLES) == sorted(
+        p.name for p in result.inputs.glob("*.png")
+    )
+    assert sorted(result.predict) == sorted(OUTPUT_KINDS)
+    assert all(p.exists() for p in result.predict.values())
+    assert result.batch_counts == {
+        "inputs": len(EXAMPLES),
+        "done": len(EXAMPLES),
+        "skipped": 0,
+        "failed": 0,
+        "instances": 2 * len(EXAMPLES),
+    }
+    run = json.loads((batch_dir / "run.json").read_text())
+    assert run["settings"] == FAKE_SETTINGS.to_dict() and run["save"] == list(DEMO_SAVE)
+    assert not list(out.rglob("*.part")), "the demo's batch step removes stale temp files"
+    assert compared == [(out / "inputs" / SEED_CASE, out / "compare")]
+    assert result.extra == {"figure": out / "compare" / "figure.png"}
+    assert seg.calls == [1] * (1 + len(EXAMPLES)), "predict once, then each example"
