@@ -137,8 +137,16 @@ def test_devices() -> None:
             resolve_device("cuda:1")
 
 
-def test_blocks_categories() -> None:
-    assert BLOCKS_CATEGORIES == ("__background__", "cube", "sphere", "cylinder")
+def test_blocks_categories_agree_everywhere() -> None:
+    """The model's class list, the scene generator's and the bundled checkpoint's are one list."""
+    from segcli.blocks.scenes import CATEGORIES
+    from segcli.model import read_checkpoint
+
+    assert ("__background__", *CATEGORIES) == BLOCKS_CATEGORIES
+    bundled = MODELS["blocks"].bundled_weights
+    assert bundled is not None
+    _, stored = read_checkpoint(bundled)
+    assert stored == BLOCKS_CATEGORIES
 
 
 @pytest.mark.slow
