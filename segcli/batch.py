@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from segcli.engines import Engine, ItemResult, Job, SegmenterLike, Status
+from segcli.engines.local import LocalEngine
 from segcli.errors import SegcliError
 from segcli.fsutil import atomic_write_bytes, is_temp_name
 from segcli.imageio import DEFAULT_MAX_PIXELS, is_image_path
@@ -292,8 +293,6 @@ def run_batch(
     segmenter's ``model_info``/``settings`` identify the run. ``engine`` builds the
     engine from it (default: the local threaded engine on that segmenter).
     """
-    from segcli.engines.local import LocalEngine
-
     opts = options or BatchOptions()
     events = events or BatchEvents()
     started = datetime.now(timezone.utc)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -130,13 +130,17 @@ def load_segmenter(opts: ModelOptions, *, quiet: bool = False) -> Segmenter:
     """Build the segmenter ``opts`` describe; say which model runs where unless ``quiet``."""
     seg = opts.spec().build(progress=not quiet)
     if not quiet:
-        info = seg.model_info()
-        err_console().print(
-            f"model [bold]{escape(str(info['name']))}[/] ({escape(str(info['architecture']))}, "
-            f"{escape(str(info['weights']))}) on {seg.device}",
-            highlight=False,
-        )
+        _say_loaded("model", seg.model_info(), seg.device)
     return seg
+
+
+def _say_loaded(what: str, info: Mapping[str, object], device: object) -> None:
+    """One line on stderr: which model (name, architecture, weights) runs on which device."""
+    err_console().print(
+        f"{what} {info['name']} ({info['architecture']}, {info['weights']}) on {device}",
+        highlight=False,
+        markup=False,
+    )
 
 
 def _check_writable(out_dir: Path) -> None:
@@ -420,13 +424,7 @@ def compare_semantic_vs_instance(
             source, weights=semantic_weights, device=model_opts.device, progress=not quiet
         )
         if not quiet:
-            info = semantic_model.info()
-            err_console().print(
-                f"semantic model {info['name']} ({info['architecture']}, {info['weights']}) "
-                f"on {semantic_model.device}",
-                highlight=False,
-                markup=False,
-            )
+            _say_loaded("semantic model", semantic_model.info(), semantic_model.device)
     seg = load_segmenter(model_opts, quiet=quiet)
     result = run_compare(seg, image, output, semantic_model=semantic_model, max_pixels=max_pixels)
     if not quiet:
