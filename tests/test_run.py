@@ -430,3 +430,26 @@ def test_demo_runs_predict_batch_and_compare_through_the_library(tmp_path: Path)
     assert compared == [(out / "inputs" / SEED_CASE, out / "compare")]
     assert result.extra == {"figure": out / "compare" / "figure.png"}
     assert seg.calls == [1] * (1 + len(EXAMPLES)), "predict once, then each example"
+
+
+@pytest.mark.parametrize("n_inputs", [5, 9])
+def test_ctrl_c_while_waiting_for_a_write_loses_no_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n_inputs: int
+) -> None:
+    """The first wait for a write is interrupted: at the end (5 inputs) or in the loop (9)."""
+    real = LocalEngine._written
+    waits: list[str] = []
+
+    def interrupted_once(plan: OutputPlan, fut: object) -> ItemResult:
+        waits.append(plan.key)
+        if len(waits) == 1:
+            raise KeyboardInterrupt
+        return real(plan, fut)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(LocalEngine, "_written", staticmethod(interrupted_once))
+    plans = _plans(tmp_path, {f"{i}.png": 10 + i for i in range(n_inputs)})
+    results, interrupted = _run(plans, FakeSegmenter())
+    assert interrupted and waits[0] == waits[1] == "0.png", "the interrupted wait is retried"
+    submitted = min(n_inputs, 2 * 2 + 1 + 1)  # the write queue's bound, plus the one that filled it
+    assert sorted(results) == sorted(p.key for p in plans[:submitted])
+    assert {r.status for r in results.values()} == {"done"}
