@@ -294,3 +294,20 @@ def test_unreadable_file_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert result.exit_code == 1
     assert f"failed: {root / 'locked.jpg'}: permission denied" in result.stderr
     assert (out / "open.jpg.json").is_file()
+
+
+def test_ctrl_c_in_predict_and_while_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_fake_in_cli(monkeypatch, fail_on={600: KeyboardInterrupt()})  # coffee.jpg is 600 wide
+    photos = [str(PHOTOS / "chelsea.jpg"), str(PHOTOS / "coffee.jpg"), str(PHOTOS / "rocket.jpg")]
+    result = runner.invoke(app, ["predict", *photos, "-o", str(tmp_path / "p"), *FAST])
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert result.stderr.splitlines() == ["interrupted after 1 of 3 images"]
+    assert (tmp_path / "p" / "chelsea.jpg.json").is_file(), "the finished image is kept"
+    assert not (tmp_path / "p" / "rocket.jpg.json").exists()
+
+    def interrupted_load(opts: ModelOptions, *, quiet: bool = False) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(segcli.cli, "load_segmenter", interrupted_load)
+    result = runner.invoke(app, ["batch", str(PHOTOS), "-o", str(tmp_path / "b"), *FAST])
+    assert (result.exit_code, result.stderr) == (130, "interrupted\n")
