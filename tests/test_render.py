@@ -160,3 +160,13 @@ def test_two_overlapping_boxes_get_separate_labels() -> None:
     inst = make_instances(("cube", 0.9, (20, 15, 50, 45)), ("sphere", 0.6, (22, 17, 60, 50)), size=(120, 160))
     a, b = _layout(inst, (120, 160))
     assert a is not None and b is not None and not _overlap(a[0], b[0])
+
+
+def test_mask_file_names_carry_the_class_sanitised() -> None:
+    from segcli.writers import mask_file_name
+
+    assert mask_file_name(0, "cube") == "000-cube.png"
+    assert mask_file_name(12, "hair drier") == "012-hair_drier.png"
+    assert mask_file_name(3, "N/A") == "003-N_A.png"
+    assert mask_file_name(4, "../../etc") == "004-etc.png"
+    assert mask_file_name(5, "") == "005-object.png"
