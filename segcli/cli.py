@@ -605,7 +605,12 @@ def compare_semantic_vs_instance(
         from segcli.weights import load_model
 
         semantic_model = load_model(
-            source, task="semantic", weights=semantic_weights, device=model_opts.device, progress=not quiet
+            source,
+            task="semantic",
+            weights=semantic_weights,
+            device=model_opts.device,
+            progress=not quiet,
+            cli=True,
         )
         if not quiet:
             _say_loaded("semantic model", semantic_model.info(), semantic_model.device)

@@ -164,6 +164,7 @@ class ModelOptions:
             device=self.device,
             settings=self.settings(),
             half=self.half,
+            cli=True,
         )
 
 

@@ -308,7 +308,7 @@ def test_semantic_offline_error_names_file_cache_url_and_option(
     text = str(err.value)
     cache = tmp_path / "hub" / "checkpoints"
     assert "deeplabv3_resnet50_coco-cd0a2569.pth" in text
-    assert str(cache) in text and weights.url in text and "--semantic-weights PATH" in text
+    assert str(cache) in text and weights.url in text and "weights=PATH" in text
     assert "no network in tests" in text and "\n" not in text
 
 
