@@ -648,4 +648,6 @@ def _print_compare(record: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    app()
+    # one name however it starts (the script or python -m segcli): usage lines and the
+    # shell completion (--install-completion, _SEGCLI_COMPLETE) say "segcli"
+    app(prog_name="segcli")
