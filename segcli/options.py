@@ -176,12 +176,27 @@ def model_options(command: Callable[..., R]) -> Callable[..., R]:
     parameters); ``command`` receives them as one ``model_opts: ModelOptions``."""
     hints = get_type_hints(ModelOptions, include_extras=True)
     names = [f.name for f in dataclasses.fields(ModelOptions)]
-    own = inspect.signature(command, eval_str=True).parameters.values()
-    params = [p for p in own if p.name != "model_opts"] + [
-        inspect.Parameter(
-            name, inspect.Parameter.KEYWORD_ONLY, default=getattr(ModelOptions, name), annotation=hints[name]
-        )
-        for name in names
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "model_opts"]
+    # the command's arguments, then the model options, then its other options: help panels
+    # appear in this order (Model, Thresholds, then the command's Outputs and Run control)
+    arguments = [p for p in own if p.default is inspect.Parameter.empty]
+    rest = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in own
+        if p.default is not inspect.Parameter.empty
+    ]
+    params = [
+        *arguments,
+        *(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=getattr(ModelOptions, name),
+                annotation=hints[name],
+            )
+            for name in names
+        ),
+        *rest,
     ]
 
     @functools.wraps(command)
