@@ -189,12 +189,17 @@ def write_outputs(
 
 
 # --------------------------------------------------------------------------- COCO
-def coco_categories(categories: Sequence[str]) -> list[dict[str, Any]]:
-    return [
+def coco_categories(categories: Sequence[str], used: Iterable[int] = ()) -> list[dict[str, Any]]:
+    """The model's classes as COCO categories, plus any placeholder slot (``N/A``) in ``used``."""
+    used = set(used)
+    listed = [
         {"id": i, "name": name, "supercategory": "object"}
         for i, name in enumerate(categories)
-        if name not in PLACEHOLDER_CLASSES
+        if name not in PLACEHOLDER_CLASSES or i in used
     ]
+    known = {c["id"] for c in listed}
+    listed += [{"id": i, "name": f"class {i}", "supercategory": "object"} for i in sorted(used - known)]
+    return sorted(listed, key=lambda c: c["id"])
 
 
 def write_coco(
@@ -212,6 +217,7 @@ def write_coco(
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.fchmod(fd, 0o666 & ~_UMASK)
     n_images = n_ann = 0
+    used: set[int] = set()
     try:
         with (
             os.fdopen(fd, "w", encoding="utf-8") as out,
@@ -236,6 +242,7 @@ def write_coco(
                 )
                 for inst in record["instances"]:
                     n_ann += 1
+                    used.add(int(inst["category_id"]))
                     x1, y1, x2, y2 = inst["box"]
                     anns.write(
                         ("," if n_ann > 1 else "")
@@ -255,7 +262,7 @@ def write_coco(
             out.write('],"annotations":[')
             anns.seek(0)
             shutil.copyfileobj(anns, out)
-            out.write('],"categories":' + json.dumps(coco_categories(categories)) + "}\n")
+            out.write('],"categories":' + json.dumps(coco_categories(categories, used)) + "}\n")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
