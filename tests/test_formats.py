@@ -257,3 +257,71 @@ def test_coco_json_lists_every_category_it_uses(tmp_path: Path) -> None:
     assert {a["category_id"] for a in coco["annotations"]} <= set(listed)
     assert listed == {1: "person", 2: "N/A", 3: "car"}  # unused placeholders stay out
     COCO(str(tmp_path / "coco.json"))  # loads
+
+
+# --------------------------------------------------------------------------- coco-results.json
+def _run_records(tmp_path: Path) -> list[tuple[str, Path]]:
+    """Per-image JSON records of the ground-truth masks, as a run over the blocks folder writes them."""
+    entries = []
+    for img, inst in reversed(_gt_instances()):  # another order than the ground truth's ids
+        path = tmp_path / f"{img['file_name']}.json"
+        record = instances_record(inst, image_path=img["file_name"], model={}, settings={})
+        path.write_text(json.dumps(record))
+        entries.append((img["file_name"], path))
+    return entries
+
+
+def test_coco_results_file_with_ground_truth_ids(tmp_path: Path) -> None:
+    from segcli.evaluate import load_ground_truth
+    from segcli.exports import write_coco_results
+
+    entries = _run_records(tmp_path)
+    gt = load_ground_truth(GT_PATH)
+    written = write_coco_results(tmp_path / "coco-results.json", entries, BLOCKS, gt)
+    results = json.loads(written.path.read_text())
+    assert isinstance(results, list) and written.results == len(results) == 25
+    assert written.categories is not None and written.categories.mapping == {1: 1, 2: 2, 3: 3}
+    assert written.categories.unmatched_predicted == () and written.categories.unmatched_ground_truth == ()
+    coco = COCO(str(GT_PATH))
+    dt = coco.loadRes(str(written.path))  # as is
+    by_file = {img["file_name"]: img["id"] for img in coco.dataset["images"]}
+    for name, path in entries:
+        n = len(json.loads(path.read_text())["instances"])
+        assert len(dt.getAnnIds(imgIds=[by_file[name]])) == n
+    ev = COCOeval(coco, dt, "segm")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    assert ev.stats[0] == pytest.approx(1.0)
+
+
+def test_coco_results_file_without_ground_truth_numbers_like_coco_json(tmp_path: Path) -> None:
+    from segcli.exports import write_coco_results
+
+    entries = _run_records(tmp_path)
+    written = write_coco_results(tmp_path / "coco-results.json", entries, BLOCKS)
+    write_coco(tmp_path / "coco.json", entries, BLOCKS, {})
+    coco = COCO(str(tmp_path / "coco.json"))
+    results = json.loads(written.path.read_text())
+    assert written.categories is None
+    assert sorted((r["image_id"], r["category_id"], r["score"]) for r in results) == sorted(
+        (a["image_id"], a["category_id"], a["score"]) for a in coco.dataset["annotations"]
+    )
+    coco.loadRes(str(written.path))
+
+
+def test_coco_results_file_leaves_out_classes_the_ground_truth_lacks(tmp_path: Path) -> None:
+    from segcli.evaluate import load_ground_truth
+    from segcli.exports import write_coco_results
+
+    entries = _run_records(tmp_path)
+    model_classes = ("__background__", "cube", "ball", "cylinder")  # "sphere" is "ball" here
+    gt = load_ground_truth(GT_PATH)
+    written = write_coco_results(tmp_path / "r.json", entries, model_classes, gt)
+    assert written.categories is not None and written.categories.mapping == {1: 1, 3: 3}
+    assert written.categories.unmatched_predicted == ("ball (5 detections)",)
+    assert written.categories.unmatched_ground_truth == ("sphere",)
+    assert written.results == 20 and {r["category_id"] for r in json.loads(written.path.read_text())} == {
+        1,
+        3,
+    }
