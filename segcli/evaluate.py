@@ -257,9 +257,13 @@ def load_predictions(path: Path, gt: COCO, *, match_by: str = "name") -> Predict
     notes: list[str] = []
     if isinstance(data, list):
         anns = data
-        bad = [a for a in anns if not isinstance(a, dict) or "image_id" not in a or "category_id" not in a]
+        bad = [
+            a for a in anns if not isinstance(a, dict) or not {"image_id", "category_id", "score"} <= set(a)
+        ]
         if bad:
-            raise SegcliError(f"predictions {path}: an entry lacks image_id or category_id: {bad[0]!r:.120}")
+            raise SegcliError(
+                f"predictions {path}: an entry lacks image_id, category_id or score: {bad[0]!r:.120}"
+            )
         unknown = sorted({a["image_id"] for a in anns} - set(sizes), key=str)
         if unknown:
             raise SegcliError(
@@ -291,7 +295,8 @@ def load_predictions(path: Path, gt: COCO, *, match_by: str = "name") -> Predict
         names = [str(img.get("file_name", "")) for img in data["images"]]
         by_name = match_images(gt_images, names)
         image_ids = {int(img["id"]): by_name[str(img.get("file_name", ""))] for img in data["images"]}
-        absent = [str(img["file_name"]) for img in gt_images if int(img["id"]) not in set(image_ids.values())]
+        covered_ids = set(image_ids.values())
+        absent = [str(img["file_name"]) for img in gt_images if int(img["id"]) not in covered_ids]
         if absent:
             raise SegcliError(
                 f"{len(absent)} ground-truth image(s) are not in predictions {path}: {_names(absent)} "

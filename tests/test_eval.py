@@ -293,6 +293,12 @@ def test_bad_files_are_one_clear_error(tmp_path: Path) -> None:
         evaluate(_write(tmp_path / "gt.json", {"images": []}), GT_PATH)
     with pytest.raises(SegcliError, match="annotations without a score: is it a ground-truth file"):
         evaluate(GT_PATH, GT_PATH)
+    with pytest.raises(SegcliError, match="an entry lacks image_id, category_id or score"):
+        evaluate(
+            GT_PATH, _write(tmp_path / "r.json", [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}])
+        )
+    with pytest.raises(SegcliError, match="neither a COCO file .* nor a COCO results list"):
+        evaluate(GT_PATH, _write(tmp_path / "s.json", {"annotations": []}))
 
 
 # --------------------------------------------------------------------------- warnings
