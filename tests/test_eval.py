@@ -297,7 +297,7 @@ def test_bad_files_are_one_clear_error(tmp_path: Path) -> None:
         evaluate(
             GT_PATH, _write(tmp_path / "r.json", [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}])
         )
-    with pytest.raises(SegcliError, match="neither a COCO file .* nor a COCO results list"):
+    with pytest.raises(SegcliError, match=r"neither a COCO file .* nor a COCO results list"):
         evaluate(GT_PATH, _write(tmp_path / "s.json", {"annotations": []}))
 
 
