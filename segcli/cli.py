@@ -19,7 +19,9 @@ from segcli.errors import SegcliError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from segcli.batch import BatchEvents
     from segcli.engines import ItemResult
+    from segcli.evaluate import EvalResult
     from segcli.predictor import Segmenter
 
 app = typer.Typer(
@@ -147,7 +149,10 @@ MaxSizeOpt = Annotated[
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder.", file_okay=False)]
 SaveOpt = Annotated[
     str | None,
-    typer.Option("--save", help="Comma-separated outputs: overlay, json, masks, idmap [overlay,json]."),
+    typer.Option(
+        "--save",
+        help="Comma-separated outputs: overlay, json, masks, idmap, polygons, yolo, labelme [overlay,json].",
+    ),
 ]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Images per forward pass (helps on GPU).")]
 MaxPixelsOpt = Annotated[
@@ -289,7 +294,7 @@ def predict(
             sys.stdout.buffer.write(dumps(result.record))
             sys.stdout.flush()
         if not quiet:
-            where = ", ".join(str(p) for p in result.plan.paths(kinds).values())
+            where = ", ".join(str(p) for p in dict.fromkeys(result.plan.paths(kinds).values()))
             human.print(
                 f"{result.plan.source}: {result.summary}" + (f" -> {where}" if where else ""),
                 highlight=False,
@@ -298,6 +303,10 @@ def predict(
 
     job = Job.for_segmenter(seg, kinds, batch_size=batch_size, max_pixels=max_pixels)
     report = run_plans(plans, job, LocalEngine(seg), overwrite=True, on_result=on_result)
+    if "yolo" in kinds:
+        from segcli.batch import write_yolo_dataset
+
+        write_yolo_dataset(output, seg.categories, None)
     if report.interrupted:
         err_console().print(f"interrupted after {report.count('done')} of {len(plans)} images")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -316,6 +325,16 @@ def batch(
         bool, typer.Option("--recursive/--no-recursive", help="Descend into subfolders.")
     ] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo inputs whose outputs exist.")] = False,
+    coco_ids_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--coco-ids-from",
+            help="COCO ground truth whose image and category ids coco-results.json uses (matched by file "
+            "name and class name).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     model: ModelOpt = "coco",
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
@@ -333,7 +352,7 @@ def batch(
     quiet: QuietOpt = False,
 ) -> None:
     """Segment every image under FOLDER; outputs mirror its tree. Resumable."""
-    from segcli.batch import BatchEvents, BatchOptions, run_batch
+    from segcli.batch import BatchOptions, run_batch
     from segcli.writers import DEFAULT_SAVE, parse_save
 
     kinds = parse_save(save) if save is not None else DEFAULT_SAVE
@@ -341,47 +360,57 @@ def batch(
         score_threshold, nms_iou, proposals, max_detections, mask_threshold, classes, min_size, max_size
     )
     options = BatchOptions(
-        save=kinds, overwrite=overwrite, recursive=recursive, batch_size=batch_size, max_pixels=max_pixels
+        save=kinds,
+        overwrite=overwrite,
+        recursive=recursive,
+        batch_size=batch_size,
+        max_pixels=max_pixels,
+        coco_ids_from=coco_ids_from,
     )
     _check_writable(output)
 
     with _progress(0, quiet) as progress:
-        task = progress.add_task("segmenting", total=None, rate="", visible=False)
-        done = [0]
-
-        class Events(BatchEvents):
-            def discovered(self, files: int, problems: Sequence[tuple[Path, str]]) -> None:
-                for path, why in problems:
-                    progress.console.print(f"[red]failed:[/] {path}: {why}", highlight=False, soft_wrap=True)
-
-            def started(self, total: int, stale_removed: int) -> None:
-                if stale_removed and not quiet:
-                    progress.console.print(
-                        f"removed {stale_removed} temporary file(s) left by an interrupted run"
-                    )
-                progress.update(task, total=total, visible=True)
-
-            def result(self, result: ItemResult) -> None:
-                if result.status == "failed":
-                    progress.console.print(
-                        f"[red]failed:[/] {result.reason}", highlight=False, soft_wrap=True
-                    )
-                done[0] += result.status == "done"
-                elapsed = progress.tasks[task].elapsed or 0.0
-                rate = f"{done[0] / elapsed:.2f} img/s" if elapsed > 0 and done[0] else ""
-                progress.update(task, advance=1, rate=rate)
-
         outcome = run_batch(
             folder,
             output,
             lambda: _segmenter(model, weights, device, half, settings, quiet),
             options=options,
-            events=Events(),
+            events=_batch_events(progress, quiet),
         )
 
     _print_summary(outcome.summary, output, outcome.coco_path)
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
+
+
+def _batch_events(progress: Any, quiet: bool) -> BatchEvents:
+    """Batch events that drive a Rich progress bar and print failures."""
+    from segcli.batch import BatchEvents
+
+    task = progress.add_task("segmenting", total=None, rate="", visible=False)
+    done = [0]
+
+    class Events(BatchEvents):
+        def discovered(self, files: int, problems: Sequence[tuple[Path, str]]) -> None:
+            for path, why in problems:
+                progress.console.print(f"[red]failed:[/] {path}: {why}", highlight=False, soft_wrap=True)
+
+        def started(self, total: int, stale_removed: int) -> None:
+            if stale_removed and not quiet:
+                progress.console.print(
+                    f"removed {stale_removed} temporary file(s) left by an interrupted run"
+                )
+            progress.update(task, total=total, visible=True)
+
+        def result(self, result: ItemResult) -> None:
+            if result.status == "failed":
+                progress.console.print(f"[red]failed:[/] {result.reason}", highlight=False, soft_wrap=True)
+            done[0] += result.status == "done"
+            elapsed = progress.tasks[task].elapsed or 0.0
+            rate = f"{done[0] / elapsed:.2f} img/s" if elapsed > 0 and done[0] else ""
+            progress.update(task, advance=1, rate=rate)
+
+    return Events()
 
 
 def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None) -> None:
@@ -404,6 +433,179 @@ def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None
     out_console().print(f"run report: {output / 'run.json'}", highlight=False)
     if coco_path is not None:
         out_console().print(f"COCO file:  {coco_path}", highlight=False)
+        results = coco_path.with_name("coco-results.json")
+        if results.is_file():
+            out_console().print(f"COCO results (for COCO.loadRes): {results}", highlight=False)
+    yolo = output / "yolo" / "data.yaml"
+    if "yolo" in summary.get("save", ()) and yolo.is_file():
+        out_console().print(f"YOLO-seg dataset: {yolo}", highlight=False)
+
+
+# --------------------------------------------------------------------------- eval
+EVAL_SCORE_THRESHOLD = 0.05
+"""``segcli eval``'s default score threshold when it runs the model (COCO's convention)."""
+
+
+@app.command("eval")
+@cli_errors
+def eval_command(
+    ground_truth: Annotated[
+        Path, typer.Argument(help="COCO ground-truth JSON.", exists=True, dir_okay=False, readable=False)
+    ],
+    images: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Folder the ground truth's file_name is relative to [its own folder].", file_okay=False
+        ),
+    ] = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--predictions",
+            help="Evaluate this coco.json (from a run) or COCO results list instead of running the model.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    match_by: Annotated[
+        str, typer.Option("--match-by", help="Match categories by 'name' (case-insensitive) or 'id'.")
+    ] = "name",
+    output: OutputOpt = Path("segcli-out"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo images whose outputs exist.")] = False,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="coco, coco-v2 or blocks [coco].")
+    ] = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    half: HalfOpt = False,
+    score_threshold: Annotated[
+        float | None,
+        typer.Option("--score-threshold", help="Drop detections below this score [0.05 here, as COCO does]."),
+    ] = None,
+    nms_iou: NmsOpt = None,
+    proposals: ProposalsOpt = None,
+    max_detections: MaxDetOpt = None,
+    mask_threshold: MaskThrOpt = None,
+    classes: ClassesOpt = None,
+    min_size: MinSizeOpt = None,
+    max_size: MaxSizeOpt = None,
+    batch_size: BatchSizeOpt = 1,
+    max_pixels: MaxPixelsOpt = 150_000_000,
+    quiet: QuietOpt = False,
+) -> None:
+    """Evaluate against a COCO ground truth: box and mask AP, per-class AP, eval.json, PR plots.
+
+    Without --predictions, segments the ground truth's images first (resumable, into -o).
+    """
+    from segcli.batch import BatchOptions
+    from segcli.evaluate import MATCH_BY, run_eval
+
+    if match_by not in MATCH_BY:
+        _usage_error(f"--match-by {match_by!r}: choose from {', '.join(MATCH_BY)}")
+    model_options = {
+        "--model": model,
+        "--weights": weights,
+        "--score-threshold": score_threshold,
+        "--nms-iou": nms_iou,
+        "--proposals": proposals,
+        "--max-detections": max_detections,
+        "--mask-threshold": mask_threshold,
+        "--classes": classes,
+        "--min-size": min_size,
+        "--max-size": max_size,
+    }
+    given = [name for name, value in model_options.items() if value is not None]
+    if predictions is not None and (given or images is not None):
+        _usage_error(f"{', '.join(given) or 'IMAGES'}: no model runs with --predictions")
+    if images is not None and not images.is_dir():
+        _usage_error(f"IMAGES {images} is not a folder")
+    settings = _settings(
+        EVAL_SCORE_THRESHOLD if score_threshold is None else score_threshold,
+        nms_iou,
+        proposals,
+        max_detections,
+        mask_threshold,
+        classes,
+        min_size,
+        max_size,
+    )
+    _check_writable(output)
+    options = BatchOptions(save=("json",), overwrite=overwrite, batch_size=batch_size, max_pixels=max_pixels)
+    with _progress(0, quiet or predictions is not None) as progress:
+        outcome = run_eval(
+            ground_truth,
+            output,
+            images=images,
+            predictions=predictions,
+            load=lambda: _segmenter(model or "coco", weights, device, half, settings, quiet),
+            options=options,
+            events=_batch_events(progress, quiet),
+            match_by=match_by,
+        )
+    if outcome.result is None:
+        err_console().print("interrupted: run the same command again to finish (images done are kept)")
+        raise typer.Exit(outcome.exit_code)
+    _print_eval(outcome.result)
+    out_console().print(f"evaluation: {outcome.eval_path}", highlight=False)
+    if outcome.plots:
+        out_console().print(
+            f"PR curves:  {outcome.plots[0].parent}/ ({len(outcome.plots)} PNG)", highlight=False
+        )
+
+
+def escape(text: str) -> str:
+    """``text`` safe to print through Rich markup (user strings: class names, paths)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def _usage_error(message: str) -> None:
+    err_console().print(f"[bold red]usage error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _print_eval(result: EvalResult) -> None:
+    from rich.table import Table
+
+    from segcli.evaluate import TABLE_STATS
+
+    title = (
+        f"{escape(Path(result.ground_truth).name)}: {result.images} images, {result.detections} detections"
+    )
+    table = Table(title=title, header_style="bold")
+    table.add_column("")
+    for name in TABLE_STATS:
+        table.add_column("AR@100" if name == "AR100" else name, justify="right")
+    for iou_type, label in (("bbox", "box"), ("segm", "mask")):
+        if iou_type in result.stats:
+            table.add_row(label, *(_fmt(result.stats[iou_type][name]) for name in TABLE_STATS))
+    out_console().print(table)
+    per_class = Table(title="per class: ground-truth instances, detections, AP", header_style="bold")
+    per_class.add_column("class", no_wrap=True)
+    per_class.add_column("GT", justify="right")
+    per_class.add_column("det", justify="right")
+    types = [t for t in ("bbox", "segm") if t in result.stats]
+    for iou_type in types:
+        prefix = "box " if iou_type == "bbox" else "mask "
+        for name in ("AP", "AP50", "AP75"):
+            per_class.add_column(f"{prefix if name == 'AP' else ''}{name}", justify="right")
+    for cls in result.classes:
+        per_class.add_row(
+            escape(cls.name),
+            str(cls.instances),
+            str(cls.detections),
+            *(_fmt(cls.ap[t][name]) for t in types for name in ("AP", "AP50", "AP75")),
+        )
+    out_console().print(per_class)
+    for warning in result.warnings:
+        err_console().print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    for note in result.notes:
+        err_console().print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- demo

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import io
 import json
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -34,6 +35,10 @@ from pycocotools.cocoeval import COCOeval
 from segcli.errors import SegcliError
 from segcli.imageio import atomic_write_bytes
 from segcli.instances import PLACEHOLDER_CLASSES
+
+if TYPE_CHECKING:
+    from segcli.batch import BatchEvents, BatchOptions, BatchOutcome
+    from segcli.engines import SegmenterLike
 
 EVAL_SCHEMA = "segcli.eval/1"
 IOU_TYPES = ("bbox", "segm")
@@ -588,3 +593,90 @@ def write_eval(result: EvalResult, out_dir: Path) -> tuple[Path, list[Path]]:
     eval_path = out_dir / "eval.json"
     atomic_write_bytes(eval_path, dumps(eval_record(result, files)))
     return eval_path, written
+
+
+# --------------------------------------------------------------------------- one evaluation run
+@dataclass
+class EvalOutcome:
+    """What ``run_eval`` did: the evaluation (None if the model run was interrupted) and its files."""
+
+    result: EvalResult | None
+    eval_path: Path | None
+    plots: list[Path]
+    predictions: Path | None
+    batch: BatchOutcome | None  # the model run, when there was one
+
+    @property
+    def exit_code(self) -> int:
+        return 130 if self.batch is not None and self.batch.report.interrupted else 0
+
+
+def ground_truth_files(gt: COCO, images: Path) -> list[Path]:
+    """The image file of every ground-truth image under ``images``; missing ones are one error."""
+    files: list[Path] = []
+    missing: list[str] = []
+    for img in gt.dataset["images"]:
+        rel = _norm_path(str(img["file_name"]))
+        if rel.startswith("/") or ".." in PurePosixPath(rel).parts:
+            raise SegcliError(f"ground-truth file_name {rel!r} leaves the images folder {images}")
+        path = images / rel
+        if path.is_file():
+            files.append(path)
+        else:
+            missing.append(rel)
+    if missing:
+        raise SegcliError(
+            f"{len(missing)} ground-truth image(s) are not in {images}: {_names(missing)} "
+            "(give the folder their file_name is relative to as IMAGES)"
+        )
+    return files
+
+
+def run_eval(
+    ground_truth: Path,
+    output: Path,
+    *,
+    images: Path | None = None,
+    predictions: Path | None = None,
+    load: Callable[[], SegmenterLike] | None = None,
+    options: BatchOptions | None = None,
+    events: BatchEvents | None = None,
+    match_by: str = "name",
+) -> EvalOutcome:
+    """Evaluate against a COCO ground truth; write ``eval.json`` and ``pr/*.png`` into ``output``.
+
+    With ``predictions`` (a ``coco.json`` or COCO results list), evaluate those.
+    Without, segment the ground truth's images (found under ``images``, default the
+    ground truth's folder) with ``load``'s segmenter through :func:`segcli.batch.run_batch`
+    into ``output`` (resumable: a rerun does only what is missing), then evaluate its
+    ``coco.json``. Bad input is one ``SegcliError``, raised before any model loads.
+    """
+    from segcli.batch import BatchOptions, run_batch
+
+    if match_by not in MATCH_BY:
+        raise SegcliError(f"--match-by {match_by!r}: choose from {', '.join(MATCH_BY)}")
+    gt = load_ground_truth(ground_truth)
+    batch = None
+    if predictions is None:
+        if load is None:
+            raise SegcliError("no predictions to evaluate: pass --predictions or a model to run")
+        folder = images if images is not None else ground_truth.parent
+        if not folder.is_dir():
+            raise SegcliError(f"images folder {folder} does not exist")
+        files = ground_truth_files(gt, folder)
+        opts = options or BatchOptions()
+        opts = dataclasses.replace(opts, save=tuple(dict.fromkeys(("json", *opts.save))))
+        batch = run_batch(folder, output, load, options=opts, events=events, files=files)
+        if batch.report.interrupted:
+            return EvalOutcome(None, None, [], batch.coco_path, batch)
+        failed = batch.summary["counts"]["failed"]
+        if failed or batch.coco_path is None:
+            raise SegcliError(
+                f"{failed} ground-truth image(s) failed in the model run (listed in {output / 'run.json'}); "
+                "the evaluation needs every image: fix them and run again (images done are kept)"
+            )
+        predictions = batch.coco_path
+    preds = load_predictions(predictions, gt, match_by=match_by)
+    result = evaluate_predictions(gt, preds, ground_truth=str(ground_truth), predictions=str(predictions))
+    eval_path, plots = write_eval(result, output)
+    return EvalOutcome(result, eval_path, plots, predictions, batch)
