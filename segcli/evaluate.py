@@ -648,8 +648,9 @@ def run_eval(
     With ``predictions`` (a ``coco.json`` or COCO results list), evaluate those.
     Without, segment the ground truth's images (found under ``images``, default the
     ground truth's folder) with ``load``'s segmenter through :func:`segcli.batch.run_batch`
-    into ``output`` (resumable: a rerun does only what is missing), then evaluate its
-    ``coco.json``. Bad input is one ``SegcliError``, raised before any model loads.
+    into ``output`` (resumable: a rerun does only what is missing; its
+    ``coco-results.json`` uses the ground truth's ids), then evaluate its ``coco.json``.
+    Bad input is one ``SegcliError``, raised before any model loads.
     """
     from segcli.batch import BatchOptions, run_batch
 
@@ -665,7 +666,9 @@ def run_eval(
             raise SegcliError(f"images folder {folder} does not exist")
         files = ground_truth_files(gt, folder)
         opts = options or BatchOptions()
-        opts = dataclasses.replace(opts, save=tuple(dict.fromkeys(("json", *opts.save))))
+        opts = dataclasses.replace(
+            opts, save=tuple(dict.fromkeys(("json", *opts.save))), coco_ids_from=ground_truth
+        )
         batch = run_batch(folder, output, load, options=opts, events=events, files=files)
         if batch.report.interrupted:
             return EvalOutcome(None, None, [], batch.coco_path, batch)

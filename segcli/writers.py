@@ -221,6 +221,8 @@ def write_outputs(
     ``categories`` (the model's class list) numbers the YOLO-seg classes.
     """
     if "yolo" in paths:
+        if not categories:
+            raise SegcliError("YOLO-seg labels need the model's class list (categories)")
         lines = yolo_lines(instances, yolo_class_index(categories, PLACEHOLDER_CLASSES))
         atomic_write_bytes(paths["yolo"], "".join(f"{line}\n" for line in lines).encode("utf-8"))
     if "labelme" in paths:

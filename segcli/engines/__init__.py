@@ -90,6 +90,7 @@ class Job:
             save=tuple(save),
             model_info=segmenter.model_info(),
             settings=segmenter.settings.to_dict(),
+            categories=tuple(segmenter.categories),
             **kwargs,
         )
 
