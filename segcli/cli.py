@@ -393,7 +393,9 @@ def _batch_events(progress: Any, quiet: bool) -> BatchEvents:
     class Events(BatchEvents):
         def discovered(self, files: int, problems: Sequence[tuple[Path, str]]) -> None:
             for path, why in problems:
-                progress.console.print(f"[red]failed:[/] {path}: {why}", highlight=False, soft_wrap=True)
+                progress.console.print(
+                    f"[red]failed:[/] {escape(f'{path}: {why}')}", highlight=False, soft_wrap=True
+                )
 
         def started(self, total: int, stale_removed: int) -> None:
             if stale_removed and not quiet:
@@ -404,7 +406,9 @@ def _batch_events(progress: Any, quiet: bool) -> BatchEvents:
 
         def result(self, result: ItemResult) -> None:
             if result.status == "failed":
-                progress.console.print(f"[red]failed:[/] {result.reason}", highlight=False, soft_wrap=True)
+                progress.console.print(
+                    f"[red]failed:[/] {escape(result.reason)}", highlight=False, soft_wrap=True
+                )
             done[0] += result.status == "done"
             elapsed = progress.tasks[task].elapsed or 0.0
             rate = f"{done[0] / elapsed:.2f} img/s" if elapsed > 0 and done[0] else ""
@@ -435,10 +439,10 @@ def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None
         out_console().print(f"COCO file:  {coco_path}", highlight=False)
         results = coco_path.with_name("coco-results.json")
         if results.is_file():
-            out_console().print(f"COCO results (for COCO.loadRes): {results}", highlight=False)
+            out_console().print(f"COCO results (for COCO.loadRes): {results}", highlight=False, markup=False)
     yolo = output / "yolo" / "data.yaml"
     if "yolo" in summary.get("save", ()) and yolo.is_file():
-        out_console().print(f"YOLO-seg dataset: {yolo}", highlight=False)
+        out_console().print(f"YOLO-seg dataset: {yolo}", highlight=False, markup=False)
 
 
 # --------------------------------------------------------------------------- eval
@@ -546,10 +550,12 @@ def eval_command(
         err_console().print("interrupted: run the same command again to finish (images done are kept)")
         raise typer.Exit(outcome.exit_code)
     _print_eval(outcome.result)
-    out_console().print(f"evaluation: {outcome.eval_path}", highlight=False)
+    out_console().print(f"evaluation: {outcome.eval_path}", highlight=False, markup=False)
     if outcome.plots:
         out_console().print(
-            f"PR curves:  {outcome.plots[0].parent}/ ({len(outcome.plots)} PNG)", highlight=False
+            f"PR curves:  {outcome.plots[0].parent}/ ({len(outcome.plots)} PNG)",
+            highlight=False,
+            markup=False,
         )
 
 

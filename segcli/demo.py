@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segcli.batch import BatchOptions, run_batch, run_plans
+from segcli.batch import BatchOptions, run_batch, run_plans, write_yolo_dataset
 from segcli.engines import Job
 from segcli.engines.local import LocalEngine
 from segcli.predictor import Segmenter
@@ -41,6 +41,7 @@ def run_demo(
     predict_dir = out_dir / "predict"
     [plan] = plan_outputs([seed_case], predict_dir)
     run_plans([plan], Job.for_segmenter(seg, OUTPUT_KINDS), LocalEngine(seg), overwrite=True)
+    write_yolo_dataset(predict_dir, seg.categories, None)
 
     batch_dir = out_dir / "batch"
     outcome = run_batch(

@@ -234,7 +234,9 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path: Path, blocks_ckpt:
     else:
         assert proc.returncode == -signal.SIGKILL
     done_before = {
-        p: p.stat().st_mtime_ns for p in out.glob("*.json") if p.name not in ("run.json", "coco.json")
+        p: p.stat().st_mtime_ns
+        for p in out.glob("*.json")
+        if p.name not in ("run.json", "coco.json", "coco-results.json")
     }
 
     resumed = subprocess.run(_batch_cmd(root, out, blocks_ckpt), capture_output=True)
