@@ -707,10 +707,10 @@ def compare_semantic_vs_instance(
     _check_writable(output)
     semantic_model = None
     if source != "derived":
-        from segcli.model import load_semantic_model
+        from segcli.weights import load_model
 
-        semantic_model = load_semantic_model(
-            source, weights=semantic_weights, device=device, progress=not quiet
+        semantic_model = load_model(
+            source, task="semantic", weights=semantic_weights, device=device, progress=not quiet
         )
         if not quiet:
             info = semantic_model.info()

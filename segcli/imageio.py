@@ -36,6 +36,10 @@ class LoadedImage:
     def size(self) -> tuple[int, int]:
         return int(self.pixels.shape[0]), int(self.pixels.shape[1])
 
+    def __repr__(self) -> str:
+        h, w = self.size
+        return f"LoadedImage({str(self.path)!r}, {w}x{h} {self.format})"
+
 
 def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS

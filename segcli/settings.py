@@ -13,7 +13,7 @@ from segcli.errors import SegcliError
 class Settings:
     """Every knob that changes what the model returns.
 
-    ``None`` means "the model's own default" (see ``model.ModelSpec.defaults``);
+    ``None`` means "the model's own default" (see ``registry.ModelSpec.defaults``);
     :meth:`with_defaults` fills them in, so that the recorded settings are complete.
     """
 

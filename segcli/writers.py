@@ -24,7 +24,7 @@ from segcli.formats import coco_polygons, labelme_record, yolo_class_index, yolo
 from segcli.imageio import _UMASK, atomic_write_bytes
 from segcli.instances import PLACEHOLDER_CLASSES, Instances
 from segcli.masks import rle_encode
-from segcli.render import OverlayAnnotator
+from segcli.render import Annotator, OverlayAnnotator
 
 SCHEMA = "segcli.instances/1"
 OUTPUT_KINDS = ("overlay", "json", "masks", "idmap", "polygons", "yolo", "labelme")
@@ -178,17 +178,6 @@ def encode_image(rgb: np.ndarray, ext: str) -> bytes:
     return buf.tobytes()
 
 
-def id_map(instances: Instances) -> np.ndarray:
-    """(H, W) uint16: pixel = instance id + 1, 0 = background; higher scores win overlaps."""
-    out = np.zeros(instances.image_size, dtype=np.uint16)
-    if len(instances) > 65534:
-        raise SegcliError(f"an id map holds at most 65534 instances, got {len(instances)}")
-    for i in instances.paint_order():
-        x0, y0, x1, y1 = (int(v) for v in instances.mask_boxes[i])
-        out[y0:y1, x0:x1][instances.masks[i]] = i + 1
-    return out
-
-
 def _write_mask_dir(path: Path, instances: Instances) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
@@ -213,7 +202,7 @@ def write_outputs(
     image: np.ndarray,
     instances: Instances,
     record: dict[str, Any],
-    annotator: OverlayAnnotator | None = None,
+    annotator: Annotator | None = None,
     categories: Sequence[str] = (),
 ) -> None:
     """Write the requested outputs of one image; the JSON (the completion mark) last.
@@ -235,7 +224,11 @@ def write_outputs(
     if "masks" in paths:
         _write_mask_dir(paths["masks"], instances)
     if "idmap" in paths:
-        atomic_write_bytes(paths["idmap"], encode_image(id_map(instances), ".png"))
+        # (H, W) uint16: pixel = instance id + 1, 0 = background; higher scores win overlaps
+        if len(instances) > 65534:
+            raise SegcliError(f"an id map holds at most 65534 instances, got {len(instances)}")
+        ids = instances.label_map(np.arange(1, len(instances) + 1), dtype=np.uint16)
+        atomic_write_bytes(paths["idmap"], encode_image(ids, ".png"))
     if "json" in paths:
         atomic_write_bytes(paths["json"], dumps(record))
 
