@@ -33,7 +33,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from segcli.errors import SegcliError
-from segcli.imageio import atomic_write_bytes
+from segcli.fsutil import atomic_write_bytes
 from segcli.instances import PLACEHOLDER_CLASSES
 
 if TYPE_CHECKING:

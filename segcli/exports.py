@@ -8,8 +8,6 @@ one results file, numbered like ``coco.json`` or like a ground truth's images.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +17,7 @@ from pycocotools.coco import COCO
 
 from segcli.evaluate import CategoryMatch, match_categories, match_images
 from segcli.formats import results_from_record
-from segcli.imageio import _UMASK
+from segcli.fsutil import atomic_path
 from segcli.writers import coco_categories
 
 
@@ -63,24 +61,16 @@ def write_coco_results(
             ground_truth.dataset["categories"], coco_categories(categories), by=match_by
         ).mapping
     used: Counter[int] = Counter()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)
     count = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write("[")
-            for name, json_path in entries:
-                record = json.loads(json_path.read_text(encoding="utf-8"))
-                used.update(int(inst["category_id"]) for inst in record["instances"])
-                for result in results_from_record(record, ids[name], mapping):
-                    out.write(("," if count else "") + json.dumps(result, ensure_ascii=False))
-                    count += 1
-            out.write("]\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        out.write("[")
+        for name, json_path in entries:
+            record = json.loads(json_path.read_text(encoding="utf-8"))
+            used.update(int(inst["category_id"]) for inst in record["instances"])
+            for result in results_from_record(record, ids[name], mapping):
+                out.write(("," if count else "") + json.dumps(result, ensure_ascii=False))
+                count += 1
+        out.write("]\n")
     match = None
     if ground_truth is not None:  # again, now listing the unmatched classes that have detections
         match = match_categories(

@@ -8,6 +8,11 @@ from typing import Any
 
 from segcli.errors import SegcliError
 
+DEFAULT_MAX_PIXELS = 150_000_000
+"""Images declaring more pixels are refused before decoding (``--max-pixels``). A limit on
+inputs, not a model setting; it lives here because this module is light enough for the
+CLI to import at start-up (``segcli.imageio`` pulls in numpy and Pillow)."""
+
 
 @dataclass(frozen=True)
 class Settings:

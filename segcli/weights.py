@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models._api import WeightsEnum
 
-from segcli.errors import SegcliError
+from segcli.errors import SegcliError, first_line
 from segcli.registry import ModelSpec, Task, get_spec
 
 DOWNLOAD_TIMEOUT_S = 30.0
@@ -113,11 +113,6 @@ def fetch_torchvision_weights(
     return cached
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], tuple[str, ...] | None]:
     """A state dict (and optional category names) from a checkpoint file.
 
@@ -140,11 +135,11 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], tuple[str, ...] | No
                 f"checkpoint {path} was refused: it holds Python objects that could run code, "
                 "and segcli only loads plain tensors (torch.load weights_only=True)"
             ) from None
-        raise SegcliError(f"checkpoint {path} is not a readable PyTorch file ({_first_line(exc)})") from None
+        raise SegcliError(f"checkpoint {path} is not a readable PyTorch file ({first_line(exc)})") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, KeyError) as exc:
         raise SegcliError(
             f"checkpoint {path} is not a readable PyTorch file (truncated or another format?): "
-            f"{_first_line(exc)}"
+            f"{first_line(exc)}"
         ) from None
     categories: tuple[str, ...] | None = None
     if isinstance(obj, dict):

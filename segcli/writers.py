@@ -21,7 +21,7 @@ import numpy as np
 
 from segcli.errors import SegcliError
 from segcli.formats import coco_polygons, labelme_record, yolo_class_index, yolo_lines
-from segcli.imageio import _UMASK, atomic_write_bytes
+from segcli.fsutil import atomic_path, atomic_write_bytes
 from segcli.instances import PLACEHOLDER_CLASSES, Instances
 from segcli.masks import rle_encode
 from segcli.render import Annotator, OverlayAnnotator
@@ -179,22 +179,13 @@ def encode_image(rgb: np.ndarray, ext: str) -> bytes:
 
 
 def _write_mask_dir(path: Path, instances: Instances) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
-    try:
-        tmp.chmod(0o777 & ~_UMASK)
+    with atomic_path(path, directory=True) as tmp:
         full = np.zeros(instances.image_size, dtype=np.uint8)
         for i in range(len(instances)):
             x0, y0, x1, y1 = (int(v) for v in instances.mask_boxes[i])
             full[y0:y1, x0:x1] = instances.masks[i] * np.uint8(255)
             (tmp / f"{i:03d}.png").write_bytes(encode_image(full, ".png"))
             full[y0:y1, x0:x1] = 0
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_outputs(
@@ -258,58 +249,51 @@ def write_coco(
     ``entries`` are (file_name relative to the input folder, per-image JSON path).
     Returns (images, annotations) written.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)
     n_images = n_ann = 0
     used: set[int] = set()
-    try:
-        with (
-            os.fdopen(fd, "w", encoding="utf-8") as out,
-            tempfile.TemporaryFile("w+", encoding="utf-8") as anns,
-        ):
-            out.write('{"info":' + json.dumps(info) + ',"licenses":[],"images":[')
-            for file_name, json_path in entries:
-                record = json.loads(json_path.read_text(encoding="utf-8"))
-                n_images += 1
-                image = record["image"]
-                out.write(
-                    ("," if n_images > 1 else "")
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, "w", encoding="utf-8") as out,
+        tempfile.TemporaryFile("w+", encoding="utf-8") as anns,
+    ):
+        out.write('{"info":' + json.dumps(info) + ',"licenses":[],"images":[')
+        for file_name, json_path in entries:
+            record = json.loads(json_path.read_text(encoding="utf-8"))
+            n_images += 1
+            image = record["image"]
+            out.write(
+                ("," if n_images > 1 else "")
+                + json.dumps(
+                    {
+                        "id": n_images,
+                        "file_name": file_name,
+                        "width": image["width"],
+                        "height": image["height"],
+                    },
+                    ensure_ascii=False,
+                )
+            )
+            for inst in record["instances"]:
+                n_ann += 1
+                used.add(int(inst["category_id"]))
+                x1, y1, x2, y2 = inst["box"]
+                anns.write(
+                    ("," if n_ann > 1 else "")
                     + json.dumps(
                         {
-                            "id": n_images,
-                            "file_name": file_name,
-                            "width": image["width"],
-                            "height": image["height"],
-                        },
-                        ensure_ascii=False,
+                            "id": n_ann,
+                            "image_id": n_images,
+                            "category_id": inst["category_id"],
+                            "segmentation": inst.get("polygons") or inst["mask"],
+                            "area": inst["area"],
+                            "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
+                            "iscrowd": 0,
+                            "score": inst["score"],
+                        }
                     )
                 )
-                for inst in record["instances"]:
-                    n_ann += 1
-                    used.add(int(inst["category_id"]))
-                    x1, y1, x2, y2 = inst["box"]
-                    anns.write(
-                        ("," if n_ann > 1 else "")
-                        + json.dumps(
-                            {
-                                "id": n_ann,
-                                "image_id": n_images,
-                                "category_id": inst["category_id"],
-                                "segmentation": inst.get("polygons") or inst["mask"],
-                                "area": inst["area"],
-                                "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
-                                "iscrowd": 0,
-                                "score": inst["score"],
-                            }
-                        )
-                    )
-            out.write('],"annotations":[')
-            anns.seek(0)
-            shutil.copyfileobj(anns, out)
-            out.write('],"categories":' + json.dumps(coco_categories(categories, used)) + "}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        out.write('],"annotations":[')
+        anns.seek(0)
+        shutil.copyfileobj(anns, out)
+        out.write('],"categories":' + json.dumps(coco_categories(categories, used)) + "}\n")
     return n_images, n_ann

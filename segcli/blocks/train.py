@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
 import sys
 import time
@@ -30,6 +29,7 @@ import torch
 from segcli.blocks import TRAIN_SEEDS
 from segcli.blocks.arch import CATEGORIES, build_blocks_maskrcnn
 from segcli.blocks.scenes import Scene, render_scene
+from segcli.fsutil import atomic_path
 
 TRAIN_MIN_SIZES = (320, 352, 384, 416)
 TRAIN_MAX_SIZE = 640
@@ -68,10 +68,8 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
         k: (v.detach().half() if v.is_floating_point() else v.detach()).clone()
         for k, v in model.state_dict().items()
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": state, "categories": list(CATEGORIES)}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"model": state, "categories": list(CATEGORIES)}, tmp)
 
 
 def main(argv: list[str] | None = None) -> int:
