@@ -375,7 +375,17 @@ EVAL_SCORE_THRESHOLD = 0.05
 """``segcli eval``'s default score threshold when it runs the model (COCO's convention)."""
 
 
-@app.command("eval", cls=HelpWithModelDefaults)
+class _EvalHelp(HelpWithModelDefaults):
+    """Model-option help as for the other commands, but eval's own score-threshold default."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.params:
+            if param.name == "score_threshold":
+                param.help = f"Drop detections below this score [{EVAL_SCORE_THRESHOLD}, COCO's convention]."  # type: ignore[attr-defined]
+        super().format_help(ctx, formatter)
+
+
+@app.command("eval", cls=_EvalHelp)
 @cli_errors
 @model_options
 def eval_command(

@@ -111,6 +111,9 @@ def test_eval_usage_errors_come_before_any_model(scenes: Path, tmp_path: Path) -
         assert result.exit_code == 2, result.output
         assert message in " ".join(result.stderr.split())
     assert not (out / "run.json").exists()
+    help_text = " ".join(runner.invoke(app, ["eval", "--help"]).stdout.split())
+    assert "Drop detections below this score [0.05, COCO's convention]" in help_text
+    assert "--predictions" in help_text and "--match-by" in help_text
 
 
 def test_eval_missing_image_is_one_line_before_the_model_loads(scenes: Path, tmp_path: Path) -> None:
