@@ -247,7 +247,9 @@ def tidy_help(params: list[click.Parameter]) -> None:
         if param.param_type_name == "argument":
             shown = (param.metavar or param.name or "ARG").upper()
             shown = shown if shown.endswith("...") or param.nargs == 1 else shown + "..."
-            param._usage_display_name = lambda shown=shown: shown  # type: ignore[attr-defined]
+            usage = shown if param.required else f"[{shown}]"
+            param.metavar = shown
+            param._usage_display_name = lambda usage=usage: usage  # type: ignore[attr-defined]
             param._rich_display_name = lambda shown=shown: shown  # type: ignore[attr-defined]
             param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
         elif getattr(param, "is_flag", False):
@@ -268,9 +270,10 @@ class HelpWithModelDefaults(TyperCommand):
         values = help_defaults()
         for param in self.params:
             text = getattr(param, "help", None)
-            if text and "{" in text:
-                # the filled-in defaults ("[all]") must not read as Rich markup
-                param.help = escape(text.format_map(values))  # type: ignore[attr-defined]
+            if text and getattr(param, "_segcli_help", None) != text:  # once per text set
+                # option help is plain text: "[all]" or "[its own folder]" must not read as Rich markup
+                done = escape(text.format_map(values) if "{" in text else text)
+                param.help = param._segcli_help = done  # type: ignore[attr-defined]
         tidy_help(self.get_params(ctx))
         super().format_help(ctx, formatter)
 
