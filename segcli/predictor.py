@@ -96,9 +96,11 @@ class Segmenter:
         }
         unknown = [c for c in classes if c.lower() not in lookup]
         if unknown:
+            from segcli.suggest import did_you_mean
+
             raise SegcliError(
-                f"unknown class {unknown[0]!r} for --model {self.loaded.spec.name}; valid: "
-                + ", ".join(self.class_names)
+                f"unknown class {unknown[0]!r}{did_you_mean(unknown[0], self.class_names)} for --model "
+                f"{self.loaded.spec.name}; valid: " + ", ".join(self.class_names)
             )
         return torch.tensor(sorted({lookup[c.lower()] for c in classes}), device=self.device)
 

@@ -157,7 +157,7 @@ def test_classes_lists_ids_and_names() -> None:
     coco = runner.invoke(app, ["classes"]).stdout.splitlines()
     assert len(coco) == 80 and coco[0].split() == ["1", "person"] and not any("N/A" in line for line in coco)
     bad = runner.invoke(app, ["classes", "-m", "cocoo"])
-    assert bad.exit_code != 0 and "coco" in bad.output
+    assert bad.exit_code != 0 and "unknown model 'cocoo' (did you mean 'coco' or 'coco-v2'?)" in bad.output
 
 
 def test_predict_processes_a_file_named_twice_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
