@@ -299,10 +299,18 @@ def proposals_panels(
     else:
         interp = cv2.INTER_AREA if size[0] < h else cv2.INTER_LINEAR
         small = cv2.resize(image, (size[1], size[0]), interpolation=interp)
+    from segcli.explain import PANEL_MIN_CANVAS, letterbox
+
+    canvas = (max(size[0], PANEL_MIN_CANVAS), max(size[1], PANEL_MIN_CANVAS))
     annotator = OverlayAnnotator()
     reference = comparison.runs[-1].instances
     return [
-        (run_title(run), annotator.annotate(small, scale_instances(display_order(run, reference), size)))
+        (
+            run_title(run),
+            letterbox(
+                annotator.annotate(small, scale_instances(display_order(run, reference), size)), canvas
+            ),
+        )
         for run in comparison.runs
     ]
 

@@ -430,6 +430,8 @@ def explain_record(
 # --------------------------------------------------------------------------- figure
 PANEL_MAX_SIDE = 512
 PANEL_MIN_SIDE = 384
+PANEL_MIN_CANVAS = 240
+"""Panels of very elongated images are centred on a canvas at least this high and wide."""
 PANEL_BACKGROUND = (246, 246, 246)
 INK = (30, 30, 30)
 
@@ -462,6 +464,8 @@ def _scale_bar(
     lw = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for t in labels)
     box_w = pad + cw + pad + lw + 4 + bar_w + 4 + lw + pad
     box_h = bar_h + 2 * pad
+    if box_w > pw or box_h > ph:
+        return  # no room (a very thin image)
     x0, y0 = origin if origin is not None else (pw - box_w - 4, ph - box_h - 4)
     x0, y0 = max(x0, 0), max(y0, 0)
     region = panel[y0 : y0 + box_h, x0 : x0 + box_w]
@@ -556,6 +560,7 @@ def explain_panels(image: np.ndarray, ex: Explanation) -> list[tuple[str, np.nda
         interp = cv2.INTER_AREA if size[0] < h else cv2.INTER_LINEAR
         small = cv2.resize(image, (size[1], size[0]), interpolation=interp)
     small_instances = scale_instances(ex.detections, size)
+    canvas = (max(size[0], PANEL_MIN_CANVAS), max(size[1], PANEL_MIN_CANVAS))
     p, b = ex.proposals, ex.boxes
     drawn = min(PROPOSALS_DRAWN, len(p))
     in_h, in_w = ex.input_size
@@ -572,8 +577,8 @@ def explain_panels(image: np.ndarray, ex: Explanation) -> list[tuple[str, np.nda
     ]
     if ex.instance is None:
         panels += [
-            ("4. Mask head", _note_panel(size, "no detection: no mask")),
-            ("5. Resized to box", _note_panel(size, "no detection: no mask")),
+            ("4. Mask head", _note_panel(canvas, "no detection: no mask")),
+            ("5. Resized to box", _note_panel(canvas, "no detection: no mask")),
         ]
     else:
         m = ex.instance
@@ -582,14 +587,26 @@ def explain_panels(image: np.ndarray, ex: Explanation) -> list[tuple[str, np.nda
         panels += [
             (
                 f"4. Mask head: {m.size[0]}x{m.size[1]} probabilities ({m.index}: {label})",
-                raw_mask_panel(m.probabilities, size),
+                raw_mask_panel(m.probabilities, canvas),
             ),
             (f"5. Resized to box {x1 - x0}x{y1 - y0}, p > {m.threshold:g}", resized_mask_panel(ex, size)),
         ]
     panels.append(
         (f"6. Overlay: {len(ex.detections)} instances", OverlayAnnotator().annotate(small, small_instances))
     )
-    return panels
+    return [(title, letterbox(pixels, canvas)) for title, pixels in panels]
+
+
+def letterbox(pixels: np.ndarray, canvas: tuple[int, int]) -> np.ndarray:
+    """``pixels`` centred on a ``canvas`` = (H, W) of the panel background (for very thin images)."""
+    h, w = pixels.shape[:2]
+    if (h, w) == canvas:
+        return pixels
+    out = np.empty((*canvas, 3), dtype=np.uint8)
+    out[:] = PANEL_BACKGROUND
+    y0, x0 = (canvas[0] - h) // 2, (canvas[1] - w) // 2
+    out[y0 : y0 + h, x0 : x0 + w] = pixels
+    return out
 
 
 def explain_figure(image: np.ndarray, ex: Explanation) -> np.ndarray:
@@ -652,6 +669,7 @@ __all__ = [
     "explain_panels",
     "explain_paths",
     "explain_record",
+    "letterbox",
     "objectness_colors",
     "record_forward",
     "run_explain",

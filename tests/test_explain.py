@@ -371,3 +371,38 @@ def test_cli_escapes_markup_in_the_image_name(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "[bold]cubes[red].png: RPN proposals" in result.stdout  # the table title
+
+
+# --------------------------------------------------------------------------- other architectures and inputs
+def test_explain_coco_architecture_with_a_class_filter(coco_ckpt: Path) -> None:
+    """torchvision's own RoIHeads (random weights): the class filter drops rows between the
+    box branch and the mask head, and the followed mask still equals the output."""
+    settings = Settings(
+        min_size=96, max_size=128, score_threshold=0.0, max_detections=3, classes=("dog", "cat")
+    )
+    coco = Segmenter("coco", weights=coco_ckpt, device="cpu", settings=settings)
+    image = read_image(REPO / "examples" / "photos" / "chelsea.jpg").pixels
+    ex = E.explain(coco, image, instance=2)
+    assert set(ex.detections.class_names) <= {"dog", "cat"} and len(ex.detections) == 3
+    assert ex.boxes.after_nms > len(ex.detections)  # other classes left the box branch too
+    assert ex.boxes.cross_class_iou is None
+    m = ex.instance
+    assert m is not None and m.size == (28, 28) and m.matches_output
+
+
+@pytest.mark.parametrize("shape", [(6, 400), (400, 6)])
+def test_explain_padded_elongated_image(blocks_ckpt: Path, shape: tuple[int, int]) -> None:
+    """A 6x400 image is padded for the network; proposals stay inside the real image."""
+    from tests.conftest import random_image
+
+    settings = Settings(min_size=64, max_size=96, score_threshold=0.0, max_detections=5)
+    rnd = Segmenter("blocks", weights=blocks_ckpt, device="cpu", settings=settings)
+    image = random_image(*shape)
+    ex = E.explain(rnd, image)
+    h, w = ex.image_size
+    assert (h, w) == shape
+    assert (ex.proposals.boxes[:, 1::2] <= h).all() and (ex.proposals.boxes[:, 0::2] <= w).all()
+    if ex.instance is not None:
+        assert ex.instance.matches_output
+    panels = E.explain_panels(image, ex)
+    assert len({p.shape for _, p in panels}) == 1 and min(panels[0][1].shape[:2]) >= E.PANEL_MIN_CANVAS
