@@ -586,10 +586,10 @@ def explain_panels(image: np.ndarray, ex: Explanation) -> list[tuple[str, np.nda
         label = ex.detections.class_names[m.index]
         panels += [
             (
-                f"4. Mask head: {m.size[0]}x{m.size[1]} probabilities ({m.index}: {label})",
+                f"4. Mask head: {m.size[0]}x{m.size[1]} probabilities, {label} #{m.index}",
                 raw_mask_panel(m.probabilities, canvas),
             ),
-            (f"5. Resized to box {x1 - x0}x{y1 - y0}, p > {m.threshold:g}", resized_mask_panel(ex, size)),
+            (f"5. Resized to its box {x1 - x0}x{y1 - y0}, p > {m.threshold:g}", resized_mask_panel(ex, size)),
         ]
     panels.append(
         (f"6. Overlay: {len(ex.detections)} instances", OverlayAnnotator().annotate(small, small_instances))
