@@ -217,7 +217,7 @@ def record_forward(module: MaskRCNN) -> Iterator[_Record]:
         rec.mask_boxes = _cpu(args[1][0])
 
     def on_mask_logits(_: torch.nn.Module, args: tuple[Any, ...], output: Tensor) -> None:
-        rec.mask_logits = output.detach().cpu()
+        rec.mask_logits = output.detach()  # stays on the device: the sigmoid is taken there too
 
     rec.handles = [
         module.transform.register_forward_pre_hook(on_transform),
@@ -282,8 +282,8 @@ def explain(segmenter: Segmenter, image: np.ndarray, *, instance: int | None = N
     proposals = Proposals(
         boxes=to_image(p_boxes[order]),
         objectness=p_scores[order].numpy().astype(np.float32),
-        top_n=int(rpn._post_nms_top_n["testing"]),
-        pre_nms_top_n=int(rpn._pre_nms_top_n["testing"]),
+        top_n=int(rpn.post_nms_top_n()),  # the model is in eval mode: the test-time limits
+        pre_nms_top_n=int(rpn.pre_nms_top_n()),
         nms_iou=float(rpn.nms_thresh),
     )
     heads = module.roi_heads
@@ -301,15 +301,14 @@ def explain(segmenter: Segmenter, image: np.ndarray, *, instance: int | None = N
         cross_class_iou=None if cross is None or cross >= 1.0 else float(cross),
         max_detections=int(settings.max_detections or 100),
     )
+    if instance is not None and instance >= len(detections):
+        numbered = f", numbered 0 to {len(detections) - 1}" if len(detections) else ""
+        raise SegcliError(f"--instance {instance}: the image has {len(detections)} detection(s){numbered}")
     mask_stage = None
     if len(detections):
         k = int(np.argmax(detections.scores)) if instance is None else instance
-        if k >= len(detections):
-            raise SegcliError(
-                f"--instance {k}: the image has {len(detections)} detection(s), "
-                f"numbered 0 to {len(detections) - 1}"
-            )
-        mask_stage = _mask_stage(rec, detections, k, float(settings.mask_threshold or 0.5))
+        threshold = 0.5 if settings.mask_threshold is None else float(settings.mask_threshold)
+        mask_stage = _mask_stage(rec, detections, k, threshold)
     return Explanation(
         image_size=(h, w),
         input_size=rec.resized,
@@ -337,9 +336,10 @@ def _mask_stage(
     row = _subsequence(inst_keys, row_keys, lambda a, b: a == b)[k]
     label = int(detections.class_ids[k])
     # As maskrcnn_inference: sigmoid, then the channel of the detection's class.
+    # On the model's device, like the segmenter, so that the paste is bit for bit the same.
     probs = rec.mask_logits.sigmoid()[row, label]
-    logits = rec.mask_logits[row, label].float().numpy()
-    box = torch.from_numpy(detections.boxes[k : k + 1].copy())
+    logits = rec.mask_logits[row, label].float().cpu().numpy()
+    box = torch.from_numpy(detections.boxes[k : k + 1].copy()).to(probs.device)
     crops, mask_boxes = paste_masks(probs[None, None].float(), box, detections.image_size, threshold)
     crop, mask_box = crops[0], mask_boxes[0]
     matches = bool(
@@ -348,7 +348,7 @@ def _mask_stage(
     return MaskStage(
         index=k,
         logits=logits,
-        probabilities=probs.float().numpy(),
+        probabilities=probs.float().cpu().numpy(),
         threshold=threshold,
         mask=crop,
         mask_box=np.asarray(mask_box, dtype=np.int64),

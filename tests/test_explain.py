@@ -144,6 +144,10 @@ def test_no_detection_still_explains(scene: np.ndarray) -> None:
     assert record["instance"] is None and record["detections"] == []
     fig = E.explain_figure(scene, ex)
     assert fig.ndim == 3
+    from segcli.errors import SegcliError
+
+    with pytest.raises(SegcliError, match=r"--instance 0: the image has 0 detection\(s\)$"):
+        E.explain(strict, scene, instance=0)
 
 
 # --------------------------------------------------------------------------- explain: record and figure
