@@ -445,7 +445,7 @@ def _demo_compare(seg: Segmenter, image: Path, out_dir: Path) -> dict[str, Path]
 
 # --------------------------------------------------------------------------- compare
 compare_app = typer.Typer(
-    help="Figures that show what instance segmentation adds.",
+    help="Figures that compare: semantic vs instance segmentation, RPN proposal counts.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
