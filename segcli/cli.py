@@ -494,7 +494,7 @@ def compare_proposals_cmd(
 
     Writes <image>.proposals.png (one panel per N) and <image>.proposals.json.
     """
-    from segcli.compare_proposals import parse_ns
+    from segcli.compare.proposals import parse_ns
 
     try:
         ns = parse_ns(n)
@@ -507,7 +507,7 @@ def compare_proposals_cmd(
         _usage_error(str(exc))
     _check_writable(output)
     seg = _segmenter(model, weights, device, half, settings, quiet)
-    from segcli.compare_proposals import run_compare_proposals
+    from segcli.compare.proposals import run_compare_proposals
 
     with err_console().status(f"segmenting at N = {', '.join(map(str, ns))} ({repeats} timed runs each)"):
         result = run_compare_proposals(seg, image, output, ns, repeats=repeats, max_pixels=max_pixels)

@@ -13,7 +13,7 @@ computed on the way; no copy of the model runs and nothing is recomputed by hand
   ran on (a forward pre-hook on ``roi_heads.mask_roi_pool``).
 
 The chosen instance's raw MxM probabilities are pasted into its box by the function the
-segmenter itself uses (:func:`segcli.predictor.paste_masks`), and the result is compared with
+segmenter itself uses (:func:`segcli.detect.paste_masks`), and the result is compared with
 the mask the segmenter returned (:attr:`MaskStage.matches_output`).
 
 The hooks live only for the duration of the call: do not use the same segmenter from another
@@ -34,13 +34,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from segcli.compare import compose_figure, panel_size, scale_instances
+from segcli.compare.figure import canvas_size, compose_figure, letterbox, panel_size
+from segcli.detect import paste_masks
 from segcli.errors import SegcliError
 from segcli.imageio import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_image
 from segcli.instances import Instances
 from segcli.masks import rle_encode
-from segcli.predictor import paste_masks
-from segcli.render import OverlayAnnotator, draw_label, instance_color, text_geometry
+from segcli.render import (
+    BoxAnnotator,
+    LabelAnnotator,
+    OverlayAnnotator,
+    compose,
+    draw_label,
+    instance_color,
+    text_geometry,
+)
 from segcli.writers import dumps, encode_image, instances_record
 
 if TYPE_CHECKING:
@@ -260,7 +268,7 @@ def explain(segmenter: Segmenter, image: np.ndarray, *, instance: int | None = N
 
     if instance is not None and instance < 0:
         raise SegcliError(f"--instance must be 0 or more, got {instance}")
-    module = segmenter.loaded.module
+    module = segmenter.module
     settings = segmenter.settings
     with record_forward(module) as rec:
         [detections] = segmenter([image])
@@ -430,8 +438,6 @@ def explain_record(
 # --------------------------------------------------------------------------- figure
 PANEL_MAX_SIDE = 512
 PANEL_MIN_SIDE = 384
-PANEL_MIN_CANVAS = 240
-"""Panels of very elongated images are centred on a canvas at least this high and wide."""
 PANEL_BACKGROUND = (246, 246, 246)
 INK = (30, 30, 30)
 
@@ -501,7 +507,7 @@ def boxes_panel(small: np.ndarray, ex: Explanation, small_instances: Instances) 
     out = np.ascontiguousarray(small).copy()
     for x0, y0, x1, y1 in ex.boxes.before_boxes * np.array([sx, sy, sx, sy], dtype=np.float32):
         cv2.rectangle(out, (round(x0), round(y0)), (round(x1), round(y1)), (90, 90, 90), 1, cv2.LINE_AA)
-    return OverlayAnnotator(alpha=0.0, contours=False).annotate(out, small_instances)
+    return compose((BoxAnnotator(), LabelAnnotator())).annotate(out, small_instances)
 
 
 def raw_mask_panel(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -559,8 +565,8 @@ def explain_panels(image: np.ndarray, ex: Explanation) -> list[tuple[str, np.nda
     else:
         interp = cv2.INTER_AREA if size[0] < h else cv2.INTER_LINEAR
         small = cv2.resize(image, (size[1], size[0]), interpolation=interp)
-    small_instances = scale_instances(ex.detections, size)
-    canvas = (max(size[0], PANEL_MIN_CANVAS), max(size[1], PANEL_MIN_CANVAS))
+    small_instances = ex.detections.resized(size)
+    canvas = canvas_size(size)
     p, b = ex.proposals, ex.boxes
     drawn = min(PROPOSALS_DRAWN, len(p))
     in_h, in_w = ex.input_size
@@ -594,19 +600,7 @@ def explain_panels(image: np.ndarray, ex: Explanation) -> list[tuple[str, np.nda
     panels.append(
         (f"6. Overlay: {len(ex.detections)} instances", OverlayAnnotator().annotate(small, small_instances))
     )
-    return [(title, letterbox(pixels, canvas)) for title, pixels in panels]
-
-
-def letterbox(pixels: np.ndarray, canvas: tuple[int, int]) -> np.ndarray:
-    """``pixels`` centred on a ``canvas`` = (H, W) of the panel background (for very thin images)."""
-    h, w = pixels.shape[:2]
-    if (h, w) == canvas:
-        return pixels
-    out = np.empty((*canvas, 3), dtype=np.uint8)
-    out[:] = PANEL_BACKGROUND
-    y0, x0 = (canvas[0] - h) // 2, (canvas[1] - w) // 2
-    out[y0 : y0 + h, x0 : x0 + w] = pixels
-    return out
+    return [(title, letterbox(pixels, canvas, PANEL_BACKGROUND)) for title, pixels in panels]
 
 
 def explain_figure(image: np.ndarray, ex: Explanation) -> np.ndarray:
@@ -669,7 +663,6 @@ __all__ = [
     "explain_panels",
     "explain_paths",
     "explain_record",
-    "letterbox",
     "objectness_colors",
     "record_forward",
     "run_explain",

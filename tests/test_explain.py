@@ -16,9 +16,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from segcli import compare_proposals as CP
 from segcli import explain as E
 from segcli.cli import app
+from segcli.compare import proposals as CP
+from segcli.compare.figure import MIN_CANVAS
 from segcli.imageio import read_image
 from segcli.instances import Instances
 from segcli.masks import rle_decode
@@ -73,7 +74,7 @@ def test_proposals_are_the_rpns_own_boxes(
     """The recorded proposals are what the RPN returns, mapped back to image pixels."""
     from torchvision.models.detection.transform import resize_boxes
 
-    module = seg.loaded.module
+    module = seg.module
     with torch.inference_mode():
         x = torch.from_numpy(scene).permute(2, 0, 1).float() / 255
         image_list, _ = module.transform([x])
@@ -97,7 +98,7 @@ def test_box_branch_counts(explained: E.Explanation) -> None:
 def test_raw_mask_has_the_heads_size(seg: Segmenter, explained: E.Explanation) -> None:
     m = explained.instance
     assert m is not None and m.index == 0
-    pool = seg.loaded.module.roi_heads.mask_roi_pool.output_size
+    pool = seg.module.roi_heads.mask_roi_pool.output_size
     assert m.size == (28, 28) == (2 * pool[0], 2 * pool[1])  # 14x14 RoIAlign, one 2x deconvolution
     assert m.probabilities.dtype == np.float32
     assert 0 <= m.probabilities.min() < 0.5 < m.probabilities.max() <= 1
@@ -116,7 +117,7 @@ def test_resized_mask_equals_the_segmenters_mask(seg: Segmenter, scene: np.ndarr
 def test_hooks_are_removed_and_leave_the_model_unchanged(seg: Segmenter, scene: np.ndarray) -> None:
     [before] = seg([scene])
     E.explain(seg, scene)
-    module = seg.loaded.module
+    module = seg.module
     assert "filter_proposals" not in vars(module.rpn)
     assert "postprocess_detections" not in vars(module.roi_heads)
     assert not module.transform._forward_pre_hooks and not module.rpn._forward_pre_hooks
@@ -254,6 +255,18 @@ def test_matching_is_greedy_by_score() -> None:
     assert sorted(pairs) == [(0, 1, 1.0), (1, 0, 1.0)]
 
 
+def test_match_colors_follow_the_reference() -> None:
+    from segcli.render import instance_color
+
+    ref = _inst([(0, 0, 10, 10), (30, 5, 50, 25)], [0.9, 0.8], [1, 2])
+    run_inst = _inst([(30, 5, 50, 25), (15, 15, 25, 25), (0, 0, 10, 10)], [0.95, 0.9, 0.7], [2, 1, 1])
+    run = CP.ProposalsRun(
+        n=10, seconds=0.1, samples=(0.1,), instances=run_inst, agreement=CP.agreement(run_inst, ref)
+    )
+    # matched: run 0 -> ref 1, run 2 -> ref 0; run 1 is new and gets the next colour
+    assert CP.match_colors(run, ref) == [instance_color(1), instance_color(2), instance_color(0)]
+
+
 def test_parse_ns() -> None:
     from segcli.errors import SegcliError
 
@@ -265,7 +278,7 @@ def test_parse_ns() -> None:
 
 # --------------------------------------------------------------------------- compare proposals: runs
 def test_compare_proposals_on_the_scene(seg: Segmenter, scene: np.ndarray) -> None:
-    rpn = seg.loaded.module.rpn
+    rpn = seg.module.rpn
     limits = dict(rpn._pre_nms_top_n), dict(rpn._post_nms_top_n)
     cmp = CP.compare_proposals(seg, scene, (1000, 10), repeats=1)
     assert [r.n for r in cmp.runs] == [10, 1000] and cmp.reference_n == 1000
@@ -409,4 +422,4 @@ def test_explain_padded_elongated_image(blocks_ckpt: Path, shape: tuple[int, int
     if ex.instance is not None:
         assert ex.instance.matches_output
     panels = E.explain_panels(image, ex)
-    assert len({p.shape for _, p in panels}) == 1 and min(panels[0][1].shape[:2]) >= E.PANEL_MIN_CANVAS
+    assert len({p.shape for _, p in panels}) == 1 and min(panels[0][1].shape[:2]) >= MIN_CANVAS

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from segcli.compare import compose_figure, panel_size, scale_instances
+from segcli.compare.figure import canvas_size, compose_figure, letterbox, panel_size
 from segcli.errors import SegcliError
 from segcli.imageio import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_image
 from segcli.instances import Instances
-from segcli.render import OverlayAnnotator
+from segcli.render import Color, OverlayAnnotator, instance_color
 from segcli.writers import dumps, encode_image, instances_record
 
 if TYPE_CHECKING:
@@ -160,13 +160,13 @@ def proposals_set(segmenter: Segmenter, n: int) -> Iterator[None]:
 
     The model's RPN limits are put back afterwards, so one N never leaks into the next.
     """
-    from segcli.model import configure
+    from segcli.detect import configure
 
-    rpn = segmenter.loaded.module.rpn
+    rpn = segmenter.module.rpn
     pre, post = dict(rpn._pre_nms_top_n), dict(rpn._post_nms_top_n)
     try:
         configure(
-            segmenter.loaded.module,
+            segmenter.module,
             dataclasses.replace(segmenter.settings, proposals=n),
             class_filter=segmenter.settings.classes is not None,
         )
@@ -299,33 +299,35 @@ def proposals_panels(
     else:
         interp = cv2.INTER_AREA if size[0] < h else cv2.INTER_LINEAR
         small = cv2.resize(image, (size[1], size[0]), interpolation=interp)
-    from segcli.explain import PANEL_MIN_CANVAS, letterbox
-
-    canvas = (max(size[0], PANEL_MIN_CANVAS), max(size[1], PANEL_MIN_CANVAS))
+    canvas = canvas_size(size)
     annotator = OverlayAnnotator()
     reference = comparison.runs[-1].instances
     return [
         (
             run_title(run),
             letterbox(
-                annotator.annotate(small, scale_instances(display_order(run, reference), size)), canvas
+                annotator.annotate(small, run.instances.resized(size), colors=match_colors(run, reference)),
+                canvas,
             ),
         )
         for run in comparison.runs
     ]
 
 
-def display_order(run: ProposalsRun, reference: Instances) -> Instances:
-    """``run``'s detections reordered for drawing: those matched to the reference first, in
-    the reference's order, then the rest by score. Colours follow the index, so an object
-    found at every N keeps one colour across the panels as long as no reference detection
-    before it went missing.
+def match_colors(run: ProposalsRun, reference: Instances) -> list[Color]:
+    """One colour per detection of ``run``: a detection matched to the reference's detection
+    ``j`` gets that one's colour (``instance_color(j)``), so an object keeps its colour across
+    the panels; the unmatched ones get colours after the reference's.
     """
-    pairs = sorted(match(run.instances, reference), key=lambda p: p[1])
-    matched = [i for i, _, _ in pairs]
-    taken = set(matched)
-    rest = [int(i) for i in np.argsort(-run.instances.scores, kind="stable") if int(i) not in taken]
-    return run.instances.select(matched + rest)
+    colors: list[Color | None] = [None] * len(run.instances)
+    for i, j, _ in match(run.instances, reference):
+        colors[i] = instance_color(j)
+    extra = len(reference)
+    for i in np.argsort(-run.instances.scores, kind="stable"):
+        if colors[int(i)] is None:
+            colors[int(i)] = instance_color(extra)
+            extra += 1
+    return [c for c in colors if c is not None]
 
 
 def proposals_figure(image: np.ndarray, comparison: ProposalsComparison) -> np.ndarray:
@@ -386,9 +388,9 @@ __all__ = [
     "ProposalsRun",
     "agreement",
     "compare_proposals",
-    "display_order",
     "mask_iou",
     "match",
+    "match_colors",
     "parse_ns",
     "proposals_figure",
     "proposals_panels",
