@@ -461,64 +461,51 @@ def _print_compare(record: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- explain, compare proposals
 def _usage_error(message: str) -> NoReturn:
     """One line on stderr and exit 2: a usage error, found before any model loads."""
-    from rich.markup import escape
-
     err_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
-@compare_app.command("proposals")
+@compare_app.command("proposals", cls=HelpWithModelDefaults)
 @cli_errors
+@model_options
 def compare_proposals_cmd(
     image: Annotated[Path, typer.Argument(help="Image file.", exists=True, dir_okay=False, readable=False)],
+    model_opts: ModelOptions,
     n: Annotated[
         str, typer.Option("--n", help="Comma-separated RPN proposal counts to compare [10,100,300,1000].")
     ] = "10,100,300,1000",
     repeats: Annotated[int, typer.Option("--repeats", help="Timed runs per N; the median is reported.")] = 3,
     output: OutputOpt = Path("segcli-out"),
-    model: ModelOpt = "coco",
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    half: HalfOpt = False,
-    score_threshold: ScoreOpt = None,
-    nms_iou: NmsOpt = None,
-    max_detections: MaxDetOpt = None,
-    mask_threshold: MaskThrOpt = None,
-    classes: ClassesOpt = None,
-    min_size: MinSizeOpt = None,
-    max_size: MaxSizeOpt = None,
-    max_pixels: MaxPixelsOpt = 150_000_000,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     quiet: QuietOpt = False,
 ) -> None:
     """One image at several RPN proposal counts N: detections, seconds per image, agreement.
 
     Writes <image>.proposals.png (one panel per N) and <image>.proposals.json.
     """
-    from segcli.compare.proposals import parse_ns
+    from segcli.compare.proposals import parse_ns, run_compare_proposals
 
     try:
         ns = parse_ns(n)
         if repeats < 1:
             raise SegcliError(f"--repeats must be at least 1, got {repeats}")
-        settings = _settings(
-            score_threshold, nms_iou, None, max_detections, mask_threshold, classes, min_size, max_size
-        )
+        if model_opts.proposals is not None:
+            raise SegcliError("compare proposals sets the proposal count itself: give the counts with --n")
+        model_opts.settings()
     except SegcliError as exc:
         _usage_error(str(exc))
     _check_writable(output)
-    seg = _segmenter(model, weights, device, half, settings, quiet)
-    from segcli.compare.proposals import run_compare_proposals
-
+    seg = load_segmenter(model_opts, quiet=quiet)
     with err_console().status(f"segmenting at N = {', '.join(map(str, ns))} ({repeats} timed runs each)"):
         result = run_compare_proposals(seg, image, output, ns, repeats=repeats, max_pixels=max_pixels)
     if not quiet:
         _print_proposals(result.record)
-    out_console().print(f"figure: {result.figure_path}", highlight=False, markup=False)
-    out_console().print(f"JSON:   {result.json_path}", highlight=False, markup=False)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"figure: {result.figure_path}")
+    say(f"JSON:   {result.json_path}")
 
 
 def _print_proposals(record: dict[str, Any]) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     ref = record["reference_n"]
@@ -547,28 +534,18 @@ def _print_proposals(record: dict[str, Any]) -> None:
     )
 
 
-@app.command("explain")
+@app.command("explain", cls=HelpWithModelDefaults)
 @cli_errors
+@model_options
 def explain_cmd(
     image: Annotated[Path, typer.Argument(help="Image file.", exists=True, dir_okay=False, readable=False)],
+    model_opts: ModelOptions,
     instance: Annotated[
         int | None,
         typer.Option("--instance", help="Which detection's mask to follow (0 = the top score) [top score]."),
     ] = None,
     output: OutputOpt = Path("segcli-out"),
-    model: ModelOpt = "coco",
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    half: HalfOpt = False,
-    score_threshold: ScoreOpt = None,
-    nms_iou: NmsOpt = None,
-    proposals: ProposalsOpt = None,
-    max_detections: MaxDetOpt = None,
-    mask_threshold: MaskThrOpt = None,
-    classes: ClassesOpt = None,
-    min_size: MinSizeOpt = None,
-    max_size: MaxSizeOpt = None,
-    max_pixels: MaxPixelsOpt = 150_000_000,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     quiet: QuietOpt = False,
 ) -> None:
     """The network's stages on one image: proposals, box branch and NMS, one raw mask, overlay.
@@ -578,20 +555,19 @@ def explain_cmd(
     try:
         if instance is not None and instance < 0:
             raise SegcliError(f"--instance must be 0 or more, got {instance}")
-        settings = _settings(
-            score_threshold, nms_iou, proposals, max_detections, mask_threshold, classes, min_size, max_size
-        )
+        model_opts.settings()
     except SegcliError as exc:
         _usage_error(str(exc))
     _check_writable(output)
-    seg = _segmenter(model, weights, device, half, settings, quiet)
+    seg = load_segmenter(model_opts, quiet=quiet)
     from segcli.explain import run_explain
 
     result = run_explain(seg, image, output, instance=instance, max_pixels=max_pixels)
     if not quiet:
         _print_explain(result.record)
-    out_console().print(f"figure: {result.figure_path}", highlight=False, markup=False)
-    out_console().print(f"JSON:   {result.json_path}", highlight=False, markup=False)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"figure: {result.figure_path}")
+    say(f"JSON:   {result.json_path}")
 
 
 def _print_explain(record: dict[str, Any]) -> None:

@@ -350,6 +350,7 @@ def test_cli_compare_proposals_end_to_end(tmp_path: Path) -> None:
         ["compare", "proposals", str(SCENE), "--n", "10,x"],
         ["compare", "proposals", str(SCENE), "--n", ""],
         ["compare", "proposals", str(SCENE), "--repeats", "0"],
+        ["compare", "proposals", str(SCENE), "--proposals", "50"],
         ["explain", str(SCENE), "--instance", "-1"],
         ["explain", str(SCENE), "--score-threshold", "2"],
     ],

@@ -283,7 +283,7 @@ def proposals_record(
 
 # --------------------------------------------------------------------------- figure
 def run_title(run: ProposalsRun) -> str:
-    return f"N = {run.n}: {run.seconds:.3g} s/image, {len(run.instances)} detections"
+    return f"N = {run.n}: {run.seconds:.3f} s/image, {len(run.instances)} detections"
 
 
 def proposals_panels(
