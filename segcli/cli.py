@@ -9,7 +9,7 @@ import functools
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.markup import escape
@@ -722,7 +722,7 @@ def _demo_compare(seg: SegmenterLike, image: Path, out_dir: Path) -> dict[str, P
 # --------------------------------------------------------------------------- compare
 compare_app = typer.Typer(
     cls=SuggestingGroup,
-    help="Figures that show what instance segmentation adds.",
+    help="Figures that compare: semantic vs instance segmentation, RPN proposal counts.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
@@ -831,6 +831,153 @@ def _print_compare(record: dict[str, Any]) -> None:
     if not record["classes"]:
         table.add_row("[dim](no objects found)[/]", "0", "0", "0", "0")
     out_console().print(table)
+
+
+# --------------------------------------------------------------------------- explain, compare proposals
+def _usage_error(message: str) -> NoReturn:
+    """One line on stderr and exit 2: a usage error, found before any model loads."""
+    err_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@compare_app.command(
+    "proposals",
+    cls=HelpWithModelDefaults,
+    epilog=examples(
+        "segcli compare proposals examples/blocks/cluttered.png --model blocks",
+        "segcli compare proposals photo.jpg --n 50,300,1000 --repeats 5",
+    ),
+)
+@cli_errors
+@model_options
+def compare_proposals_cmd(
+    image: Annotated[Path, typer.Argument(help="Image file.", exists=True, dir_okay=False, readable=False)],
+    model_opts: ModelOptions,
+    n: Annotated[
+        str, typer.Option("--n", help="Comma-separated RPN proposal counts to compare [10,100,300,1000].")
+    ] = "10,100,300,1000",
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed runs per N; the median is reported.")] = 3,
+    output: OutputOpt = Path("segcli-out"),
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    quiet: QuietOpt = False,
+) -> None:
+    """One image at several RPN proposal counts N: detections, seconds per image, agreement.
+
+    Writes <image>.proposals.png (one panel per N) and <image>.proposals.json.
+    """
+    from segcli.compare.proposals import parse_ns, run_compare_proposals
+
+    try:
+        ns = parse_ns(n)
+        if repeats < 1:
+            raise SegcliError(f"--repeats must be at least 1, got {repeats}")
+        if model_opts.proposals is not None:
+            raise SegcliError("compare proposals sets the proposal count itself: give the counts with --n")
+        model_opts.settings()
+    except SegcliError as exc:
+        _usage_error(str(exc))
+    _check_writable(output)
+    seg = load_segmenter(model_opts, quiet=quiet)
+    with err_console().status(f"segmenting at N = {', '.join(map(str, ns))} ({repeats} timed runs each)"):
+        result = run_compare_proposals(seg, image, output, ns, repeats=repeats, max_pixels=max_pixels)
+    if not quiet:
+        _print_proposals(result.record)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"figure: {result.figure_path}")
+    say(f"JSON:   {result.json_path}")
+
+
+def _print_proposals(record: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    ref = record["reference_n"]
+    table = Table(
+        title=f"{escape(Path(record['image']['path']).name)}: RPN proposals N (agreement with N = {ref})",
+        show_header=True,
+        header_style="bold",
+    )
+    for col in ("N", "s/image", "detections", "matched", "agreement", "mean mask IoU"):
+        table.add_column(col, justify="right")
+    for run in record["runs"]:
+        share, iou = run["agreement"], run["mean_iou"]
+        table.add_row(
+            str(run["n"]),
+            f"{run['seconds_per_image']:.3f}",
+            str(run["detections"]),
+            f"{run['matched']}/{len(record['runs'][-1]['instances'])}",
+            "-" if share is None else f"{share:.2f}",
+            "-" if iou is None else f"{iou:.3f}",
+        )
+    out_console().print(table)
+    out_console().print(
+        "matched: greedy by score within class at mask IoU >= 0.5, against the largest N",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command(
+    "explain",
+    cls=HelpWithModelDefaults,
+    epilog=examples(
+        "segcli explain examples/blocks/two-red-cubes.png --model blocks",
+        "segcli explain photo.jpg --instance 2",
+    ),
+)
+@cli_errors
+@model_options
+def explain_cmd(
+    image: Annotated[Path, typer.Argument(help="Image file.", exists=True, dir_okay=False, readable=False)],
+    model_opts: ModelOptions,
+    instance: Annotated[
+        int | None,
+        typer.Option("--instance", help="Which detection's mask to follow (0 = the top score) [top score]."),
+    ] = None,
+    output: OutputOpt = Path("segcli-out"),
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    quiet: QuietOpt = False,
+) -> None:
+    """The network's stages on one image: proposals, box branch and NMS, one raw mask, overlay.
+
+    Writes <image>.explain.png (six panels) and <image>.explain.json.
+    """
+    try:
+        if instance is not None and instance < 0:
+            raise SegcliError(f"--instance must be 0 or more, got {instance}")
+        model_opts.settings()
+    except SegcliError as exc:
+        _usage_error(str(exc))
+    _check_writable(output)
+    seg = load_segmenter(model_opts, quiet=quiet)
+    from segcli.explain import run_explain
+
+    result = run_explain(seg, image, output, instance=instance, max_pixels=max_pixels)
+    if not quiet:
+        _print_explain(result.record)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"figure: {result.figure_path}")
+    say(f"JSON:   {result.json_path}")
+
+
+def _print_explain(record: dict[str, Any]) -> None:
+    p, b, inst = record["proposals"], record["box_branch"], record["instance"]
+    lines = [
+        f"RPN: {p['count']} proposals kept (top N = {p['top_n']}), the first {p['drawn']} drawn",
+        f"box branch: {b['proposals']} proposals scored, {b['before_nms']} boxes above "
+        f"{b['score_threshold']:g} before NMS, {b['after_nms']} after",
+    ]
+    if inst is None:
+        lines.append("no detection: no mask to follow")
+    else:
+        size, resized = inst["mask_head"]["size"], inst["resized"]
+        lines.append(
+            f"mask of detection {inst['id']} ({inst['label']} {inst['score']:.2f}): "
+            f"{size[0]}x{size[1]} -> {resized['width']}x{resized['height']} box, "
+            f"p > {resized['threshold']:g}: {resized['area']} pixels"
+            + ("" if resized["matches_output"] else " (DIFFERS from the segmenter's mask)")
+        )
+    for line in lines:
+        out_console().print(line, highlight=False, markup=False)
 
 
 def main() -> None:
