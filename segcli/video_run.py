@@ -1,0 +1,405 @@
+"""Segmenting a video: decode, segment, track, draw, encode and write, as one pipelined stream.
+
+Three stages overlap: a thread decodes frames ahead; the caller's thread runs the
+segmenter on batches of frames and the tracker over its results; a second thread
+draws the overlay, encodes it and writes the JSONL records. The queues between them
+hold a few frames, so memory stays flat however long the clip.
+
+Outputs of ``clip.mp4`` (see :func:`video_output_paths`):
+
+- ``clip.mp4.overlay.mp4``: the processed frames with their instances drawn, each track
+  in its own colour, H.264 at the clip's timing, audio copied;
+- ``clip.mp4.jsonl``: one ``segcli.instances/1`` record per processed frame, plus
+  ``frame``, ``time_s`` and per instance ``track_id``;
+- ``clip.mp4.json``: the ``segcli.video/1`` summary, written last: its presence marks
+  the video complete (also a damaged one: its ``status`` says ``failed``).
+
+Every file is written under a temporary name and renamed when the video is finished,
+so a killed run never leaves a half-written output under a final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from segcli.errors import SegcliError
+from segcli.imageio import _UMASK, atomic_write_bytes
+from segcli.instances import Instances
+from segcli.render import OverlayAnnotator
+from segcli.track import UNTRACKED, Tracker, TrackerConfig, TrackLog
+from segcli.video import (
+    AudioSource,
+    DecodedFrame,
+    FrameSelection,
+    VideoDecodeError,
+    VideoInfo,
+    VideoWriter,
+    probe_video,
+    read_frames,
+)
+from segcli.writers import dumps, instances_record
+
+VIDEO_SCHEMA = "segcli.video/1"
+
+
+def video_output_paths(base: Path, save: Sequence[str]) -> dict[str, Path]:
+    """Output paths of the video whose outputs are named after ``base`` (e.g. ``out/clip.mp4``).
+
+    ``overlay`` -> ``.overlay.mp4``; ``json`` -> ``.jsonl`` (per frame); the summary
+    ``.json`` is always written, as the completion mark. ``masks`` and ``idmap`` are
+    image outputs and are not made for videos (every frame's masks are in the JSONL).
+    """
+    name = base.name
+    paths: dict[str, Path] = {}
+    if "overlay" in save:
+        paths["overlay"] = base.with_name(f"{name}.overlay.mp4")
+    if "json" in save:
+        paths["jsonl"] = base.with_name(f"{name}.jsonl")
+    paths["json"] = base.with_name(f"{name}.json")
+    return paths
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How to run a video: which frames, tracking, batching, queue depth."""
+
+    selection: FrameSelection = field(default_factory=FrameSelection)
+    track: bool = True
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    batch_size: int = 1
+    queue_frames: int = 8  # frames each queue holds at most (decode -> model, model -> writer)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise SegcliError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.queue_frames < 1:
+            raise SegcliError(f"queue_frames must be at least 1, got {self.queue_frames}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.selection.to_dict(), "track": self.track}
+
+
+@dataclass
+class VideoResult:
+    """How one video went. ``status``: ``done`` or ``failed`` (``failed_frame`` where damage stopped it)."""
+
+    source: Path
+    status: str
+    processed: int = 0
+    instances: int = 0
+    tracks: int = 0
+    reason: str = ""
+    failed_frame: int | None = None
+    seconds: float = 0.0
+    summary: dict[str, Any] | None = None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- drawing
+def track_labels(instances: Instances, ids: np.ndarray | None) -> Instances:
+    """A copy whose class names carry the track id (``cube #3``), for drawing only."""
+    if ids is None or not len(instances):
+        return instances
+    names = tuple(
+        name if tid == UNTRACKED else f"{name} #{tid}"
+        for name, tid in zip(instances.class_names, ids.tolist())
+    )
+    return dataclasses.replace(instances, class_names=names, _areas=None)
+
+
+def draw_frame(
+    annotator: OverlayAnnotator, image: np.ndarray, instances: Instances, ids: np.ndarray | None
+) -> np.ndarray:
+    """The overlay of one frame; instances are labelled with their track ids."""
+    # TODO(after the reshape): pass colors=[instance_color(t) for t in ids] so a track keeps its colour.
+    return annotator.annotate(image, track_labels(instances, ids))
+
+
+# --------------------------------------------------------------------------- records
+def frame_record(
+    instances: Instances,
+    ids: np.ndarray | None,
+    frame: DecodedFrame,
+    *,
+    video_path: str,
+    model: dict[str, Any],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    """The JSONL record of one frame: ``segcli.instances/1`` plus ``frame``, ``time_s``, ``track_id``."""
+    record = instances_record(instances, image_path=video_path, model=model, settings=settings)
+    for i, item in enumerate(record["instances"]):
+        item["track_id"] = None if ids is None or ids[i] == UNTRACKED else int(ids[i])
+    return {"schema": record.pop("schema"), "frame": frame.index, "time_s": round(frame.time_s, 6), **record}
+
+
+class _Outputs:
+    """The temp files of one video, renamed into place by :meth:`commit` (summary last)."""
+
+    def __init__(
+        self, paths: dict[str, Path], info: VideoInfo, fps: float, audio: AudioSource | None
+    ) -> None:
+        self.paths = paths
+        self.overlay: VideoWriter | None = None
+        self.jsonl: IO[bytes] | None = None
+        self._jsonl_tmp: Path | None = None
+        try:
+            if "overlay" in paths:
+                self.overlay = VideoWriter(
+                    paths["overlay"], width=info.width, height=info.height, fps=fps, audio=audio
+                )
+            if "jsonl" in paths:
+                target = paths["jsonl"]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+                os.fchmod(fd, 0o666 & ~_UMASK)
+                self._jsonl_tmp = Path(tmp)
+                self.jsonl = os.fdopen(fd, "wb")
+        except BaseException:
+            self.abort()
+            raise
+
+    def commit(self, summary: dict[str, Any]) -> None:
+        try:
+            self.paths["json"].unlink(missing_ok=True)  # old outputs must never look complete with new ones
+            if self.overlay is not None:
+                self.overlay.commit()
+            if self.jsonl is not None and self._jsonl_tmp is not None:
+                self.jsonl.close()
+                os.replace(self._jsonl_tmp, self.paths["jsonl"])
+            atomic_write_bytes(self.paths["json"], dumps(summary))
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        if self.overlay is not None:
+            self.overlay.abort()
+        if self.jsonl is not None:
+            with contextlib.suppress(OSError):
+                self.jsonl.close()
+        if self._jsonl_tmp is not None:
+            self._jsonl_tmp.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- running
+_END = object()
+
+
+def _put(q: queue.Queue[Any], item: object, stop: threading.Event) -> bool:
+    """Put ``item`` unless ``stop`` is set (never blocks forever on a stopped consumer)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(q: queue.Queue[Any], stop: threading.Event) -> Any:
+    """The next item, or ``_END`` once ``stop`` is set (never blocks forever on a stopped producer)."""
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                return _END
+
+
+def segment_video(
+    segmenter: Any,
+    source: Path,
+    outputs: dict[str, Path],
+    *,
+    options: VideoOptions | None = None,
+    record_path: str | None = None,
+    annotator: OverlayAnnotator | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> VideoResult:
+    """Segment (and track) the frames of ``source``; write ``outputs`` (see :func:`video_output_paths`).
+
+    ``segmenter`` is a :class:`segcli.predictor.Segmenter` (any callable over a batch of RGB
+    arrays returning ``list[Instances]`` with ``settings`` and ``model_info()``).
+    ``on_frame(processed)`` is called after each segmented batch. A clip that cannot be opened
+    fails with no output; damaged data ends the clip where it is found: the frames before it
+    are written and the result (and summary) say ``failed`` with that frame's number. A model
+    error fails the video and removes its partial outputs. KeyboardInterrupt removes them too
+    and propagates.
+    """
+    opts = options or VideoOptions()
+    started = time.perf_counter()
+    try:
+        info = probe_video(source)
+    except SegcliError as exc:
+        return VideoResult(source, "failed", reason=_one_line(exc))
+    model_info = segmenter.model_info()
+    seg_settings = segmenter.settings.to_dict()
+    settings = {**seg_settings, **opts.to_dict()}
+    video_path = record_path if record_path is not None else str(source)
+    sel = opts.selection
+    audio = AudioSource(source, start=sel.start or 0.0, end=sel.end) if info.audio else None
+    outs = _Outputs(outputs, info, info.fps / sel.stride, audio)
+    annot = annotator or OverlayAnnotator()
+    tracker = Tracker(opts.tracker) if opts.track else None
+    log = TrackLog()
+
+    stop = threading.Event()
+    frames_q: queue.Queue[Any] = queue.Queue(maxsize=opts.queue_frames)
+    results_q: queue.Queue[Any] = queue.Queue(maxsize=opts.queue_frames)
+    decode_error: list[BaseException] = []
+    write_error: list[BaseException] = []
+    counts = {"written": 0, "instances": 0}
+
+    def decode() -> None:
+        try:
+            for frame in read_frames(source, sel):
+                if not _put(frames_q, frame, stop):
+                    return
+        except BaseException as exc:
+            decode_error.append(exc)
+        _put(frames_q, _END, stop)
+
+    def write() -> None:
+        try:
+            while True:
+                item = _get(results_q, stop)
+                if item is _END:
+                    return
+                frame, instances, ids = item
+                if outs.overlay is not None:
+                    outs.overlay.write(draw_frame(annot, frame.pixels, instances, ids), frame.time_s)
+                record = frame_record(
+                    instances, ids, frame, video_path=video_path, model=model_info, settings=seg_settings
+                )
+                if outs.jsonl is not None:
+                    outs.jsonl.write(dumps(record))
+                if ids is not None:
+                    log.add(frame.index, instances, ids)
+                counts["written"] += 1
+                counts["instances"] += len(instances)
+        except BaseException as exc:
+            write_error.append(exc)
+            stop.set()
+
+    decoder = threading.Thread(target=decode, name="segcli-video-decode", daemon=True)
+    writer = threading.Thread(target=write, name="segcli-video-write", daemon=True)
+    decoder.start()
+    writer.start()
+    processed = 0
+    model_error: BaseException | None = None
+    try:
+        ended = False
+        while not ended and not stop.is_set():
+            batch: list[DecodedFrame] = []
+            while len(batch) < opts.batch_size:
+                item = _get(frames_q, stop)
+                if item is _END:
+                    ended = True
+                    break
+                batch.append(item)
+            if not batch:
+                break
+            try:
+                results = segmenter([f.pixels for f in batch])
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:
+                model_error = exc
+                break
+            for frame, instances in zip(batch, results):
+                ids = tracker.update(instances) if tracker is not None else None
+                if not _put(results_q, (frame, instances, ids), stop):
+                    break
+            processed += len(batch)
+            if on_frame is not None:
+                on_frame(processed)
+    except BaseException:
+        stop.set()
+        writer.join()
+        decoder.join(timeout=5)
+        outs.abort()
+        raise
+    if model_error is not None:
+        stop.set()
+    _put(results_q, _END, stop)
+    writer.join()
+    stop.set()  # releases the decoder if it is still reading ahead
+    decoder.join(timeout=5)
+
+    seconds = time.perf_counter() - started
+    if model_error is not None or write_error:
+        outs.abort()
+        if model_error is not None:
+            where = processed
+            reason = f"{source}: model failed at frame {where} ({_one_line(model_error)})"
+        else:
+            exc = write_error[0]
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else _one_line(exc)
+            reason = f"{source}: cannot write outputs ({why})"
+        return VideoResult(source, "failed", processed=processed, reason=reason, seconds=seconds)
+
+    damage = next((e for e in decode_error if isinstance(e, VideoDecodeError)), None)
+    other = next((e for e in decode_error if not isinstance(e, VideoDecodeError)), None)
+    if other is not None and not processed:
+        outs.abort()
+        return VideoResult(source, "failed", reason=_one_line(other), seconds=seconds)
+    if other is not None:
+        damage = VideoDecodeError(f"{source}: {_one_line(other)}", processed)
+    status = "failed" if damage is not None else "complete"
+    summary = {
+        "schema": VIDEO_SCHEMA,
+        "status": status,
+        "error": str(damage) if damage is not None else None,
+        "failed_frame": damage.frame if damage is not None else None,
+        "video": {"path": video_path, **info.to_dict()},
+        "fps": round(info.fps, 6),
+        "frames": info.frames,
+        "processed": counts["written"],
+        "settings": settings,
+        "tracker": dataclasses.asdict(opts.tracker) if opts.track else None,
+        "model": model_info,
+        "outputs": {kind: path.name for kind, path in outputs.items() if kind != "json"},
+        "overlay": (
+            {
+                "codec": outs.overlay.codec,
+                "width": outs.overlay.encoded_size[0],
+                "height": outs.overlay.encoded_size[1],
+                "frames": outs.overlay.frames,
+                "audio": outs.overlay.audio_note or ("copied" if info.audio else None),
+            }
+            if outs.overlay is not None
+            else None
+        ),
+        "instances": counts["instances"],
+        "tracks": log.entries() if opts.track else None,
+        "seconds": round(seconds, 3),
+        "frames_per_second": round(counts["written"] / seconds, 3) if seconds > 0 else None,
+    }
+    outs.commit(summary)
+    return VideoResult(
+        source,
+        "failed" if damage is not None else "done",
+        processed=counts["written"],
+        instances=counts["instances"],
+        tracks=len(log),
+        reason=str(damage) if damage is not None else "",
+        failed_frame=damage.frame if damage is not None else None,
+        seconds=seconds,
+        summary=summary,
+    )
