@@ -396,6 +396,7 @@ class VideoWriter:
             self._audio_packets: Iterator[av.packet.Packet] | None = None
             self._audio_pending: av.packet.Packet | None = None
             self._audio_out: av.stream.Stream | None = None
+            self._resampler: av.AudioResampler | None = None
             self._audio_source = audio
             if audio is not None:
                 self._open_audio(audio)
@@ -416,15 +417,18 @@ class VideoWriter:
             src.close()
             return
         ain = src.streams.audio[0]
-        name = ain.codec_context.name
-        if name not in MP4_AUDIO_COPY:
-            src.close()
-            self.audio_note = (
-                f"audio not copied: {name} does not play in browsers (re-encoding is not supported)"
-            )
-            return
         self._audio_in = src
-        self._audio_out = self._out.add_stream_from_template(ain)
+        if ain.codec_context.name in MP4_AUDIO_COPY:
+            self._audio_out = self._out.add_stream_from_template(ain)
+        else:  # e.g. PCM (mov, avi), Vorbis (webm), AC-3: browsers do not play these in MP4
+            rate = ain.codec_context.sample_rate or 48000
+            layout = ain.codec_context.layout if ain.codec_context.channels <= 2 else "stereo"
+            out = self._out.add_stream("aac", rate=rate)
+            out.layout = layout
+            out.bit_rate = 160_000
+            self._audio_out = out
+            self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+            self.audio_note = f"re-encoded to AAC (browsers do not play {ain.codec_context.name} in MP4)"
         self._audio_tb = ain.time_base
         self._audio_origin = float(ain.start_time * ain.time_base) if ain.start_time is not None else 0.0
         if audio.start:
@@ -465,12 +469,29 @@ class VideoWriter:
                 return
             if t < self._t0 - 1e-3:
                 continue
+            if self._resampler is not None:
+                self._transcode(packet)
+                continue
             shift = round((self._t0 + self._audio_origin) / self._audio_tb)
             packet.pts -= shift
             if packet.dts is not None:
                 packet.dts -= shift
             packet.stream = self._audio_out
             self._out.mux(packet)
+
+    def _transcode(self, packet: av.packet.Packet | None) -> None:
+        """Decode ``packet`` (None: flush), resample, encode to AAC and mux."""
+        assert self._resampler is not None and self._audio_out is not None
+        frames = list(packet.decode()) if packet is not None else [None]
+        for frame in frames:
+            if frame is not None:
+                frame.pts = None  # the encoder numbers the samples from the output's time 0
+            for chunk in self._resampler.resample(frame):
+                for out in self._audio_out.encode(chunk):
+                    self._out.mux(out)
+        if packet is None:
+            for out in self._audio_out.encode(None):
+                self._out.mux(out)
 
     # ---- video
     def write(self, rgb: np.ndarray, time_s: float) -> None:
@@ -501,6 +522,8 @@ class VideoWriter:
                 self._out.mux(packet)
             if self._t0 is not None:
                 self._mux_audio_until(self._last_pts * float(self.time_base) + 1.0 / self.fps)
+                if self._resampler is not None:
+                    self._transcode(None)
             self._close()
             os.replace(self._tmp, self.path)
         except BaseException:

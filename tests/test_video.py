@@ -338,6 +338,38 @@ def test_writer_pads_odd_sizes_copies_audio_and_is_atomic(tmp_path: Path) -> Non
     assert not list(tmp_path.glob("*gone*"))
 
 
+def test_writer_reencodes_audio_browsers_cannot_play(tmp_path: Path) -> None:
+    from segcli.video import AudioSource
+
+    source = tmp_path / "pcm.mov"
+    with av.open(str(source), "w") as out:
+        video = out.add_stream("libx264", rate=FPS)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sound = out.add_stream("pcm_s16le", rate=16000)
+        sound.layout = "stereo"
+        for image in marked_frames(25, size=(64, 48)):
+            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        wave = (np.sin(np.arange(16000) * 0.2) * 8000).astype(np.int16)
+        chunk = av.AudioFrame.from_ndarray(np.repeat(wave, 2)[None], format="s16", layout="stereo")
+        chunk.sample_rate, chunk.pts = 16000, 0
+        for packet in [*sound.encode(chunk), *sound.encode()]:
+            out.mux(packet)
+    assert probe_video(source).audio == "pcm_s16le"
+    target = tmp_path / "o.mp4"
+    writer = VideoWriter(target, width=64, height=48, fps=FPS, audio=AudioSource(source, start=0.2))
+    for f in read_frames(source, FrameSelection(start=0.2)):
+        writer.write(f.pixels, f.time_s)
+    writer.commit()
+    assert writer.audio_note is not None and "re-encoded to AAC" in writer.audio_note
+    with av.open(str(target)) as container:
+        audio = container.streams.audio[0]
+        assert audio.codec_context.name == "aac"
+        assert float(audio.duration * audio.time_base) == pytest.approx(0.8, abs=0.1)  # cut at --start
+
+
 # --------------------------------------------------------------------------- the runner
 def test_runner_outputs_and_stride_with_a_fake_model(tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "c.mp4", marked_frames(20), audio=True)
