@@ -266,9 +266,12 @@ def segment_video(
     write_error: list[BaseException] = []
     counts = {"written": 0, "instances": 0}
 
+    last_index = [-1]
+
     def decode() -> None:
         try:
             for frame in read_frames(source, sel):
+                last_index[0] = frame.index
                 if not _put(frames_q, frame, stop):
                     return
         except BaseException as exc:
@@ -356,11 +359,18 @@ def segment_video(
 
     damage = next((e for e in decode_error if isinstance(e, VideoDecodeError)), None)
     other = next((e for e in decode_error if not isinstance(e, VideoDecodeError)), None)
-    if other is not None and not processed:
-        outs.abort()
-        return VideoResult(source, "failed", reason=_one_line(other), seconds=seconds)
     if other is not None:
-        damage = VideoDecodeError(f"{source}: {_one_line(other)}", processed)
+        damage = VideoDecodeError(f"{source}: {_one_line(other)}", last_index[0] + 1)
+    if not counts["written"]:  # nothing worth keeping: no outputs, so a later run tries again
+        outs.abort()
+        if damage is None:
+            reason = f"{source}: no frames to process"
+            if sel.start is not None or sel.end is not None:
+                reason += (
+                    f" between --start {sel.start or 0} and --end {sel.end if sel.end is not None else 'end'}"
+                )
+            return VideoResult(source, "failed", reason=reason, seconds=seconds)
+        return VideoResult(source, "failed", reason=str(damage), failed_frame=damage.frame, seconds=seconds)
     status = "failed" if damage is not None else "complete"
     summary = {
         "schema": VIDEO_SCHEMA,

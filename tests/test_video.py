@@ -436,6 +436,17 @@ def test_runner_model_failure_leaves_no_outputs(tmp_path: Path) -> None:
     assert list(out.iterdir()) == []
 
 
+def test_runner_without_frames_in_the_range_fails_cleanly(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "c.mp4", marked_frames(8))  # 0.32 s
+    out = tmp_path / "out"
+    opts = VideoOptions(selection=FrameSelection(start=5.0))
+    result = segment_video(
+        FakeSegmenter(), clip, video_output_paths(out / "c.mp4", ["overlay", "json"]), options=opts
+    )
+    assert result.status == "failed" and "no frames to process between --start 5.0" in result.reason
+    assert list(out.iterdir()) == []
+
+
 def test_runner_interrupt_leaves_no_outputs(tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "c.mp4", marked_frames(12))
     out = tmp_path / "out"
