@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -19,7 +19,7 @@ from segcli.errors import SegcliError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from segcli.batch import ItemResult
+    from segcli.engines import ItemResult
     from segcli.predictor import Segmenter
 
 app = typer.Typer(
@@ -263,7 +263,9 @@ def predict(
     quiet: QuietOpt = False,
 ) -> None:
     """Segment one or more images; write overlays and JSON to the output folder."""
-    from segcli.batch import Runner
+    from segcli.batch import run_plans
+    from segcli.engines import Job
+    from segcli.engines.local import LocalEngine
     from segcli.writers import DEFAULT_SAVE, dumps, parse_save, plan_outputs
 
     if json_out not in (None, "-"):
@@ -294,10 +296,8 @@ def predict(
                 soft_wrap=True,
             )
 
-    runner = Runner(
-        seg, save=kinds, overwrite=True, batch_size=batch_size, max_pixels=max_pixels, on_result=on_result
-    )
-    report = runner.run(plans)
+    job = Job.for_segmenter(seg, kinds, batch_size=batch_size, max_pixels=max_pixels)
+    report = run_plans(plans, job, LocalEngine(seg), overwrite=True, on_result=on_result)
     if report.interrupted:
         err_console().print(f"interrupted after {report.count('done')} of {len(plans)} images")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -333,65 +333,55 @@ def batch(
     quiet: QuietOpt = False,
 ) -> None:
     """Segment every image under FOLDER; outputs mirror its tree. Resumable."""
-    from datetime import datetime, timezone
+    from segcli.batch import BatchEvents, BatchOptions, run_batch
+    from segcli.writers import DEFAULT_SAVE, parse_save
 
-    from segcli.batch import (
-        Runner,
-        check_previous_run,
-        discover,
-        remove_stale_temp_files,
-        run_summary,
-        write_run_files,
-    )
-    from segcli.writers import DEFAULT_SAVE, parse_save, plan_outputs
-
-    started = datetime.now(timezone.utc)
     kinds = parse_save(save) if save is not None else DEFAULT_SAVE
     settings = _settings(
         score_threshold, nms_iou, proposals, max_detections, mask_threshold, classes, min_size, max_size
     )
+    options = BatchOptions(
+        save=kinds, overwrite=overwrite, recursive=recursive, batch_size=batch_size, max_pixels=max_pixels
+    )
     _check_writable(output)
-    found = discover(folder, recursive=recursive, exclude=[output])
-    for path, why in found.problems:
-        err_console().print(f"[red]failed:[/] {path}: {why}", highlight=False, soft_wrap=True)
-    seg = _segmenter(model, weights, device, half, settings, quiet)
-    plans = plan_outputs(found.files, output, root=folder)
-    removed = remove_stale_temp_files(output)
-    if removed and not quiet:
-        err_console().print(f"removed {removed} temporary file(s) left by an interrupted run")
 
-    with _progress(len(plans), quiet) as progress:
-        task = progress.add_task("segmenting", total=len(plans), rate="")
+    with _progress(0, quiet) as progress:
+        task = progress.add_task("segmenting", total=None, rate="", visible=False)
         done = [0]
 
-        def on_result(result: ItemResult) -> None:
-            if result.status == "failed":
-                progress.console.print(f"[red]failed:[/] {result.reason}", highlight=False, soft_wrap=True)
-            done[0] += result.status == "done"
-            elapsed = progress.tasks[task].elapsed or 0.0
-            rate = f"{done[0] / elapsed:.2f} img/s" if elapsed > 0 and done[0] else ""
-            progress.update(task, advance=1, rate=rate)
+        class Events(BatchEvents):
+            def discovered(self, files: int, problems: Sequence[tuple[Path, str]]) -> None:
+                for path, why in problems:
+                    progress.console.print(f"[red]failed:[/] {path}: {why}", highlight=False, soft_wrap=True)
 
-        runner = Runner(
-            seg,
-            save=kinds,
-            overwrite=overwrite,
-            batch_size=batch_size,
-            max_pixels=max_pixels,
-            on_result=on_result,
+            def started(self, total: int, stale_removed: int) -> None:
+                if stale_removed and not quiet:
+                    progress.console.print(
+                        f"removed {stale_removed} temporary file(s) left by an interrupted run"
+                    )
+                progress.update(task, total=total, visible=True)
+
+            def result(self, result: ItemResult) -> None:
+                if result.status == "failed":
+                    progress.console.print(
+                        f"[red]failed:[/] {result.reason}", highlight=False, soft_wrap=True
+                    )
+                done[0] += result.status == "done"
+                elapsed = progress.tasks[task].elapsed or 0.0
+                rate = f"{done[0] / elapsed:.2f} img/s" if elapsed > 0 and done[0] else ""
+                progress.update(task, advance=1, rate=rate)
+
+        outcome = run_batch(
+            folder,
+            output,
+            lambda: _segmenter(model, weights, device, half, settings, quiet),
+            options=options,
+            events=Events(),
         )
-        check_previous_run(output, runner)
-        report = runner.run(plans)
 
-    summary = run_summary(
-        report, input_dir=folder, out_dir=output, runner=runner, problems=found.problems, started=started
-    )
-    coco_path = write_run_files(output, summary, plans, runner, folder)
-    _print_summary(summary, output, coco_path)
-    if report.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
-    if summary["counts"]["failed"]:
-        raise typer.Exit(1)
+    _print_summary(outcome.summary, output, outcome.coco_path)
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
 
 
 def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None) -> None:

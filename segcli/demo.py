@@ -6,7 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segcli.batch import Runner, discover, run_summary, write_run_files
+from segcli.batch import BatchOptions, run_batch, run_plans
+from segcli.engines import Job
+from segcli.engines.local import LocalEngine
 from segcli.predictor import Segmenter
 from segcli.writers import OUTPUT_KINDS, plan_outputs
 
@@ -29,8 +31,6 @@ def run_demo(
     compare: Callable[[Segmenter, Path, Path], dict[str, Path]] | None = None,
 ) -> DemoResult:
     """Write example scenes, then run ``predict``, ``batch`` and (if given) ``compare`` on them."""
-    from datetime import datetime, timezone
-
     from segcli.blocks.examples import write_examples
 
     inputs = out_dir / "inputs"
@@ -40,22 +40,18 @@ def run_demo(
     seed_case = inputs / SEED_CASE
     predict_dir = out_dir / "predict"
     [plan] = plan_outputs([seed_case], predict_dir)
-    Runner(seg, save=OUTPUT_KINDS, overwrite=True).run([plan])
+    run_plans([plan], Job.for_segmenter(seg, OUTPUT_KINDS), LocalEngine(seg), overwrite=True)
 
-    started = datetime.now(timezone.utc)
     batch_dir = out_dir / "batch"
-    found = discover(inputs)
-    plans = plan_outputs(found.files, batch_dir, root=inputs)
-    runner = Runner(seg, save=("overlay", "json"), overwrite=True)
-    report = runner.run(plans)
-    summary = run_summary(report, input_dir=inputs, out_dir=batch_dir, runner=runner, started=started)
-    write_run_files(batch_dir, summary, plans, runner, inputs)
+    outcome = run_batch(
+        inputs, batch_dir, lambda: seg, options=BatchOptions(save=("overlay", "json"), overwrite=True)
+    )
 
     result = DemoResult(
         inputs=inputs,
         predict=plan.paths(OUTPUT_KINDS),
         batch_dir=batch_dir,
-        batch_counts=summary["counts"],
+        batch_counts=outcome.summary["counts"],
     )
     if compare is not None:
         result.extra.update(compare(seg, seed_case, out_dir / "compare"))

@@ -20,8 +20,10 @@ import torch
 from typer.testing import CliRunner
 
 import segcli.imageio
-from segcli.batch import Runner, discover
+from segcli.batch import discover, run_plans
 from segcli.cli import app
+from segcli.engines import Job
+from segcli.engines.local import LocalEngine
 from segcli.errors import SegcliError
 from segcli.imageio import atomic_write_bytes
 from segcli.instances import Instances
@@ -104,7 +106,7 @@ def test_out_of_memory_fails_one_image_not_the_run(tmp_path: Path, blocks_ckpt: 
     )
     sources = [PHOTOS / "chelsea.jpg", PHOTOS / "coffee.jpg", PHOTOS / "astronaut.jpg"]  # 451, 600, 512 wide
     plans = plan_outputs(sources, tmp_path)
-    report = Runner(seg, save=["json"], batch_size=3).run(plans)
+    report = run_plans(plans, Job.for_segmenter(seg, ["json"], batch_size=3), LocalEngine(seg))
     status = {r.plan.source.name: r for r in report.results}
     assert [status[p.name].status for p in sources] == ["done", "failed", "failed"]
     assert "out of memory" in status["coffee.jpg"].reason and "--max-size" in status["coffee.jpg"].reason
@@ -155,10 +157,10 @@ def test_disk_full_leaves_no_file_that_looks_complete(
 def test_debug_shows_traceback_only_when_asked(
     tmp_path: Path, blocks_ckpt: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def boom(self: Runner, plans: object) -> None:
+    def boom(self: LocalEngine, *args: object) -> None:
         raise ValueError("something unexpected")
 
-    monkeypatch.setattr(Runner, "run", boom)
+    monkeypatch.setattr(LocalEngine, "run", boom)
     args = ["predict", str(PHOTOS / "coffee.jpg"), "--weights", str(blocks_ckpt), "-o", str(tmp_path), *FAST]
     plain = runner.invoke(app, args)
     assert plain.exit_code == 1
