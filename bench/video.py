@@ -1,12 +1,14 @@
 """Video throughput: a clip through `segment_video` vs the same frames as PNG images through
-the batch Runner, the COCO architecture at 720p on the CPU, and memory over a long clip.
+the batch pipeline (run_plans, local engine), the COCO architecture at 720p on the CPU, and
+memory over a long clip.
 
     python -m bench.video [--frames 48] [--rounds 3] [--coco-frames 4] [--flat-frames 1500]
 
 1. Blocks, 512x384: a clip of moving blocks (H.264, near-lossless) and the same frames
    as PNG files. One Segmenter (``--model blocks``, default settings and outputs: overlay
    + JSON) runs both, interleaved A/B/A/B over ``--rounds`` rounds so that machine load
-   hits both alike; reported: frames/s of each (median) and video / images (goal >= 0.95).
+   hits both alike; reported: frames/s of each, the median of the rounds' video / images
+   ratios (goal >= 0.95), and CPU seconds per item (work done, less sensitive to load).
 2. COCO architecture (``maskrcnn_resnet50_fpn`` with random weights: the real network's
    cost, meaningless masks; score threshold 0 and 20 detections so every frame carries
    instances to track, draw and encode) on a 1280x720 clip, fp32 on the CPU (the only
@@ -65,13 +67,15 @@ def write_blocks_clip(work: Path, frames: int) -> tuple[Path, Path]:
 
 
 def run_images(seg: Any, folder: Path, out: Path) -> tuple[float, int, float]:
-    from segcli.batch import Runner
+    from segcli.batch import run_plans
+    from segcli.engines import Job
+    from segcli.engines.local import LocalEngine
     from segcli.writers import DEFAULT_SAVE, plan_outputs
 
     shutil.rmtree(out, ignore_errors=True)
     plans = plan_outputs(sorted(folder.glob("*.png")), out, root=folder)
     cpu = time.process_time()
-    report = Runner(seg, save=DEFAULT_SAVE, overwrite=True).run(plans)
+    report = run_plans(plans, Job.for_segmenter(seg, DEFAULT_SAVE), LocalEngine(seg), overwrite=True)
     cpu = time.process_time() - cpu
     assert report.count("done") == len(plans), report.failed
     return report.seconds, len(plans), cpu

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from segcli.errors import SegcliError
+from segcli.errors import SegcliError, first_line
 from segcli.imageio import _UMASK
 
 if TYPE_CHECKING:
@@ -50,11 +50,6 @@ def _av() -> object:
     except ImportError as exc:  # pragma: no cover - av is a core dependency
         raise SegcliError(f"reading videos needs PyAV: pip install av ({exc})") from None
     return av
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------- orientation
@@ -127,7 +122,7 @@ def _open(path: Path) -> av.container.InputContainer:
         hint = ""
         if path.suffix.lower() in (".mp4", ".m4v", ".mov"):
             hint = " (an MP4 cut short before its index is written cannot be recovered)"
-        raise SegcliError(f"{path}: not a video segcli can read ({_one_line(exc)}){hint}") from None
+        raise SegcliError(f"{path}: not a video segcli can read ({first_line(exc)}){hint}") from None
     except OSError as exc:
         raise SegcliError(f"{path}: cannot open ({exc.strerror or exc})") from None
 
@@ -173,7 +168,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         try:
             first = next(container.decode(stream), None)
         except av.error.FFmpegError as exc:
-            raise SegcliError(f"{path}: cannot decode its first frame ({_one_line(exc)})") from None
+            raise SegcliError(f"{path}: cannot decode its first frame ({first_line(exc)})") from None
         if first is None:
             raise SegcliError(f"{path}: holds no video frame")
         rotation = int(first.rotation)
@@ -265,7 +260,7 @@ def read_frames(path: str | Path, selection: FrameSelection | None = None) -> It
             try:
                 container.seek(target, stream=stream, backward=True, any_frame=False)
             except av.error.FFmpegError as exc:
-                raise SegcliError(f"{path}: cannot seek to {sel.start} s ({_one_line(exc)})") from None
+                raise SegcliError(f"{path}: cannot seek to {sel.start} s ({first_line(exc)})") from None
         index: int | None = None if sel.start else -1
         kept_from = None  # index of the first frame at or after --start
         yielded = 0
@@ -277,7 +272,7 @@ def read_frames(path: str | Path, selection: FrameSelection | None = None) -> It
                 frame = next(frames, None)
             except av.error.FFmpegError as exc:
                 raise VideoDecodeError(
-                    f"{path}: damaged data at frame {where}, decoding stopped ({_one_line(exc)})", where
+                    f"{path}: damaged data at frame {where}, decoding stopped ({first_line(exc)})", where
                 ) from None
             if frame is None:
                 break
@@ -411,7 +406,7 @@ class VideoWriter:
         try:
             src = av.open(str(audio.path), "r")
         except (av.error.FFmpegError, OSError) as exc:
-            self.audio_note = f"audio not copied ({_one_line(exc)})"
+            self.audio_note = f"audio not copied ({first_line(exc)})"
             return
         if not src.streams.audio:
             src.close()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import queue
 import tempfile
@@ -34,7 +35,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from segcli.errors import SegcliError
+from segcli.engines import ItemResult, Job
+from segcli.errors import SegcliError, first_line
 from segcli.imageio import _UMASK, atomic_write_bytes
 from segcli.instances import Instances
 from segcli.render import OverlayAnnotator
@@ -49,7 +51,7 @@ from segcli.video import (
     probe_video,
     read_frames,
 )
-from segcli.writers import dumps, instances_record
+from segcli.writers import OutputPlan, dumps, instances_record
 
 VIDEO_SCHEMA = "segcli.video/1"
 
@@ -104,11 +106,6 @@ class VideoResult:
     failed_frame: int | None = None
     seconds: float = 0.0
     summary: dict[str, Any] | None = None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # --------------------------------------------------------------------------- drawing
@@ -247,7 +244,7 @@ def segment_video(
     try:
         info = probe_video(source)
     except SegcliError as exc:
-        return VideoResult(source, "failed", reason=_one_line(exc))
+        return VideoResult(source, "failed", reason=first_line(exc))
     model_info = segmenter.model_info()
     seg_settings = segmenter.settings.to_dict()
     settings = {**seg_settings, **opts.to_dict()}
@@ -350,17 +347,17 @@ def segment_video(
         outs.abort()
         if model_error is not None:
             where = processed
-            reason = f"{source}: model failed at frame {where} ({_one_line(model_error)})"
+            reason = f"{source}: model failed at frame {where} ({first_line(model_error)})"
         else:
             exc = write_error[0]
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else _one_line(exc)
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
             reason = f"{source}: cannot write outputs ({why})"
         return VideoResult(source, "failed", processed=processed, reason=reason, seconds=seconds)
 
     damage = next((e for e in decode_error if isinstance(e, VideoDecodeError)), None)
     other = next((e for e in decode_error if not isinstance(e, VideoDecodeError)), None)
     if other is not None:
-        damage = VideoDecodeError(f"{source}: {_one_line(other)}", last_index[0] + 1)
+        damage = VideoDecodeError(f"{source}: {first_line(other)}", last_index[0] + 1)
     if not counts["written"]:  # nothing worth keeping: no outputs, so a later run tries again
         outs.abort()
         if damage is None:
@@ -413,3 +410,53 @@ def segment_video(
         seconds=seconds,
         summary=summary,
     )
+
+
+# --------------------------------------------------------------------------- batch stage
+def describe_video(result: VideoResult) -> str:
+    """One line about a finished video, e.g. ``30 frames, 3 tracks, 90 instances``."""
+    parts = [f"{result.processed} frames"]
+    if result.summary is not None and result.summary.get("tracks") is not None:
+        parts.append(f"{result.tracks} tracks")
+    parts.append(f"{result.instances} instances")
+    return ", ".join(parts)
+
+
+def process_video(
+    segmenter: Any,
+    plan: OutputPlan,
+    job: Job,
+    options: VideoOptions,
+    *,
+    on_frame: Callable[[int], None] | None = None,
+) -> ItemResult:
+    """The batch stage of one video: segment it into ``plan``'s outputs; one ``ItemResult``.
+
+    Any engine may call it with its own segmenter (the video is one unit of work).
+    ``record`` is the ``segcli.video/1`` summary when one was written.
+    """
+    opts = dataclasses.replace(options, batch_size=job.batch_size)
+    result = segment_video(
+        segmenter,
+        plan.source,
+        video_output_paths(plan.base, job.save),
+        options=opts,
+        record_path=str(plan.source),
+        on_frame=on_frame,
+    )
+    if result.status == "done":
+        return ItemResult(
+            plan, "done", result.instances, summary=describe_video(result), record=result.summary
+        )
+    return ItemResult(plan, "failed", result.instances, reason=result.reason, record=result.summary)
+
+
+def earlier_failure(summary_path: Path) -> str | None:
+    """The error an earlier run recorded in a video's summary (a damaged clip), else None."""
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if summary.get("schema") == VIDEO_SCHEMA and summary.get("status") == "failed":
+        return str(summary.get("error") or "failed")
+    return None
