@@ -14,14 +14,15 @@ memory over a long clip.
    instances to track, draw and encode) on a 1280x720 clip, fp32 on the CPU (the only
    CPU precision segcli ships), default input size (800 / 1333).
 3. Flat memory: a long 1920x1080 clip through the pipeline with a stand-in segmenter
-   (one instance per frame; the model's own memory is not the question); peak RSS is
-   sampled after the first 10 % of the frames and at the end.
+   (one instance per frame; the model's own memory is not the question); memory is
+   sampled (resident now, not the peak) before, at 10/30/50/70/90 % of the frames and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -37,7 +38,11 @@ from bench.common import machine, random_coco_checkpoint
 
 
 def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Resident memory now (not the peak), MiB."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _load() -> str:
@@ -208,10 +213,11 @@ def bench_flat_memory(work: Path, frames: int) -> dict[str, Any]:
         writer.write(np.roll(base, 4 * k, axis=1), k / 30)
     writer.commit()
     samples: dict[str, float] = {"before": _rss_mib()}
+    marks = {max(frames * k // 10, 1): f"{10 * k}%" for k in (1, 3, 5, 7, 9)}
 
     def on_frame(done: int) -> None:
-        if done == max(frames // 10, 1):
-            samples["at_10pct"] = _rss_mib()
+        if done in marks:
+            samples[marks[done]] = _rss_mib()
 
     start = time.perf_counter()
     out = work / "long-out"
@@ -223,21 +229,21 @@ def bench_flat_memory(work: Path, frames: int) -> dict[str, Any]:
         options=VideoOptions(),
         on_frame=on_frame,
     )
-    samples["end"] = _rss_mib()
+    samples["after"] = _rss_mib()
     seconds = time.perf_counter() - start
     assert result.status == "done", result.reason
     return {
         "frames": result.processed,
         "seconds": seconds,
         "fps": result.processed / seconds,
-        "peak_rss_mib": samples,
+        "rss_mib": samples,
     }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=48, help="frames of the 512x384 blocks clip")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=3, help="0 skips the blocks comparison")
     p.add_argument("--coco-frames", type=int, default=4, help="0 skips the COCO run")
     p.add_argument("--flat-frames", type=int, default=1500, help="0 skips the long-clip memory run")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
@@ -251,14 +257,15 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(f"machine: {machine()}; load {_load()}")
     report: dict[str, Any] = {"machine": machine()}
-    blocks = bench_blocks(args.work, args.frames, args.rounds)
-    report["blocks"] = blocks
-    video, images = statistics.median(blocks["video_fps"]), statistics.median(blocks["images_fps"])
-    print(
-        f"blocks 512x384, {blocks['frames']} frames: video {video:.2f} frames/s, images {images:.2f} img/s; "
-        f"video/images = {blocks['ratio']:.3f} (median of the rounds' ratios; goal >= 0.95); "
-        f"CPU time per item images/video = {blocks['cpu_ratio']:.3f}"
-    )
+    if args.rounds:
+        blocks = bench_blocks(args.work, args.frames, args.rounds)
+        report["blocks"] = blocks
+        video, images = statistics.median(blocks["video_fps"]), statistics.median(blocks["images_fps"])
+        print(
+            f"blocks 512x384, {blocks['frames']} frames: video {video:.2f} frames/s, images {images:.2f} "
+            f"img/s; video/images = {blocks['ratio']:.3f} (median of the rounds' ratios; goal >= 0.95); "
+            f"CPU time per item images/video = {blocks['cpu_ratio']:.3f}"
+        )
     if args.coco_frames:
         coco = bench_coco(args.work, args.coco_frames)
         report["coco_720p"] = coco
@@ -269,11 +276,10 @@ def main() -> None:
     if args.flat_frames:
         flat = bench_flat_memory(args.work, args.flat_frames)
         report["flat_memory"] = flat
-        rss = flat["peak_rss_mib"]
+        rss = ", ".join(f"{k} {v:.0f}" for k, v in flat["rss_mib"].items())
         print(
-            f"1080p, {flat['frames']} frames with a stand-in model: {flat['fps']:.1f} frames/s; peak RSS "
-            f"{rss['before']:.0f} MiB before, {rss.get('at_10pct', float('nan')):.0f} MiB after 10 %, "
-            f"{rss['end']:.0f} MiB at the end"
+            f"1080p, {flat['frames']} frames with a stand-in model: {flat['fps']:.1f} frames/s; "
+            f"resident memory (MiB) {rss}"
         )
     print(f"load at the end: {_load()}")
     if args.json:

@@ -81,7 +81,7 @@ class VideoOptions:
     track: bool = True
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     batch_size: int = 1
-    queue_frames: int = 8  # frames each queue holds at most (decode -> model, model -> writer)
+    queue_frames: int = 4  # frames each queue holds (decode -> model, model -> writer); >= 2 batches
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -257,8 +257,9 @@ def segment_video(
     log = TrackLog()
 
     stop = threading.Event()
-    frames_q: queue.Queue[Any] = queue.Queue(maxsize=opts.queue_frames)
-    results_q: queue.Queue[Any] = queue.Queue(maxsize=opts.queue_frames)
+    depth = max(opts.queue_frames, 2 * opts.batch_size)
+    frames_q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    results_q: queue.Queue[Any] = queue.Queue(maxsize=depth)
     decode_error: list[BaseException] = []
     write_error: list[BaseException] = []
     counts = {"written": 0, "instances": 0}
