@@ -215,7 +215,7 @@ def bench_flat_memory(work: Path, frames: int) -> dict[str, Any]:
     samples: dict[str, float] = {"before": _rss_mib()}
     marks = {max(frames * k // 10, 1): f"{10 * k}%" for k in (1, 3, 5, 7, 9)}
 
-    def on_frame(done: int) -> None:
+    def on_frame(done: int, total: int | None) -> None:
         if done in marks:
             samples[marks[done]] = _rss_mib()
 

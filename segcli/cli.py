@@ -61,7 +61,7 @@ def cli_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except typer.Exit:
+        except (typer.Exit, typer.BadParameter):  # usage errors keep their exit code 2
             raise
         except SegcliError as exc:
             if _state["debug"]:
@@ -155,6 +155,19 @@ MaxPixelsOpt = Annotated[
     typer.Option("--max-pixels", help="Refuse images declaring more pixels than this (decompression bombs)."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or per-image lines.")]
+StrideOpt = Annotated[int, typer.Option("--stride", min=1, help="Videos: segment every Nth frame.")]
+StartOpt = Annotated[
+    float | None, typer.Option("--start", min=0.0, help="Videos: first time to segment, in seconds.")
+]
+EndOpt = Annotated[
+    float | None, typer.Option("--end", min=0.0, help="Videos: stop before this time, in seconds.")
+]
+MaxFramesOpt = Annotated[
+    int | None, typer.Option("--max-frames", min=1, help="Videos: segment at most this many frames.")
+]
+TrackOpt = Annotated[
+    bool, typer.Option("--track/--no-track", help="Videos: keep instance ids and colours across frames.")
+]
 
 
 def _settings(
@@ -194,6 +207,19 @@ def _segmenter(
             highlight=False,
         )
     return seg
+
+
+def _video_options(
+    stride: int, start: float | None, end: float | None, max_frames: int | None, track: bool, batch_size: int
+) -> Any:
+    """The video options, checked before any model loads (a bad range is a usage error)."""
+    from segcli.video import FrameSelection
+    from segcli.video_run import VideoOptions
+
+    if end is not None and end <= (start or 0.0):
+        raise typer.BadParameter(f"--end ({end}) must be after --start ({start or 0})", param_hint="--end")
+    selection = FrameSelection(stride=stride, start=start, end=end, max_frames=max_frames)
+    return VideoOptions(selection=selection, track=track, batch_size=batch_size)
 
 
 def _check_writable(out_dir: Path) -> None:
@@ -236,14 +262,16 @@ def _progress(total: int, quiet: bool) -> Any:
 @cli_errors
 def predict(
     images: Annotated[
-        list[Path], typer.Argument(help="Image files.", exists=True, dir_okay=False, readable=False)
+        list[Path],
+        typer.Argument(help="Image and video files.", exists=True, dir_okay=False, readable=False),
     ],
     output: OutputOpt = Path("segcli-out"),
     save: SaveOpt = None,
     json_out: Annotated[
         str | None,
         typer.Option(
-            "--json", help="'-' writes the JSON to stdout (one line per image) and nothing else there."
+            "--json",
+            help="'-' writes the JSON to stdout (one line per image or video) and nothing else there.",
         ),
     ] = None,
     model: ModelOpt = "coco",
@@ -260,9 +288,16 @@ def predict(
     max_size: MaxSizeOpt = None,
     batch_size: BatchSizeOpt = 1,
     max_pixels: MaxPixelsOpt = 150_000_000,
+    stride: StrideOpt = 1,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    max_frames: MaxFramesOpt = None,
+    track: TrackOpt = True,
     quiet: QuietOpt = False,
 ) -> None:
-    """Segment one or more images; write overlays and JSON to the output folder."""
+    """Segment images and videos; write overlays and JSON to the output folder."""
+    from rich.markup import escape
+
     from segcli.batch import run_plans
     from segcli.engines import Job
     from segcli.engines.local import LocalEngine
@@ -275,6 +310,7 @@ def predict(
     settings = _settings(
         score_threshold, nms_iou, proposals, max_detections, mask_threshold, classes, min_size, max_size
     )
+    video = _video_options(stride, start, end, max_frames, track, batch_size)
     if kinds:
         _check_writable(output)
     seg = _segmenter(model, weights, device, half, settings, quiet)
@@ -283,13 +319,15 @@ def predict(
 
     def on_result(result: ItemResult) -> None:
         if result.status == "failed":
-            err_console().print(f"[red]failed:[/] {result.reason}", highlight=False, soft_wrap=True)
-            return
+            err_console().print(f"[red]failed:[/] {escape(result.reason)}", highlight=False, soft_wrap=True)
+            if result.record is None:
+                return
         if to_stdout and result.record is not None:
             sys.stdout.buffer.write(dumps(result.record))
             sys.stdout.flush()
-        if not quiet:
-            where = ", ".join(str(p) for p in result.plan.paths(kinds).values())
+        if not quiet and result.status != "failed":
+            paths = result.plan.paths(kinds) if kinds else {}
+            where = ", ".join(str(p) for p in paths.values())
             human.print(
                 f"{result.plan.source}: {result.summary}" + (f" -> {where}" if where else ""),
                 highlight=False,
@@ -297,9 +335,11 @@ def predict(
             )
 
     job = Job.for_segmenter(seg, kinds, batch_size=batch_size, max_pixels=max_pixels)
-    report = run_plans(plans, job, LocalEngine(seg), overwrite=True, on_result=on_result)
+    report = run_plans(
+        plans, job, LocalEngine(seg), overwrite=True, on_result=on_result, segmenter=seg, video=video
+    )
     if report.interrupted:
-        err_console().print(f"interrupted after {report.count('done')} of {len(plans)} images")
+        err_console().print(f"interrupted after {report.count('done')} of {len(plans)} inputs")
         raise typer.Exit(EXIT_INTERRUPTED)
     if report.failed:
         raise typer.Exit(1)
@@ -309,7 +349,9 @@ def predict(
 @app.command()
 @cli_errors
 def batch(
-    folder: Annotated[Path, typer.Argument(help="Folder of images.", exists=True, file_okay=False)],
+    folder: Annotated[
+        Path, typer.Argument(help="Folder of images (and videos).", exists=True, file_okay=False)
+    ],
     output: OutputOpt = Path("segcli-out"),
     save: SaveOpt = None,
     recursive: Annotated[
@@ -330,18 +372,35 @@ def batch(
     max_size: MaxSizeOpt = None,
     batch_size: BatchSizeOpt = 1,
     max_pixels: MaxPixelsOpt = 150_000_000,
+    videos: Annotated[
+        bool,
+        typer.Option("--videos/--no-videos", help="Pick up videos (mp4, mov, m4v, mkv, avi, webm) too."),
+    ] = True,
+    stride: StrideOpt = 1,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    max_frames: MaxFramesOpt = None,
+    track: TrackOpt = True,
     quiet: QuietOpt = False,
 ) -> None:
-    """Segment every image under FOLDER; outputs mirror its tree. Resumable."""
+    """Segment every image and video under FOLDER; outputs mirror its tree. Resumable."""
+    from rich.markup import escape
+
     from segcli.batch import BatchEvents, BatchOptions, run_batch
-    from segcli.writers import DEFAULT_SAVE, parse_save
+    from segcli.writers import DEFAULT_SAVE, OutputPlan, parse_save
 
     kinds = parse_save(save) if save is not None else DEFAULT_SAVE
     settings = _settings(
         score_threshold, nms_iou, proposals, max_detections, mask_threshold, classes, min_size, max_size
     )
     options = BatchOptions(
-        save=kinds, overwrite=overwrite, recursive=recursive, batch_size=batch_size, max_pixels=max_pixels
+        save=kinds,
+        overwrite=overwrite,
+        recursive=recursive,
+        batch_size=batch_size,
+        max_pixels=max_pixels,
+        videos=videos,
+        video=_video_options(stride, start, end, max_frames, track, batch_size),
     )
     _check_writable(output)
 
@@ -370,7 +429,16 @@ def batch(
                 elapsed = progress.tasks[task].elapsed or 0.0
                 rate = f"{done[0] / elapsed:.2f} img/s" if elapsed > 0 and done[0] else ""
                 progress.update(task, advance=1, rate=rate)
+                if frames_task[0] is not None:
+                    progress.remove_task(frames_task[0])
+                    frames_task[0] = None
 
+            def video_frame(self, plan: OutputPlan, done: int, total: int | None) -> None:
+                if frames_task[0] is None:
+                    frames_task[0] = progress.add_task(escape(f"  {plan.key} frames"), total=total, rate="")
+                progress.update(frames_task[0], completed=done)
+
+        frames_task: list[Any] = [None]
         outcome = run_batch(
             folder,
             output,

@@ -28,7 +28,7 @@ import queue
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -51,26 +51,13 @@ from segcli.video import (
     probe_video,
     read_frames,
 )
-from segcli.writers import OutputPlan, dumps, instances_record
+from segcli.writers import OutputPlan, dumps, instances_record, video_paths
 
 VIDEO_SCHEMA = "segcli.video/1"
 
 
-def video_output_paths(base: Path, save: Sequence[str]) -> dict[str, Path]:
-    """Output paths of the video whose outputs are named after ``base`` (e.g. ``out/clip.mp4``).
-
-    ``overlay`` -> ``.overlay.mp4``; ``json`` -> ``.jsonl`` (per frame); the summary
-    ``.json`` is always written, as the completion mark. ``masks`` and ``idmap`` are
-    image outputs and are not made for videos (every frame's masks are in the JSONL).
-    """
-    name = base.name
-    paths: dict[str, Path] = {}
-    if "overlay" in save:
-        paths["overlay"] = base.with_name(f"{name}.overlay.mp4")
-    if "json" in save:
-        paths["jsonl"] = base.with_name(f"{name}.jsonl")
-    paths["json"] = base.with_name(f"{name}.json")
-    return paths
+video_output_paths = video_paths
+"""Output paths of a video (see :func:`segcli.writers.video_paths`)."""
 
 
 @dataclass(frozen=True)
@@ -195,6 +182,16 @@ class _Outputs:
 
 
 # --------------------------------------------------------------------------- running
+def expected_frames(info: VideoInfo, sel: FrameSelection) -> int | None:
+    """About how many frames ``sel`` takes from the clip (for progress bars), None if unknown."""
+    if info.frames <= 0:
+        return None
+    first = min(round((sel.start or 0.0) * info.fps), info.frames)
+    last = info.frames if sel.end is None else min(round(sel.end * info.fps), info.frames)
+    count = -(-max(last - first, 0) // sel.stride)
+    return min(count, sel.max_frames) if sel.max_frames is not None else count
+
+
 _END = object()
 
 
@@ -227,17 +224,18 @@ def segment_video(
     options: VideoOptions | None = None,
     record_path: str | None = None,
     annotator: OverlayAnnotator | None = None,
-    on_frame: Callable[[int], None] | None = None,
+    on_frame: Callable[[int, int | None], None] | None = None,
 ) -> VideoResult:
     """Segment (and track) the frames of ``source``; write ``outputs`` (see :func:`video_output_paths`).
 
     ``segmenter`` is a :class:`segcli.predictor.Segmenter` (any callable over a batch of RGB
     arrays returning ``list[Instances]`` with ``settings`` and ``model_info()``).
-    ``on_frame(processed)`` is called after each segmented batch. A clip that cannot be opened
-    fails with no output; damaged data ends the clip where it is found: the frames before it
-    are written and the result (and summary) say ``failed`` with that frame's number. A model
-    error fails the video and removes its partial outputs. KeyboardInterrupt removes them too
-    and propagates.
+    ``on_frame(processed, expected)`` is called after each segmented batch (``expected``:
+    the frames the selection should give, from the declared frame count; None if unknown).
+    A clip that cannot be opened fails with no output; damaged data ends the clip where it
+    is found: the frames before it are written and the result (and summary) say ``failed``
+    with that frame's number. A model error fails the video and removes its partial outputs;
+    KeyboardInterrupt removes them too and propagates.
     """
     opts = options or VideoOptions()
     started = time.perf_counter()
@@ -256,6 +254,7 @@ def segment_video(
     tracker = Tracker(opts.tracker) if opts.track else None
     log = TrackLog()
 
+    expected = expected_frames(info, sel)
     stop = threading.Event()
     depth = max(opts.queue_frames, 2 * opts.batch_size)
     frames_q: queue.Queue[Any] = queue.Queue(maxsize=depth)
@@ -329,7 +328,7 @@ def segment_video(
                     break
             processed += len(batch)
             if on_frame is not None:
-                on_frame(processed)
+                on_frame(processed, expected)
     except BaseException:
         stop.set()
         writer.join()
@@ -429,7 +428,7 @@ def process_video(
     job: Job,
     options: VideoOptions,
     *,
-    on_frame: Callable[[int], None] | None = None,
+    on_frame: Callable[[int, int | None], None] | None = None,
 ) -> ItemResult:
     """The batch stage of one video: segment it into ``plan``'s outputs; one ``ItemResult``.
 

@@ -537,3 +537,104 @@ def test_blocks_model_counts_and_tracks_moving_blocks(tmp_path: Path) -> None:
         assert top is not None and ids.count(top) >= 0.95 * len(ids), (key, ids)
     summary = json.loads(outputs["json"].read_text())
     assert len(summary["tracks"]) == 3
+
+
+# --------------------------------------------------------------------------- command line
+def _cli(*args: str, ckpt: Path) -> Any:
+    from typer.testing import CliRunner
+
+    from segcli.cli import app
+    from tests.conftest import BATCH_FAST
+
+    return CliRunner().invoke(app, [*args, "--weights", str(ckpt), *BATCH_FAST], catch_exceptions=False)
+
+
+def test_cli_predict_mixes_images_and_videos(tmp_path: Path, blocks_ckpt: Path) -> None:
+    from tests.conftest import PHOTOS
+
+    clip = write_clip(tmp_path / "clip.mp4", marked_frames(12))
+    out = tmp_path / "out"
+    result = _cli(
+        "predict", str(clip), str(PHOTOS / "chelsea.jpg"), "-o", str(out), "--stride", "2", ckpt=blocks_ckpt
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "chelsea.jpg.json",
+        "chelsea.jpg.overlay.jpg",
+        "clip.mp4.json",
+        "clip.mp4.jsonl",
+        "clip.mp4.overlay.mp4",
+    ]
+    summary = json.loads((out / "clip.mp4.json").read_text())
+    assert summary["processed"] == 6 and summary["settings"]["stride"] == 2
+    assert len((out / "clip.mp4.jsonl").read_text().splitlines()) == 6
+    assert count_frames(out / "clip.mp4.overlay.mp4") == 6
+    piped = _cli("predict", str(clip), "--json", "-", "--max-frames", "3", "--no-track", ckpt=blocks_ckpt)
+    assert piped.exit_code == 0
+    [line] = piped.stdout.splitlines()  # one summary line per video, nothing else on stdout
+    record = json.loads(line)
+    assert record["schema"] == "segcli.video/1" and record["processed"] == 3 and record["tracks"] is None
+
+
+def test_cli_bad_video_range_is_a_usage_error_before_the_model_loads(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from segcli.cli import app
+
+    clip = write_clip(tmp_path / "clip.mp4", marked_frames(4))
+    # --model coco without weights would try a download (and fail, exit 1) if it got that far
+    for args in (["--start", "2", "--end", "1"], ["--stride", "0"], ["--max-frames", "0"]):
+        result = CliRunner().invoke(
+            app, ["predict", str(clip), "--model", "coco", "-o", str(tmp_path), *args]
+        )
+        assert result.exit_code == 2, (args, result.output)
+
+
+def test_cli_batch_videos_resume_damage_and_no_videos(tmp_path: Path, blocks_ckpt: Path) -> None:
+    from tests.conftest import PHOTOS
+
+    root = tmp_path / "in"
+    (root / "sub").mkdir(parents=True)
+    write_clip(root / "a.mp4", marked_frames(8))
+    write_clip(root / "sub" / "b.MOV", marked_frames(6))
+    rng = np.random.default_rng(2)
+    full = write_clip(
+        tmp_path / "full.mp4", [rng.integers(0, 256, (64, 96, 3), dtype=np.uint8) for _ in range(30)]
+    )
+    (root / "cut.mp4").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    (root / "cat.jpg").write_bytes((PHOTOS / "chelsea.jpg").read_bytes())
+    out = tmp_path / "out"
+
+    first = _cli("batch", str(root), "-o", str(out), ckpt=blocks_ckpt)
+    assert first.exit_code == 1  # the damaged clip
+    run = json.loads((out / "run.json").read_text())
+    assert run["counts"] == {
+        "inputs": 4,
+        "done": 3,
+        "skipped": 0,
+        "failed": 1,
+        "instances": run["counts"]["instances"],
+    }
+    assert run["video"]["stride"] == 1
+    [failed] = run["failed"]
+    assert failed["path"].endswith("cut.mp4") and "frame" in failed["reason"]
+    damaged = json.loads((out / "cut.mp4.json").read_text())
+    assert damaged["status"] == "failed" and damaged["processed"] == damaged["failed_frame"] > 0
+    coco = json.loads((out / "coco.json").read_text())
+    assert [im["file_name"] for im in coco["images"]] == ["cat.jpg"]  # videos are not in coco.json
+    assert (out / "sub" / "b.MOV.overlay.mp4").is_file()
+
+    # a killed run: b.MOV's summary never got written (its outputs may be there, or temp files)
+    (out / "sub" / "b.MOV.json").unlink()
+    (out / "sub" / ".b.MOV.jsonl.x.part").write_text("left by a killed run")
+    before = (out / "a.mp4.json").stat().st_mtime_ns
+    second = _cli("batch", str(root), "-o", str(out), ckpt=blocks_ckpt)
+    run = json.loads((out / "run.json").read_text())
+    assert (run["counts"]["done"], run["counts"]["skipped"], run["counts"]["failed"]) == (1, 2, 1)
+    assert second.exit_code == 1 and "earlier run" in run["failed"][0]["reason"]
+    assert (out / "a.mp4.json").stat().st_mtime_ns == before
+    assert (out / "sub" / "b.MOV.json").is_file() and not list((out / "sub").glob(".*.part"))
+
+    only_images = _cli("batch", str(root), "-o", str(tmp_path / "img"), "--no-videos", ckpt=blocks_ckpt)
+    assert only_images.exit_code == 0
+    assert json.loads((tmp_path / "img" / "run.json").read_text())["counts"]["inputs"] == 1
