@@ -549,6 +549,7 @@ def _cli(*args: str, ckpt: Path) -> Any:
     return CliRunner().invoke(app, [*args, "--weights", str(ckpt), *BATCH_FAST], catch_exceptions=False)
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_cli_predict_mixes_images_and_videos(tmp_path: Path, blocks_ckpt: Path) -> None:
     from tests.conftest import PHOTOS
 
@@ -590,6 +591,7 @@ def test_cli_bad_video_range_is_a_usage_error_before_the_model_loads(tmp_path: P
         assert result.exit_code == 2, (args, result.output)
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_cli_batch_videos_resume_damage_and_no_videos(tmp_path: Path, blocks_ckpt: Path) -> None:
     from tests.conftest import PHOTOS
 
