@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from segcli.engines import Engine, ItemResult, Job, SegmenterLike, Status
+from segcli.engines.local import LocalEngine
 from segcli.errors import SegcliError
-from segcli.imageio import DEFAULT_MAX_PIXELS, atomic_write_bytes, is_image_path
+from segcli.fsutil import atomic_write_bytes, is_temp_name
+from segcli.imageio import DEFAULT_MAX_PIXELS, is_image_path
 from segcli.video import is_video_path
 from segcli.video_run import VideoOptions, earlier_failure, process_video
 from segcli.writers import DEFAULT_SAVE, OutputPlan, dumps, outputs_complete, plan_outputs, write_coco
@@ -89,14 +91,14 @@ def remove_stale_temp_files(out_dir: Path) -> int:
         return 0
     for folder, dirs, names in os.walk(out_dir):
         for name in [*names, *dirs]:
-            if name.startswith(".") and name.endswith(".part"):
+            if is_temp_name(name):
                 target = Path(folder) / name
                 if target.is_dir():
                     shutil.rmtree(target, ignore_errors=True)
                 else:
                     target.unlink(missing_ok=True)
                 removed += 1
-        dirs[:] = [d for d in dirs if not (d.startswith(".") and d.endswith(".part"))]
+        dirs[:] = [d for d in dirs if not is_temp_name(d)]
     return removed
 
 
@@ -358,8 +360,6 @@ def run_batch(
     segmenter's ``model_info``/``settings`` identify the run. ``engine`` builds the
     engine from it (default: the local threaded engine on that segmenter).
     """
-    from segcli.engines.local import LocalEngine
-
     opts = options or BatchOptions()
     events = events or BatchEvents()
     started = datetime.now(timezone.utc)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from segcli.errors import SegcliError, first_line
-from segcli.imageio import _UMASK
+from segcli.fsutil import TEMP_SUFFIX, UMASK
 
 if TYPE_CHECKING:
     import av
@@ -372,9 +372,9 @@ class VideoWriter:
         self.width, self.height = width, height
         self.encoded_size = (width + width % 2, height + height % 2)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
         os.close(fd)
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.chmod(tmp, 0o666 & ~UMASK)
         self._tmp = Path(tmp)
         self.codec = pick_encoder()
         self.time_base = Fraction(1, 90000)

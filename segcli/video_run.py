@@ -37,9 +37,9 @@ import numpy as np
 
 from segcli.engines import ItemResult, Job
 from segcli.errors import SegcliError, first_line
-from segcli.imageio import _UMASK, atomic_write_bytes
+from segcli.fsutil import TEMP_SUFFIX, UMASK, atomic_write_bytes
 from segcli.instances import Instances
-from segcli.render import OverlayAnnotator
+from segcli.render import Annotator, Color, OverlayAnnotator, instance_color
 from segcli.track import UNTRACKED, Tracker, TrackerConfig, TrackLog
 from segcli.video import (
     AudioSource,
@@ -107,12 +107,23 @@ def track_labels(instances: Instances, ids: np.ndarray | None) -> Instances:
     return dataclasses.replace(instances, class_names=names, _areas=None)
 
 
+UNTRACKED_COLOR: Color = (160, 160, 160)
+"""Overlay colour of an instance that belongs to no track."""
+
+
+def track_colors(ids: np.ndarray) -> list[Color]:
+    """One colour per instance: its track's (the same in every frame), grey when untracked."""
+    return [UNTRACKED_COLOR if tid == UNTRACKED else instance_color(int(tid)) for tid in ids.tolist()]
+
+
 def draw_frame(
-    annotator: OverlayAnnotator, image: np.ndarray, instances: Instances, ids: np.ndarray | None
+    annotator: Annotator, image: np.ndarray, instances: Instances, ids: np.ndarray | None
 ) -> np.ndarray:
-    """The overlay of one frame; instances are labelled with their track ids."""
-    # TODO(after the reshape): pass colors=[instance_color(t) for t in ids] so a track keeps its colour.
-    return annotator.annotate(image, track_labels(instances, ids))
+    """The overlay of one frame: with tracks, each instance in its track's colour and labelled
+    with its id (``cube #3 0.97``); without, coloured by index as for images."""
+    if ids is None:
+        return annotator.annotate(image, instances)
+    return annotator.annotate(image, track_labels(instances, ids), track_colors(ids))
 
 
 # --------------------------------------------------------------------------- records
@@ -150,8 +161,8 @@ class _Outputs:
             if "jsonl" in paths:
                 target = paths["jsonl"]
                 target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-                os.fchmod(fd, 0o666 & ~_UMASK)
+                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
+                os.fchmod(fd, 0o666 & ~UMASK)
                 self._jsonl_tmp = Path(tmp)
                 self.jsonl = os.fdopen(fd, "wb")
         except BaseException:
@@ -223,7 +234,7 @@ def segment_video(
     *,
     options: VideoOptions | None = None,
     record_path: str | None = None,
-    annotator: OverlayAnnotator | None = None,
+    annotator: Annotator | None = None,
     on_frame: Callable[[int, int | None], None] | None = None,
 ) -> VideoResult:
     """Segment (and track) the frames of ``source``; write ``outputs`` (see :func:`video_output_paths`).
