@@ -279,7 +279,8 @@ def predict(
         plans, job, LocalEngine(seg), overwrite=True, on_result=on_result, segmenter=seg, video=video
     )
     if report.interrupted:
-        err_console().print(f"interrupted after {report.count('done')} of {len(plans)} inputs")
+        noun = "inputs" if any(plan.is_video for plan in plans) else "images"
+        err_console().print(f"interrupted after {report.count('done')} of {len(plans)} {noun}")
         raise typer.Exit(EXIT_INTERRUPTED)
     if report.failed:
         raise typer.Exit(1)
