@@ -245,6 +245,27 @@ def test_track_log_summarises_tracks() -> None:
     ]
 
 
+def test_a_track_keeps_its_colour_and_label_in_the_overlay() -> None:
+    from segcli.render import OverlayAnnotator, instance_color
+    from segcli.video_run import UNTRACKED_COLOR, draw_frame, track_colors, track_labels
+
+    assert track_colors(np.array([5, UNTRACKED, 0])) == [
+        instance_color(5),
+        UNTRACKED_COLOR,
+        instance_color(0),
+    ]
+    frame = inst([[10, 10, 60, 60], [100, 100, 150, 150]], [0.9, 0.8], [1, 2])
+    assert track_labels(frame, np.array([7, UNTRACKED])).class_names == ("cube #7", "sphere")
+    image = np.zeros((200, 300, 3), np.uint8)
+    # whatever its index in the frame, track 7 is drawn in track 7's colour
+    for ids, i in ((np.array([7, 3]), 0), (np.array([3, 7]), 1)):
+        out = draw_frame(OverlayAnnotator(), image, frame, ids)
+        x0, y0, x1, y1 = (int(v) for v in frame.boxes[i])
+        tint = out[(y0 + y1) // 2, (x0 + x1) // 2].astype(int)
+        expected = np.array(instance_color(7)) * 0.45
+        assert np.abs(tint - expected).max() <= 2
+
+
 # --------------------------------------------------------------------------- reading and writing
 def test_pyav_wheel_encodes_h264() -> None:
     assert pick_encoder() == "libx264"
