@@ -49,12 +49,12 @@ def is_video_path(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
 
 
-def _av() -> object:
+def require_av() -> None:
+    """Fail with one line (not a traceback) where PyAV, a core dependency, is missing."""
     try:
-        import av
+        import av  # noqa: F401
     except ImportError as exc:  # pragma: no cover - av is a core dependency
-        raise SegcliError(f"reading videos needs PyAV: pip install av ({exc})") from None
-    return av
+        raise SegcliError(f"videos need PyAV: pip install 'av>=18' ({first_line(exc)})") from None
 
 
 # --------------------------------------------------------------------------- orientation
@@ -119,6 +119,7 @@ class VideoInfo:
 
 
 def _open(path: Path) -> av.container.InputContainer:
+    require_av()
     import av
 
     try:
