@@ -171,13 +171,16 @@ class _Outputs:
 
     def commit(self, summary: dict[str, Any]) -> None:
         try:
-            self.paths["json"].unlink(missing_ok=True)  # old outputs must never look complete with new ones
+            summary_path = self.paths.get("json")
+            if summary_path is not None:  # old outputs must never look complete with new ones
+                summary_path.unlink(missing_ok=True)
             if self.overlay is not None:
                 self.overlay.commit()
             if self.jsonl is not None and self._jsonl_tmp is not None:
                 self.jsonl.close()
                 os.replace(self._jsonl_tmp, self.paths["jsonl"])
-            atomic_write_bytes(self.paths["json"], dumps(summary))
+            if summary_path is not None:
+                atomic_write_bytes(summary_path, dumps(summary))
         except BaseException:
             self.abort()
             raise

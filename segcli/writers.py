@@ -74,12 +74,15 @@ def video_paths(base: Path, save: Iterable[str]) -> dict[str, Path]:
 
     ``overlay`` -> ``clip.mp4.overlay.mp4``; ``json`` -> ``clip.mp4.jsonl`` (one record per
     frame) under the key ``jsonl``; the ``segcli.video/1`` summary ``clip.mp4.json`` (key
-    ``json``) is always there: written last, it marks the video complete. ``masks`` and
-    ``idmap`` are image outputs, not made for videos (the JSONL holds every frame's masks).
+    ``json``) comes with any of them: written last, it marks the video complete. Nothing
+    when ``save`` is empty (``predict --json -``). ``masks`` and ``idmap`` are image outputs,
+    not made for videos (the JSONL holds every frame's masks).
     """
     kinds = set(save)
     name = base.name
     paths: dict[str, Path] = {}
+    if not kinds:
+        return paths
     if "overlay" in kinds:
         paths["overlay"] = base.with_name(f"{name}.overlay.mp4")
     if "json" in kinds:

@@ -591,8 +591,20 @@ def test_cli_predict_mixes_images_and_videos(tmp_path: Path, blocks_ckpt: Path) 
     assert summary["processed"] == 6 and summary["settings"]["stride"] == 2
     assert len((out / "clip.mp4.jsonl").read_text().splitlines()) == 6
     assert count_frames(out / "clip.mp4.overlay.mp4") == 6
-    piped = _cli("predict", str(clip), "--json", "-", "--max-frames", "3", "--no-track", ckpt=blocks_ckpt)
+    piped = _cli(
+        "predict",
+        str(clip),
+        "--json",
+        "-",
+        "--max-frames",
+        "3",
+        "--no-track",
+        "-o",
+        str(tmp_path / "none"),
+        ckpt=blocks_ckpt,
+    )
     assert piped.exit_code == 0
+    assert not (tmp_path / "none").exists()  # --json - alone writes no file, for videos too
     [line] = piped.stdout.splitlines()  # one summary line per video, nothing else on stdout
     record = json.loads(line)
     assert record["schema"] == "segcli.video/1" and record["processed"] == 3 and record["tracks"] is None
