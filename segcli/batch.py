@@ -26,6 +26,8 @@ from segcli.formats import yolo_data_yaml
 from segcli.fsutil import atomic_write_bytes, is_temp_name
 from segcli.imageio import DEFAULT_MAX_PIXELS, is_image_path
 from segcli.instances import PLACEHOLDER_CLASSES
+from segcli.video import is_video_path
+from segcli.video_run import VideoOptions, earlier_failure, process_video
 from segcli.writers import (
     DEFAULT_SAVE,
     YOLO_DIR,
@@ -49,13 +51,20 @@ class Discovery:
     problems: list[tuple[Path, str]]  # folders that could not be read
 
 
-def discover(root: Path, *, recursive: bool = True, exclude: Sequence[Path] = ()) -> Discovery:
-    """Image files under ``root`` by extension (case-insensitive), sorted by path.
+def discover(
+    root: Path, *, recursive: bool = True, exclude: Sequence[Path] = (), videos: bool = True
+) -> Discovery:
+    """Image (and, with ``videos``, video) files under ``root`` by extension
+    (case-insensitive), sorted by path.
 
     Hidden files and folders are skipped; symlinked folders are followed once
     (loops are cut); folders in ``exclude`` (e.g. our own output) are never entered.
     """
     excluded = {os.path.realpath(p) for p in exclude}
+
+    def wanted(path: Path) -> bool:
+        return is_image_path(path) or (videos and is_video_path(path))
+
     seen: set[str] = set()
     files: list[Path] = []
     problems: list[tuple[Path, str]] = []
@@ -78,9 +87,9 @@ def discover(root: Path, *, recursive: bool = True, exclude: Sequence[Path] = ()
                 if entry.is_dir(follow_symlinks=True):
                     if recursive:
                         walk(path)
-                elif entry.is_file(follow_symlinks=True) and is_image_path(path):
+                elif entry.is_file(follow_symlinks=True) and wanted(path):
                     files.append(path)
-                elif entry.is_symlink() and not path.exists() and is_image_path(path):
+                elif entry.is_symlink() and not path.exists() and wanted(path):
                     problems.append((path, "broken symbolic link"))
             except OSError as exc:
                 problems.append((path, f"cannot stat ({exc.strerror or exc})"))
@@ -133,9 +142,14 @@ def run_plans(
     *,
     overwrite: bool = False,
     on_result: Callable[[ItemResult], None] | None = None,
+    segmenter: SegmenterLike | None = None,
+    video: VideoOptions | None = None,
+    on_video_frame: Callable[[OutputPlan, int, int | None], None] | None = None,
 ) -> RunReport:
-    """Skip plans whose outputs are complete (unless ``overwrite``), run the rest through
-    ``engine``; ``on_result`` sees every result (with its JSON record, if written) once."""
+    """Skip plans whose outputs are complete (unless ``overwrite``), run the rest: images
+    through ``engine``, then videos one by one through :func:`run_videos` on ``segmenter``
+    (the driver's; needed only when there are videos). ``on_result`` sees every result (with
+    its JSON record, if written) once. A video an earlier run found damaged stays failed."""
     report = RunReport()
     start = time.perf_counter()
 
@@ -146,14 +160,53 @@ def run_plans(
         report.results.append(result)
 
     todo: list[OutputPlan] = []
+    videos: list[OutputPlan] = []
     for plan in plans:
-        if not overwrite and outputs_complete(plan.paths(job.save)):
-            emit(ItemResult(plan, "skipped"))
+        paths = plan.paths(job.save)
+        if not overwrite and outputs_complete(paths):
+            earlier = earlier_failure(paths["json"]) if plan.is_video else None
+            if earlier is not None:
+                reason = f"{earlier} (found by an earlier run; --overwrite tries again)"
+                emit(ItemResult(plan, "failed", reason=reason))
+            else:
+                emit(ItemResult(plan, "skipped"))
+        elif plan.is_video:
+            videos.append(plan)
         else:
             todo.append(plan)
     report.interrupted = engine.run(todo, job, emit)
+    if videos and not report.interrupted:
+        if segmenter is None:
+            raise SegcliError("videos are segmented in this process: run_plans needs segmenter=")
+        report.interrupted = run_videos(videos, job, segmenter, video or VideoOptions(), emit, on_video_frame)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def run_videos(
+    plans: Sequence[OutputPlan],
+    job: Job,
+    segmenter: SegmenterLike,
+    options: VideoOptions,
+    emit: Callable[[ItemResult], None],
+    on_frame: Callable[[OutputPlan, int, int | None], None] | None = None,
+) -> bool:
+    """Segment the videos one after another (each one a pipelined stream); True if interrupted.
+
+    Ctrl-C stops at once: the video being processed leaves no output (it is redone next
+    time); videos finished before are complete.
+    """
+    for plan in plans:
+
+        def frame_done(done: int, total: int | None, plan: OutputPlan = plan) -> None:
+            if on_frame is not None:
+                on_frame(plan, done, total)
+
+        try:
+            emit(process_video(segmenter, plan, job, options, on_frame=frame_done))
+        except KeyboardInterrupt:
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------- run files
@@ -166,7 +219,9 @@ def run_summary(
     engine: dict[str, Any],
     problems: Sequence[tuple[Path, str]] = (),
     started: datetime,
+    video: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The ``run.json`` content; ``video`` (the video settings) is recorded when the run had videos."""
     done = report.count("done")
     failed = [{"path": str(r.plan.source), "reason": r.reason} for r in report.failed]
     failed += [{"path": str(p), "reason": f"{p}: {why}"} for p, why in problems]
@@ -180,6 +235,7 @@ def run_summary(
         "model": job.model_info,
         "settings": job.settings,
         "save": list(job.save),
+        **({"video": video} if video is not None else {}),
         "engine": engine,
         "counts": {
             "inputs": len(report.results),
@@ -194,8 +250,8 @@ def run_summary(
     }
 
 
-def check_previous_run(out_dir: Path, job: Job) -> None:
-    """Refuse to mix results of other settings or weights into ``out_dir``."""
+def check_previous_run(out_dir: Path, job: Job, video: dict[str, Any] | None = None) -> None:
+    """Refuse to mix results of other settings or weights (or video settings) into ``out_dir``."""
     previous = out_dir / "run.json"
     if not previous.is_file():
         return
@@ -211,6 +267,12 @@ def check_previous_run(out_dir: Path, job: Job) -> None:
         ]
         raise SegcliError(
             f"{out_dir} holds results made with other settings ({'; '.join(diff)}); "
+            "pass --overwrite to redo them, or choose another --output"
+        )
+    if video is not None and old.get("video") is not None and old["video"] != video:
+        diff = [f"{k} {old['video'].get(k)!r} -> {v!r}" for k, v in video.items() if old["video"].get(k) != v]
+        raise SegcliError(
+            f"{out_dir} holds videos made with other video settings ({'; '.join(diff)}); "
             "pass --overwrite to redo them, or choose another --output"
         )
     if old.get("model", {}).get("sha256") != job.model_info.get("sha256"):
@@ -242,7 +304,7 @@ def write_run_files(
 
     coco_path = None
     if "json" in job.save:
-        json_paths = ((plan, plan.paths(["json"])["json"]) for plan in plans)
+        json_paths = ((plan, plan.paths(["json"])["json"]) for plan in plans if not plan.is_video)
         entries = [
             (plan.source.relative_to(input_dir).as_posix(), path)
             for plan, path in json_paths
@@ -288,6 +350,8 @@ class BatchOptions:
     recursive: bool = True
     batch_size: int = 1
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    videos: bool = True  # pick up video files too
+    video: VideoOptions = field(default_factory=VideoOptions)
     coco_ids_from: Path | None = None  # a COCO ground truth: coco-results.json uses its ids
 
 
@@ -322,6 +386,9 @@ class BatchEvents:
     def result(self, result: ItemResult) -> None:
         """One input finished (done, skipped or failed); ``result.record`` is its JSON."""
 
+    def video_frame(self, plan: OutputPlan, done: int, total: int | None) -> None:
+        """``done`` frames of the video ``plan`` are segmented (of about ``total``)."""
+
 
 def run_batch(
     folder: Path,
@@ -347,7 +414,7 @@ def run_batch(
     events = events or BatchEvents()
     started = datetime.now(timezone.utc)
     if files is None:
-        found = discover(folder, recursive=opts.recursive, exclude=[output])
+        found = discover(folder, recursive=opts.recursive, exclude=[output], videos=opts.videos)
     else:
         found = Discovery(files=list(files), problems=[])
     events.discovered(len(found.files), found.problems)
@@ -362,11 +429,21 @@ def run_batch(
     eng = engine(seg) if engine is not None else LocalEngine(seg)
     job = Job.for_segmenter(seg, opts.save, batch_size=opts.batch_size, max_pixels=opts.max_pixels)
     plans = plan_outputs(found.files, output, root=folder)
+    video = opts.video.to_dict() if any(plan.is_video for plan in plans) else None
     removed = remove_stale_temp_files(output)
     if not opts.overwrite:
-        check_previous_run(output, job)
+        check_previous_run(output, job, video)
     events.started(len(plans), removed)
-    report = run_plans(plans, job, eng, overwrite=opts.overwrite, on_result=events.result)
+    report = run_plans(
+        plans,
+        job,
+        eng,
+        overwrite=opts.overwrite,
+        on_result=events.result,
+        segmenter=seg,
+        video=opts.video,
+        on_video_frame=events.video_frame,
+    )
     summary = run_summary(
         report,
         job=job,
@@ -375,6 +452,7 @@ def run_batch(
         engine=eng.describe(),
         problems=found.problems,
         started=started,
+        video=video,
     )
     coco_path = write_run_files(output, summary, plans, job, seg.categories, folder, ground_truth)
     return BatchOutcome(

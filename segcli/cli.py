@@ -20,6 +20,7 @@ from segcli.options import (
     PANEL_MODEL,
     PANEL_OUTPUTS,
     PANEL_RUN,
+    PANEL_VIDEO,
     DeviceOpt,
     HelpWithModelDefaults,
     ModelOptions,
@@ -30,12 +31,14 @@ from segcli.settings import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
     from segcli.batch import BatchEvents
     from segcli.engines import ItemResult, SegmenterLike
     from segcli.evaluate import EvalResult
     from segcli.predictor import Segmenter
+    from segcli.video_run import VideoOptions
+    from segcli.writers import OutputPlan
 
 app = typer.Typer(
     name="segcli",
@@ -83,7 +86,7 @@ def cli_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except typer.Exit:
+        except (typer.Exit, typer.BadParameter):  # usage errors keep their exit code 2
             raise
         except SegcliError as exc:
             if _state["debug"]:
@@ -158,6 +161,35 @@ MaxPixelsOpt = Annotated[
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bar or per-image lines.", rich_help_panel=PANEL_RUN)
 ]
+StrideOpt = Annotated[
+    int, typer.Option("--stride", min=1, help="Videos: segment every Nth frame.", rich_help_panel=PANEL_VIDEO)
+]
+StartOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--start", min=0.0, help="Videos: first time to segment, in seconds.", rich_help_panel=PANEL_VIDEO
+    ),
+]
+EndOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--end", min=0.0, help="Videos: stop before this time, in seconds.", rich_help_panel=PANEL_VIDEO
+    ),
+]
+MaxFramesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-frames", min=1, help="Videos: segment at most this many frames.", rich_help_panel=PANEL_VIDEO
+    ),
+]
+TrackOpt = Annotated[
+    bool,
+    typer.Option(
+        "--track/--no-track",
+        help="Videos: keep instance ids and colours across frames.",
+        rich_help_panel=PANEL_VIDEO,
+    ),
+]
 
 
 def load_segmenter(opts: ModelOptions, *, quiet: bool = False) -> Segmenter:
@@ -175,6 +207,19 @@ def _say_loaded(what: str, info: Mapping[str, object], device: object) -> None:
         highlight=False,
         markup=False,
     )
+
+
+def _video_options(
+    stride: int, start: float | None, end: float | None, max_frames: int | None, track: bool, batch_size: int
+) -> VideoOptions:
+    """The video options, checked before any model loads (a bad range is a usage error)."""
+    from segcli.video import FrameSelection
+    from segcli.video_run import VideoOptions
+
+    if end is not None and end <= (start or 0.0):
+        raise typer.BadParameter(f"--end ({end}) must be after --start ({start or 0})", param_hint="--end")
+    selection = FrameSelection(stride=stride, start=start, end=end, max_frames=max_frames)
+    return VideoOptions(selection=selection, track=track, batch_size=batch_size)
 
 
 def _check_writable(out_dir: Path) -> None:
@@ -246,7 +291,7 @@ def predict(
     images: Annotated[
         list[Path],
         typer.Argument(
-            help="Image files (any format Pillow reads; a file named twice is done once).",
+            help="Image and video files (images: any format Pillow reads; a file named twice is done once).",
             metavar="IMAGES...",
             exists=True,
             dir_okay=False,
@@ -261,7 +306,7 @@ def predict(
         str | None,
         typer.Option(
             "--json",
-            help="'-' prints the JSON on stdout as JSON Lines (one record per image, one line each) "
+            help="'-' prints the JSON on stdout as JSON Lines (one record per image or video, one line each) "
             "and nothing else there; no files unless --save asks.",
             metavar="-",
             rich_help_panel=PANEL_OUTPUTS,
@@ -269,11 +314,17 @@ def predict(
     ] = None,
     batch_size: BatchSizeOpt = 1,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    stride: StrideOpt = 1,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    max_frames: MaxFramesOpt = None,
+    track: TrackOpt = True,
     quiet: QuietOpt = False,
 ) -> None:
-    """Segment one or more images into overlays and JSON.
+    """Segment images and videos into overlays and JSON.
 
-    Writes <name>.overlay.jpg|png and <name>.json per image into the output folder (see --save).
+    Writes <name>.overlay.jpg|png and <name>.json per image into the output folder (see
+    --save); a video gets <name>.overlay.mp4, <name>.jsonl and <name>.json.
     """
     from segcli.batch import run_plans
     from segcli.engines import Job
@@ -285,6 +336,7 @@ def predict(
     to_stdout = json_out == "-"
     kinds = parse_save(save) if save is not None else (() if to_stdout else DEFAULT_SAVE)
     model_opts.settings()  # bad values fail before the output folder is made
+    video = _video_options(stride, start, end, max_frames, track, batch_size)
     if kinds:
         _check_writable(output)
     seg = load_segmenter(model_opts, quiet=quiet)
@@ -294,12 +346,14 @@ def predict(
     def on_result(result: ItemResult) -> None:
         if result.status == "failed":
             _print_failed(err_console(), result)
-            return
+            if result.record is None:  # a damaged video still has its summary (for --json -)
+                return
         if to_stdout and result.record is not None:
             sys.stdout.buffer.write(dumps(result.record))
             sys.stdout.flush()
-        if not quiet:
-            where = ", ".join(str(p) for p in dict.fromkeys(result.plan.paths(kinds).values()))
+        if not quiet and result.status != "failed":
+            paths = result.plan.paths(kinds) if kinds else {}
+            where = ", ".join(str(p) for p in dict.fromkeys(paths.values()))
             human.print(
                 f"{result.plan.source}: {result.summary}" + (f" -> {where}" if where else ""),
                 highlight=False,
@@ -308,13 +362,16 @@ def predict(
             )
 
     job = Job.for_segmenter(seg, kinds, batch_size=batch_size, max_pixels=max_pixels)
-    report = run_plans(plans, job, LocalEngine(seg), overwrite=True, on_result=on_result)
+    report = run_plans(
+        plans, job, LocalEngine(seg), overwrite=True, on_result=on_result, segmenter=seg, video=video
+    )
     if "yolo" in kinds:
         from segcli.batch import write_yolo_dataset
 
         write_yolo_dataset(output, seg.categories, None)
     if report.interrupted:
-        err_console().print(f"interrupted after {report.count('done')} of {len(plans)} images")
+        noun = "inputs" if any(plan.is_video for plan in plans) else "images"
+        err_console().print(f"interrupted after {report.count('done')} of {len(plans)} {noun}")
         raise typer.Exit(EXIT_INTERRUPTED)
     if report.failed:
         raise typer.Exit(1)
@@ -336,7 +393,7 @@ def batch(
     folder: Annotated[
         Path,
         typer.Argument(
-            help="Folder of images, searched recursively.",
+            help="Folder of images and videos, searched recursively.",
             metavar="FOLDER",
             exists=True,
             file_okay=False,
@@ -369,9 +426,18 @@ def batch(
     ] = None,
     batch_size: BatchSizeOpt = 1,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    videos: Annotated[
+        bool,
+        typer.Option("--videos/--no-videos", help="Pick up videos (mp4, mov, m4v, mkv, avi, webm) too."),
+    ] = True,
+    stride: StrideOpt = 1,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    max_frames: MaxFramesOpt = None,
+    track: TrackOpt = True,
     quiet: QuietOpt = False,
 ) -> None:
-    """Segment every image under a folder; resumable.
+    """Segment every image and video under a folder; resumable.
 
     Outputs mirror the folder's tree; run.json and coco.json sum up the run. Run the same
     command again after a crash or Ctrl-C and it does only what is missing.
@@ -387,6 +453,8 @@ def batch(
         recursive=recursive,
         batch_size=batch_size,
         max_pixels=max_pixels,
+        videos=videos,
+        video=_video_options(stride, start, end, max_frames, track, batch_size),
         coco_ids_from=coco_ids_from,
     )
     _check_writable(output)
@@ -411,6 +479,7 @@ def _progress_events(progress: Progress, quiet: bool) -> BatchEvents:
 
     class ProgressEvents(BatchEvents):
         done = 0
+        frames_task: TaskID | None = None
 
         def discovered(self, files: int, problems: Sequence[tuple[Path, str]]) -> None:
             for path, why in problems:
@@ -432,6 +501,14 @@ def _progress_events(progress: Progress, quiet: bool) -> BatchEvents:
             elapsed = progress.tasks[task].elapsed or 0.0
             rate = f"{self.done / elapsed:.2f} img/s" if elapsed > 0 and self.done else ""
             progress.update(task, advance=1, rate=rate)
+            if self.frames_task is not None:
+                progress.remove_task(self.frames_task)
+                self.frames_task = None
+
+        def video_frame(self, plan: OutputPlan, done: int, total: int | None) -> None:
+            if self.frames_task is None:
+                self.frames_task = progress.add_task(escape(f"  {plan.key} frames"), total=total, rate="")
+            progress.update(self.frames_task, completed=done)
 
     return ProgressEvents()
 

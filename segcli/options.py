@@ -47,6 +47,7 @@ PANEL_MODEL = "Model"
 PANEL_THRESHOLDS = "Thresholds"
 PANEL_OUTPUTS = "Outputs"
 PANEL_RUN = "Run control"
+PANEL_VIDEO = "Video"
 """The help panels options are grouped in (``rich_help_panel``), in the order shown."""
 
 DeviceOpt = Annotated[
