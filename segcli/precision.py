@@ -31,9 +31,9 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_map
 
 from segcli.errors import SegcliError
+from segcli.settings import PRECISION_CHOICES as CHOICES
 
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
-CHOICES: tuple[str, ...] = (*PRECISIONS, "auto")
+PRECISIONS: tuple[str, ...] = tuple(c for c in CHOICES if c != "auto")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
