@@ -1,8 +1,9 @@
-"""Running a Segmenter over many files: discovery, a pipelined loop, resume, reports.
+"""One batch run in the library: discover -> plan -> stale temp cleanup ->
+previous-run check -> run (through an engine) -> ``run.json`` / ``coco.json``.
 
-The loop overlaps three things: decoding the next images (thread pool), the
-network's forward pass (caller's thread) and writing the previous results
-(thread pool). Queues are bounded, so memory stays flat however many images.
+:func:`run_batch` prints nothing; the CLI and ``segcli demo`` show its events.
+The per-input work runs in an engine (``segcli.engines``): today the local
+threaded pipeline; the loop that skips complete inputs is :func:`run_plans`.
 """
 
 from __future__ import annotations
@@ -11,34 +12,20 @@ import json
 import os
 import shutil
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import numpy as np
-
+from segcli.engines import Engine, ItemResult, Job, SegmenterLike, Status
+from segcli.engines.local import LocalEngine
 from segcli.errors import SegcliError
-from segcli.imageio import DEFAULT_MAX_PIXELS, LoadedImage, atomic_write_bytes, is_image_path, read_image
-from segcli.instances import Instances
-from segcli.render import OverlayAnnotator
-from segcli.writers import OutputPlan, dumps, instances_record, outputs_complete, write_coco, write_outputs
+from segcli.fsutil import atomic_write_bytes, is_temp_name
+from segcli.imageio import DEFAULT_MAX_PIXELS, is_image_path
+from segcli.writers import DEFAULT_SAVE, OutputPlan, dumps, outputs_complete, plan_outputs, write_coco
 
 RUN_SCHEMA = "segcli.run/1"
-
-
-class SegmenterLike(Protocol):
-    settings: Any
-
-    def __call__(self, images: Sequence[np.ndarray]) -> list[Instances]: ...
-
-    def model_info(self) -> dict[str, Any]: ...
-
-    @property
-    def categories(self) -> tuple[str, ...]: ...
 
 
 # --------------------------------------------------------------------------- discovery
@@ -95,35 +82,25 @@ def remove_stale_temp_files(out_dir: Path) -> int:
         return 0
     for folder, dirs, names in os.walk(out_dir):
         for name in [*names, *dirs]:
-            if name.startswith(".") and name.endswith(".part"):
+            if is_temp_name(name):
                 target = Path(folder) / name
                 if target.is_dir():
                     shutil.rmtree(target, ignore_errors=True)
                 else:
                     target.unlink(missing_ok=True)
                 removed += 1
-        dirs[:] = [d for d in dirs if not (d.startswith(".") and d.endswith(".part"))]
+        dirs[:] = [d for d in dirs if not is_temp_name(d)]
     return removed
 
 
 # --------------------------------------------------------------------------- running
-@dataclass
-class ItemResult:
-    plan: OutputPlan
-    status: str  # "done", "skipped", "failed"
-    instances: int = 0
-    reason: str = ""
-    record: dict[str, Any] | None = None
-    summary: str = ""
-
-
 @dataclass
 class RunReport:
     results: list[ItemResult] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
 
-    def count(self, status: str) -> int:
+    def count(self, status: Status) -> int:
         return sum(1 for r in self.results if r.status == status)
 
     @property
@@ -135,169 +112,44 @@ class RunReport:
         return [r for r in self.results if r.status == "failed"]
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def run_plans(
+    plans: Sequence[OutputPlan],
+    job: Job,
+    engine: Engine,
+    *,
+    overwrite: bool = False,
+    on_result: Callable[[ItemResult], None] | None = None,
+) -> RunReport:
+    """Skip plans whose outputs are complete (unless ``overwrite``), run the rest through
+    ``engine``; ``on_result`` sees every result (with its JSON record, if written) once."""
+    report = RunReport()
+    start = time.perf_counter()
 
-
-def _describe(instances: Instances) -> str:
-    if not len(instances):
-        return "no instances"
-    names: dict[str, int] = {}
-    for name in instances.class_names:
-        names[name] = names.get(name, 0) + 1
-    parts = ", ".join(f"{n} {k}" for k, n in sorted(names.items(), key=lambda kv: -kv[1]))
-    return f"{len(instances)} instances ({parts})"
-
-
-class Runner:
-    """Runs a segmenter over planned inputs, writing outputs as it goes."""
-
-    def __init__(
-        self,
-        segmenter: SegmenterLike,
-        *,
-        save: Sequence[str],
-        overwrite: bool = False,
-        batch_size: int = 1,
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
-        annotator: OverlayAnnotator | None = None,
-        record_path: Callable[[OutputPlan], str] = lambda plan: str(plan.source),
-        on_result: Callable[[ItemResult], None] | None = None,
-        decode_workers: int = 2,
-        write_workers: int = 2,
-    ) -> None:
-        if batch_size < 1:
-            raise SegcliError(f"--batch-size must be at least 1, got {batch_size}")
-        self.segmenter = segmenter
-        self.save = tuple(save)
-        self.overwrite = overwrite
-        self.batch_size = batch_size
-        self.max_pixels = max_pixels
-        self.annotator = annotator or OverlayAnnotator()
-        self.record_path = record_path
-        self.on_result = on_result
-        self.decode_workers = decode_workers
-        self.write_workers = write_workers
-        self.model_info = segmenter.model_info()
-        self.settings = segmenter.settings.to_dict()
-
-    def _read(self, plan: OutputPlan) -> LoadedImage:
-        return read_image(plan.source, max_pixels=self.max_pixels)
-
-    def _write(self, plan: OutputPlan, image: LoadedImage, instances: Instances) -> ItemResult:
-        record = instances_record(
-            instances, image_path=self.record_path(plan), model=self.model_info, settings=self.settings
-        )
-        write_outputs(plan.paths(self.save), image.pixels, instances, record, self.annotator)
-        return ItemResult(plan, "done", len(instances), record=record, summary=_describe(instances))
-
-    def _segment(self, images: list[LoadedImage]) -> list[Instances | BaseException]:
-        try:
-            return list(self.segmenter([im.pixels for im in images]))
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:
-            if len(images) == 1:
-                return [exc]
-            # One image of the batch may be at fault (e.g. out of memory): retry one by one.
-            out: list[Instances | BaseException] = []
-            for im in images:
-                out.extend(self._segment([im]))
-            return out
-
-    def run(self, plans: Sequence[OutputPlan]) -> RunReport:
-        report = RunReport()
-        start = time.perf_counter()
-        todo: list[OutputPlan] = []
-        for plan in plans:
-            if not self.overwrite and outputs_complete(plan.paths(self.save)):
-                self._emit(report, ItemResult(plan, "skipped"))
-            else:
-                todo.append(plan)
-        lookahead = max(2 * self.batch_size, self.decode_workers + 1)
-        writes: deque[tuple[OutputPlan, Future[ItemResult]]] = deque()
-        with (
-            ThreadPoolExecutor(self.decode_workers, thread_name_prefix="segcli-decode") as decoder,
-            ThreadPoolExecutor(self.write_workers, thread_name_prefix="segcli-write") as writer,
-        ):
-            reads: deque[tuple[OutputPlan, Future[LoadedImage]]] = deque()
-            pending: Iterator[OutputPlan] = iter(todo)
-            try:
-                while True:
-                    while len(reads) < lookahead:
-                        nxt = next(pending, None)
-                        if nxt is None:
-                            break
-                        reads.append((nxt, decoder.submit(self._read, nxt)))
-                    if not reads:
-                        break
-                    batch: list[tuple[OutputPlan, LoadedImage]] = []
-                    while reads and len(batch) < self.batch_size:
-                        plan, fut = reads.popleft()
-                        try:
-                            batch.append((plan, fut.result()))
-                        except SegcliError as exc:
-                            self._emit(report, ItemResult(plan, "failed", reason=_one_line(exc)))
-                        except Exception as exc:
-                            reason = f"{plan.source}: cannot read ({_one_line(exc)})"
-                            self._emit(report, ItemResult(plan, "failed", reason=reason))
-                    if not batch:
-                        continue
-                    results = self._segment([im for _, im in batch])
-                    for (plan, image), result in zip(batch, results):
-                        if isinstance(result, MemoryError) or type(result).__name__ == "OutOfMemoryError":
-                            reason = (
-                                f"{plan.source}: out of memory in the model ({_one_line(result)}); try a "
-                                "smaller --max-size, --batch-size 1 or --device cpu"
-                            )
-                            self._emit(report, ItemResult(plan, "failed", reason=reason))
-                        elif isinstance(result, BaseException):
-                            reason = f"{plan.source}: model failed ({_one_line(result)})"
-                            self._emit(report, ItemResult(plan, "failed", reason=reason))
-                        else:
-                            writes.append((plan, writer.submit(self._write, plan, image, result)))
-                    while len(writes) > 2 * self.write_workers + self.batch_size:
-                        self._finish_write(report, *writes.popleft())
-            except KeyboardInterrupt:
-                report.interrupted = True
-                for _, fut in reads:
-                    fut.cancel()
-            # Finish the writes already started: that work is good and must not be lost.
-            while writes:
-                try:
-                    self._finish_write(report, *writes.popleft())
-                except KeyboardInterrupt:
-                    report.interrupted = True
-        report.seconds = time.perf_counter() - start
-        return report
-
-    def _finish_write(self, report: RunReport, plan: OutputPlan, fut: Future[ItemResult]) -> None:
-        try:
-            result = fut.result()
-        except KeyboardInterrupt:
-            raise
-        except OSError as exc:
-            reason = f"{plan.source}: cannot write outputs ({exc.strerror or _one_line(exc)})"
-            result = ItemResult(plan, "failed", reason=reason)
-        except Exception as exc:
-            result = ItemResult(plan, "failed", reason=f"{plan.source}: {_one_line(exc)}")
-        self._emit(report, result)
-
-    def _emit(self, report: RunReport, result: ItemResult) -> None:
-        if self.on_result is not None:
-            self.on_result(result)
+    def emit(result: ItemResult) -> None:
+        if on_result is not None:
+            on_result(result)
         result.record = None  # the JSON is on disk; keep memory flat over long runs
         report.results.append(result)
+
+    todo: list[OutputPlan] = []
+    for plan in plans:
+        if not overwrite and outputs_complete(plan.paths(job.save)):
+            emit(ItemResult(plan, "skipped"))
+        else:
+            todo.append(plan)
+    report.interrupted = engine.run(todo, job, emit)
+    report.seconds = time.perf_counter() - start
+    return report
 
 
 # --------------------------------------------------------------------------- run files
 def run_summary(
     report: RunReport,
     *,
+    job: Job,
     input_dir: Path,
     out_dir: Path,
-    runner: Runner,
+    engine: dict[str, Any],
     problems: Sequence[tuple[Path, str]] = (),
     started: datetime,
 ) -> dict[str, Any]:
@@ -311,9 +163,10 @@ def run_summary(
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "input": str(input_dir),
         "output": str(out_dir),
-        "model": runner.model_info,
-        "settings": runner.settings,
-        "save": list(runner.save),
+        "model": job.model_info,
+        "settings": job.settings,
+        "save": list(job.save),
+        "engine": engine,
         "counts": {
             "inputs": len(report.results),
             "done": done,
@@ -327,26 +180,26 @@ def run_summary(
     }
 
 
-def check_previous_run(out_dir: Path, runner: Runner) -> None:
+def check_previous_run(out_dir: Path, job: Job) -> None:
     """Refuse to mix results of other settings or weights into ``out_dir``."""
     previous = out_dir / "run.json"
-    if runner.overwrite or not previous.is_file():
+    if not previous.is_file():
         return
     try:
         old = json.loads(previous.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
-    if old.get("settings") != runner.settings:
+    if old.get("settings") != job.settings:
         diff = [
             f"{k} {old.get('settings', {}).get(k)!r} -> {v!r}"
-            for k, v in runner.settings.items()
+            for k, v in job.settings.items()
             if old.get("settings", {}).get(k) != v
         ]
         raise SegcliError(
             f"{out_dir} holds results made with other settings ({'; '.join(diff)}); "
             "pass --overwrite to redo them, or choose another --output"
         )
-    if old.get("model", {}).get("sha256") != runner.model_info.get("sha256"):
+    if old.get("model", {}).get("sha256") != job.model_info.get("sha256"):
         raise SegcliError(
             f"{out_dir} holds results of other weights ({old.get('model', {}).get('weights')}); "
             "pass --overwrite to redo them, or choose another --output"
@@ -357,12 +210,13 @@ def write_run_files(
     out_dir: Path,
     summary: dict[str, Any],
     plans: Sequence[OutputPlan],
-    runner: Runner,
+    job: Job,
+    categories: Sequence[str],
     input_dir: Path,
 ) -> Path | None:
     """Write ``run.json`` and, when per-image JSON is saved, ``coco.json``."""
     coco_path = None
-    if "json" in runner.save:
+    if "json" in job.save:
         json_paths = ((plan, plan.paths(["json"])["json"]) for plan in plans)
         entries = [
             (plan.source.relative_to(input_dir).as_posix(), path)
@@ -371,9 +225,103 @@ def write_run_files(
         ]
         coco_path = out_dir / "coco.json"
         info = {
-            "description": f"segcli {runner.model_info.get('name')} on {input_dir}",
+            "description": f"segcli {job.model_info.get('name')} on {input_dir}",
             "date_created": summary["finished"],
         }
-        write_coco(coco_path, entries, runner.segmenter.categories, info)
+        write_coco(coco_path, entries, categories, info)
     atomic_write_bytes(out_dir / "run.json", dumps(summary))
     return coco_path
+
+
+# --------------------------------------------------------------------------- one batch run
+@dataclass(frozen=True)
+class BatchOptions:
+    """How a batch runs, apart from the model (those are the segmenter's settings)."""
+
+    save: tuple[str, ...] = DEFAULT_SAVE
+    overwrite: bool = False
+    recursive: bool = True
+    batch_size: int = 1
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+
+
+@dataclass
+class BatchOutcome:
+    """What a batch run did: the report, the ``run.json`` content and the files written."""
+
+    report: RunReport
+    summary: dict[str, Any]
+    output: Path
+    coco_path: Path | None
+    problems: list[tuple[Path, str]]
+    stale_removed: int
+
+    @property
+    def exit_code(self) -> int:
+        """0 all good, 1 some input failed, 130 interrupted (the CLI's exit codes)."""
+        if self.report.interrupted:
+            return 130
+        return 1 if self.summary["counts"]["failed"] else 0
+
+
+class BatchEvents:
+    """Hooks a caller may override to show progress; the defaults do nothing."""
+
+    def discovered(self, files: int, problems: Sequence[tuple[Path, str]]) -> None:
+        """Inputs found (before the model loads); ``problems`` are unreadable folders/links."""
+
+    def started(self, total: int, stale_removed: int) -> None:
+        """The engine is about to run ``total`` planned inputs."""
+
+    def result(self, result: ItemResult) -> None:
+        """One input finished (done, skipped or failed); ``result.record`` is its JSON."""
+
+
+def run_batch(
+    folder: Path,
+    output: Path,
+    load: Callable[[], SegmenterLike],
+    *,
+    options: BatchOptions | None = None,
+    engine: Callable[[SegmenterLike], Engine] | None = None,
+    events: BatchEvents | None = None,
+) -> BatchOutcome:
+    """Segment every image under ``folder`` into ``output``; resumable; prints nothing.
+
+    ``load`` returns the segmenter; it is called after discovery, so that a bad folder
+    is reported before any model loads (pass ``lambda: seg`` for a loaded one). The
+    segmenter's ``model_info``/``settings`` identify the run. ``engine`` builds the
+    engine from it (default: the local threaded engine on that segmenter).
+    """
+    opts = options or BatchOptions()
+    events = events or BatchEvents()
+    started = datetime.now(timezone.utc)
+    found = discover(folder, recursive=opts.recursive, exclude=[output])
+    events.discovered(len(found.files), found.problems)
+    seg = load()
+    eng = engine(seg) if engine is not None else LocalEngine(seg)
+    job = Job.for_segmenter(seg, opts.save, batch_size=opts.batch_size, max_pixels=opts.max_pixels)
+    plans = plan_outputs(found.files, output, root=folder)
+    removed = remove_stale_temp_files(output)
+    if not opts.overwrite:
+        check_previous_run(output, job)
+    events.started(len(plans), removed)
+    report = run_plans(plans, job, eng, overwrite=opts.overwrite, on_result=events.result)
+    summary = run_summary(
+        report,
+        job=job,
+        input_dir=folder,
+        out_dir=output,
+        engine=eng.describe(),
+        problems=found.problems,
+        started=started,
+    )
+    coco_path = write_run_files(output, summary, plans, job, seg.categories, folder)
+    return BatchOutcome(
+        report=report,
+        summary=summary,
+        output=output,
+        coco_path=coco_path,
+        problems=list(found.problems),
+        stale_removed=removed,
+    )

@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 
 from segcli import __version__
-from segcli.errors import SegcliError
+from segcli.errors import SegcliError, first_line
+from segcli.options import DeviceOpt, HelpWithModelDefaults, ModelOptions, model_options
+from segcli.settings import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress
 
-    from segcli.batch import ItemResult
+    from segcli.batch import BatchEvents
+    from segcli.engines import ItemResult, SegmenterLike
     from segcli.predictor import Segmenter
 
 app = typer.Typer(
@@ -68,7 +73,7 @@ def cli_errors(func: F) -> F:
                 import traceback
 
                 traceback.print_exc()
-            err_console().print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            err_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console().print("interrupted", highlight=False)
@@ -78,10 +83,10 @@ def cli_errors(func: F) -> F:
                 import traceback
 
                 traceback.print_exc()
-            line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            name, line = type(exc).__name__, first_line(exc)
+            detail = f"{name}: {escape(line)}" if line != name else name
             err_console().print(
-                f"[bold red]error:[/] unexpected {type(exc).__name__}: {line} "
-                "(run with --debug for the traceback)",
+                f"[bold red]error:[/] unexpected {detail} (run with --debug for the traceback)",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -107,43 +112,7 @@ def _root(
 
 
 # --------------------------------------------------------------------------- options
-ModelOpt = Annotated[
-    str,
-    typer.Option(
-        "--model", "-m", help="coco (maskrcnn_resnet50_fpn), coco-v2 (…_v2) or blocks (bundled, offline)."
-    ),
-]
-WeightsOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--weights",
-        help="Local checkpoint for the chosen architecture (state dict, or one under 'model'/'state_dict').",
-        dir_okay=False,
-    ),
-]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
-HalfOpt = Annotated[bool, typer.Option("--half", help="fp16 autocast (CUDA only).")]
-ScoreOpt = Annotated[
-    float | None, typer.Option("--score-threshold", help="Drop detections below this score [0.5].")
-]
-NmsOpt = Annotated[float | None, typer.Option("--nms-iou", help="Per-class NMS IoU of the box head [0.5].")]
-ProposalsOpt = Annotated[
-    int | None,
-    typer.Option("--proposals", help="RPN proposals kept after NMS per image [300; torchvision uses 1000]."),
-]
-MaxDetOpt = Annotated[int | None, typer.Option("--max-detections", help="Detections kept per image [100].")]
-MaskThrOpt = Annotated[
-    float | None, typer.Option("--mask-threshold", help="Mask probability -> binary mask [0.5].")
-]
-ClassesOpt = Annotated[
-    str | None, typer.Option("--classes", help="Comma-separated class names to keep [all].")
-]
-MinSizeOpt = Annotated[
-    int | None, typer.Option("--min-size", help="Model input short side [model's: 800 coco].")
-]
-MaxSizeOpt = Annotated[
-    int | None, typer.Option("--max-size", help="Model input long side cap [model's: 1333 coco].")
-]
+# The model options (--model ... --max-size) are declared once, in segcli.options.ModelOptions.
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder.", file_okay=False)]
 SaveOpt = Annotated[
     str | None,
@@ -157,43 +126,21 @@ MaxPixelsOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or per-image lines.")]
 
 
-def _settings(
-    score_threshold: float | None,
-    nms_iou: float | None,
-    proposals: int | None,
-    max_detections: int | None,
-    mask_threshold: float | None,
-    classes: str | None,
-    min_size: int | None,
-    max_size: int | None,
-) -> Any:
-    from segcli.settings import Settings, parse_classes
-
-    return Settings(
-        score_threshold=score_threshold,
-        nms_iou=nms_iou,
-        proposals=proposals,
-        max_detections=max_detections,
-        mask_threshold=mask_threshold,
-        classes=parse_classes(classes),
-        min_size=min_size,
-        max_size=max_size,
-    )
-
-
-def _segmenter(
-    model: str, weights: Path | None, device: str, half: bool, settings: Any, quiet: bool
-) -> Segmenter:
-    from segcli.predictor import Segmenter
-
-    seg = Segmenter(model, weights=weights, device=device, settings=settings, half=half, progress=not quiet)
+def load_segmenter(opts: ModelOptions, *, quiet: bool = False) -> Segmenter:
+    """Build the segmenter ``opts`` describe; say which model runs where unless ``quiet``."""
+    seg = opts.spec().build(progress=not quiet)
     if not quiet:
-        info = seg.model_info()
-        err_console().print(
-            f"model [bold]{info['name']}[/] ({info['architecture']}, {info['weights']}) on {seg.device}",
-            highlight=False,
-        )
+        _say_loaded("model", seg.model_info(), seg.device)
     return seg
+
+
+def _say_loaded(what: str, info: Mapping[str, object], device: object) -> None:
+    """One line on stderr: which model (name, architecture, weights) runs on which device."""
+    err_console().print(
+        f"{what} {info['name']} ({info['architecture']}, {info['weights']}) on {device}",
+        highlight=False,
+        markup=False,
+    )
 
 
 def _check_writable(out_dir: Path) -> None:
@@ -207,7 +154,7 @@ def _check_writable(out_dir: Path) -> None:
         raise SegcliError(f"cannot write to output folder {out_dir} ({exc.strerror or exc})") from None
 
 
-def _progress(total: int, quiet: bool) -> Any:
+def _progress(quiet: bool) -> Progress:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -231,13 +178,19 @@ def _progress(total: int, quiet: bool) -> Any:
     )
 
 
+def _print_failed(console: Console, result: ItemResult) -> None:
+    console.print(f"[red]failed:[/] {escape(result.reason)}", highlight=False, soft_wrap=True)
+
+
 # --------------------------------------------------------------------------- predict
-@app.command()
+@app.command(cls=HelpWithModelDefaults)
 @cli_errors
+@model_options
 def predict(
     images: Annotated[
         list[Path], typer.Argument(help="Image files.", exists=True, dir_okay=False, readable=False)
     ],
+    model_opts: ModelOptions,
     output: OutputOpt = Path("segcli-out"),
     save: SaveOpt = None,
     json_out: Annotated[
@@ -246,42 +199,30 @@ def predict(
             "--json", help="'-' writes the JSON to stdout (one line per image) and nothing else there."
         ),
     ] = None,
-    model: ModelOpt = "coco",
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    half: HalfOpt = False,
-    score_threshold: ScoreOpt = None,
-    nms_iou: NmsOpt = None,
-    proposals: ProposalsOpt = None,
-    max_detections: MaxDetOpt = None,
-    mask_threshold: MaskThrOpt = None,
-    classes: ClassesOpt = None,
-    min_size: MinSizeOpt = None,
-    max_size: MaxSizeOpt = None,
     batch_size: BatchSizeOpt = 1,
-    max_pixels: MaxPixelsOpt = 150_000_000,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     quiet: QuietOpt = False,
 ) -> None:
     """Segment one or more images; write overlays and JSON to the output folder."""
-    from segcli.batch import Runner
+    from segcli.batch import run_plans
+    from segcli.engines import Job
+    from segcli.engines.local import LocalEngine
     from segcli.writers import DEFAULT_SAVE, dumps, parse_save, plan_outputs
 
     if json_out not in (None, "-"):
         raise SegcliError(f"--json takes '-' (stdout), got {json_out!r}; use --save json for files")
     to_stdout = json_out == "-"
     kinds = parse_save(save) if save is not None else (() if to_stdout else DEFAULT_SAVE)
-    settings = _settings(
-        score_threshold, nms_iou, proposals, max_detections, mask_threshold, classes, min_size, max_size
-    )
+    model_opts.settings()  # bad values fail before the output folder is made
     if kinds:
         _check_writable(output)
-    seg = _segmenter(model, weights, device, half, settings, quiet)
+    seg = load_segmenter(model_opts, quiet=quiet)
     plans = plan_outputs(images, output)
     human = err_console() if to_stdout else out_console()
 
     def on_result(result: ItemResult) -> None:
         if result.status == "failed":
-            err_console().print(f"[red]failed:[/] {result.reason}", highlight=False, soft_wrap=True)
+            _print_failed(err_console(), result)
             return
         if to_stdout and result.record is not None:
             sys.stdout.buffer.write(dumps(result.record))
@@ -291,13 +232,12 @@ def predict(
             human.print(
                 f"{result.plan.source}: {result.summary}" + (f" -> {where}" if where else ""),
                 highlight=False,
+                markup=False,
                 soft_wrap=True,
             )
 
-    runner = Runner(
-        seg, save=kinds, overwrite=True, batch_size=batch_size, max_pixels=max_pixels, on_result=on_result
-    )
-    report = runner.run(plans)
+    job = Job.for_segmenter(seg, kinds, batch_size=batch_size, max_pixels=max_pixels)
+    report = run_plans(plans, job, LocalEngine(seg), overwrite=True, on_result=on_result)
     if report.interrupted:
         err_console().print(f"interrupted after {report.count('done')} of {len(plans)} images")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -306,92 +246,76 @@ def predict(
 
 
 # --------------------------------------------------------------------------- batch
-@app.command()
+@app.command(cls=HelpWithModelDefaults)
 @cli_errors
+@model_options
 def batch(
     folder: Annotated[Path, typer.Argument(help="Folder of images.", exists=True, file_okay=False)],
+    model_opts: ModelOptions,
     output: OutputOpt = Path("segcli-out"),
     save: SaveOpt = None,
     recursive: Annotated[
         bool, typer.Option("--recursive/--no-recursive", help="Descend into subfolders.")
     ] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo inputs whose outputs exist.")] = False,
-    model: ModelOpt = "coco",
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    half: HalfOpt = False,
-    score_threshold: ScoreOpt = None,
-    nms_iou: NmsOpt = None,
-    proposals: ProposalsOpt = None,
-    max_detections: MaxDetOpt = None,
-    mask_threshold: MaskThrOpt = None,
-    classes: ClassesOpt = None,
-    min_size: MinSizeOpt = None,
-    max_size: MaxSizeOpt = None,
     batch_size: BatchSizeOpt = 1,
-    max_pixels: MaxPixelsOpt = 150_000_000,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     quiet: QuietOpt = False,
 ) -> None:
     """Segment every image under FOLDER; outputs mirror its tree. Resumable."""
-    from datetime import datetime, timezone
+    from segcli.batch import BatchOptions, run_batch
+    from segcli.writers import DEFAULT_SAVE, parse_save
 
-    from segcli.batch import (
-        Runner,
-        check_previous_run,
-        discover,
-        remove_stale_temp_files,
-        run_summary,
-        write_run_files,
-    )
-    from segcli.writers import DEFAULT_SAVE, parse_save, plan_outputs
-
-    started = datetime.now(timezone.utc)
     kinds = parse_save(save) if save is not None else DEFAULT_SAVE
-    settings = _settings(
-        score_threshold, nms_iou, proposals, max_detections, mask_threshold, classes, min_size, max_size
+    model_opts.settings()  # bad values fail before the output folder is made
+    options = BatchOptions(
+        save=kinds, overwrite=overwrite, recursive=recursive, batch_size=batch_size, max_pixels=max_pixels
     )
     _check_writable(output)
-    found = discover(folder, recursive=recursive, exclude=[output])
-    for path, why in found.problems:
-        err_console().print(f"[red]failed:[/] {path}: {why}", highlight=False, soft_wrap=True)
-    seg = _segmenter(model, weights, device, half, settings, quiet)
-    plans = plan_outputs(found.files, output, root=folder)
-    removed = remove_stale_temp_files(output)
-    if removed and not quiet:
-        err_console().print(f"removed {removed} temporary file(s) left by an interrupted run")
+    with _progress(quiet) as progress:
+        outcome = run_batch(
+            folder,
+            output,
+            lambda: load_segmenter(model_opts, quiet=quiet),
+            options=options,
+            events=_progress_events(progress, quiet),
+        )
+    _print_summary(outcome.summary, output, outcome.coco_path)
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
 
-    with _progress(len(plans), quiet) as progress:
-        task = progress.add_task("segmenting", total=len(plans), rate="")
-        done = [0]
 
-        def on_result(result: ItemResult) -> None:
+def _progress_events(progress: Progress, quiet: bool) -> BatchEvents:
+    """Batch events shown on a Rich progress bar (failures printed above it)."""
+    from segcli.batch import BatchEvents
+
+    task = progress.add_task("segmenting", total=None, rate="", visible=False)
+
+    class ProgressEvents(BatchEvents):
+        done = 0
+
+        def discovered(self, files: int, problems: Sequence[tuple[Path, str]]) -> None:
+            for path, why in problems:
+                progress.console.print(
+                    f"[red]failed:[/] {escape(f'{path}: {why}')}", highlight=False, soft_wrap=True
+                )
+
+        def started(self, total: int, stale_removed: int) -> None:
+            if stale_removed and not quiet:
+                progress.console.print(
+                    f"removed {stale_removed} temporary file(s) left by an interrupted run"
+                )
+            progress.update(task, total=total, visible=True)
+
+        def result(self, result: ItemResult) -> None:
             if result.status == "failed":
-                progress.console.print(f"[red]failed:[/] {result.reason}", highlight=False, soft_wrap=True)
-            done[0] += result.status == "done"
+                _print_failed(progress.console, result)
+            self.done += result.status == "done"
             elapsed = progress.tasks[task].elapsed or 0.0
-            rate = f"{done[0] / elapsed:.2f} img/s" if elapsed > 0 and done[0] else ""
+            rate = f"{self.done / elapsed:.2f} img/s" if elapsed > 0 and self.done else ""
             progress.update(task, advance=1, rate=rate)
 
-        runner = Runner(
-            seg,
-            save=kinds,
-            overwrite=overwrite,
-            batch_size=batch_size,
-            max_pixels=max_pixels,
-            on_result=on_result,
-        )
-        check_previous_run(output, runner)
-        report = runner.run(plans)
-
-    summary = run_summary(
-        report, input_dir=folder, out_dir=output, runner=runner, problems=found.problems, started=started
-    )
-    coco_path = write_run_files(output, summary, plans, runner, folder)
-    _print_summary(summary, output, coco_path)
-    if report.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
-    if summary["counts"]["failed"]:
-        raise typer.Exit(1)
+    return ProgressEvents()
 
 
 def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None) -> None:
@@ -411,46 +335,43 @@ def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None
         f"{rate:.2f}" if rate else "-",
     )
     out_console().print(table)
-    out_console().print(f"run report: {output / 'run.json'}", highlight=False)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"run report: {output / 'run.json'}")
     if coco_path is not None:
-        out_console().print(f"COCO file:  {coco_path}", highlight=False)
+        say(f"COCO file:  {coco_path}")
 
 
 # --------------------------------------------------------------------------- demo
 @app.command()
 @cli_errors
-def demo(
-    output: OutputOpt = Path("segcli-demo"),
-    device: DeviceOpt = "auto",
-) -> None:
+def demo(output: OutputOpt = Path("segcli-demo"), device: DeviceOpt = "auto") -> None:
     """Run predict, batch and compare offline on generated block scenes (bundled model)."""
     from segcli.demo import run_demo
 
     with err_console().status("segmenting the example scenes with the bundled blocks model"):
         result = run_demo(output, device=device, compare=_demo_compare)
-    out_console().print(f"[bold]segcli demo[/] wrote everything under {output}/", highlight=False)
-    out_console().print(f"  inputs   {result.inputs}/  (generated block scenes)", highlight=False)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"segcli demo wrote everything under {output}/")
+    say(f"  inputs   {result.inputs}/  (generated block scenes)")
     for kind, path in result.predict.items():
-        out_console().print(f"  predict  {path}  ({kind})", highlight=False)
+        say(f"  predict  {path}  ({kind})")
     counts = result.batch_counts
-    out_console().print(
+    say(
         f"  batch    {result.batch_dir}/  ({counts['done']} images, {counts['instances']} instances; "
-        f"run.json, coco.json)",
-        highlight=False,
+        f"run.json, coco.json)"
     )
     for kind, path in result.extra.items():
-        out_console().print(f"  compare  {path}  ({kind})", highlight=False)
-    out_console().print(
+        say(f"  compare  {path}  ({kind})")
+    say(
         f"Start with {result.predict['overlay']}: two red cubes, one partly hiding the other, "
-        "each with its own mask.",
-        highlight=False,
+        "each with its own mask."
     )
 
 
-def _demo_compare(seg: Segmenter, image: Path, out_dir: Path) -> dict[str, Path]:
+def _demo_compare(seg: SegmenterLike, image: Path, out_dir: Path) -> dict[str, Path]:
     from segcli.compare import run_compare
 
-    return run_compare(seg, image, out_dir).paths()
+    return run_compare(seg, image, out_dir).paths()  # type: ignore[arg-type]  # TODO(merge): SegmenterLike
 
 
 # --------------------------------------------------------------------------- compare
@@ -464,10 +385,12 @@ compare_app = typer.Typer(
 app.add_typer(compare_app, name="compare")
 
 
-@compare_app.command("semantic-vs-instance")
+@compare_app.command("semantic-vs-instance", cls=HelpWithModelDefaults)
 @cli_errors
+@model_options
 def compare_semantic_vs_instance(
     image: Annotated[Path, typer.Argument(help="Image file.", exists=True, dir_okay=False, readable=False)],
+    model_opts: ModelOptions,
     semantic: Annotated[
         str,
         typer.Option(
@@ -481,19 +404,7 @@ def compare_semantic_vs_instance(
         typer.Option("--semantic-weights", help="Local checkpoint for the --semantic model.", dir_okay=False),
     ] = None,
     output: OutputOpt = Path("segcli-out"),
-    model: ModelOpt = "coco",
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    half: HalfOpt = False,
-    score_threshold: ScoreOpt = None,
-    nms_iou: NmsOpt = None,
-    proposals: ProposalsOpt = None,
-    max_detections: MaxDetOpt = None,
-    mask_threshold: MaskThrOpt = None,
-    classes: ClassesOpt = None,
-    min_size: MinSizeOpt = None,
-    max_size: MaxSizeOpt = None,
-    max_pixels: MaxPixelsOpt = 150_000_000,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     quiet: QuietOpt = False,
 ) -> None:
     """One image as classification, detection, semantic and instance segmentation, with counts.
@@ -503,37 +414,31 @@ def compare_semantic_vs_instance(
     from segcli.compare import check_semantic_source, run_compare
 
     source = check_semantic_source(semantic, semantic_weights)
-    settings = _settings(
-        score_threshold, nms_iou, proposals, max_detections, mask_threshold, classes, min_size, max_size
-    )
+    model_opts.settings()  # bad values fail before the output folder is made
     _check_writable(output)
     semantic_model = None
     if source != "derived":
-        from segcli.model import load_semantic_model
+        from segcli.weights import load_model
 
-        semantic_model = load_semantic_model(
-            source, weights=semantic_weights, device=device, progress=not quiet
+        semantic_model = load_model(
+            source, task="semantic", weights=semantic_weights, device=model_opts.device, progress=not quiet
         )
         if not quiet:
-            info = semantic_model.info()
-            err_console().print(
-                f"semantic model [bold]{info['name']}[/] ({info['architecture']}, {info['weights']}) "
-                f"on {semantic_model.device}",
-                highlight=False,
-            )
-    seg = _segmenter(model, weights, device, half, settings, quiet)
+            _say_loaded("semantic model", semantic_model.info(), semantic_model.device)
+    seg = load_segmenter(model_opts, quiet=quiet)
     result = run_compare(seg, image, output, semantic_model=semantic_model, max_pixels=max_pixels)
     if not quiet:
         _print_compare(result.record)
-    out_console().print(f"figure: {result.figure_path}", highlight=False)
-    out_console().print(f"JSON:   {result.json_path}", highlight=False)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"figure: {result.figure_path}")
+    say(f"JSON:   {result.json_path}")
 
 
 def _print_compare(record: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(
-        title=f"{Path(record['image']['path']).name}: semantic ({record['semantic']}) vs instance",
+        title=escape(f"{Path(record['image']['path']).name}: semantic ({record['semantic']}) vs instance"),
         show_header=True,
         header_style="bold",
     )
@@ -542,7 +447,7 @@ def _print_compare(record: dict[str, Any]) -> None:
         table.add_column(col, justify="right")
     for row in record["classes"]:
         table.add_row(
-            row["label"],
+            escape(row["label"]),
             str(row["instances"]),
             str(row["semantic_regions"]),
             str(row["semantic_pixels"]),

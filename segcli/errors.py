@@ -8,3 +8,9 @@ class SegcliError(Exception):
 
     Its message is shown as one line, without a traceback.
     """
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

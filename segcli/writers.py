@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -20,10 +19,10 @@ import cv2
 import numpy as np
 
 from segcli.errors import SegcliError
-from segcli.imageio import _UMASK, atomic_write_bytes
+from segcli.fsutil import atomic_path, atomic_write_bytes
 from segcli.instances import PLACEHOLDER_CLASSES, Instances
 from segcli.masks import rle_encode
-from segcli.render import OverlayAnnotator
+from segcli.render import Annotator, OverlayAnnotator
 
 SCHEMA = "segcli.instances/1"
 OUTPUT_KINDS = ("overlay", "json", "masks", "idmap")
@@ -139,34 +138,14 @@ def encode_image(rgb: np.ndarray, ext: str) -> bytes:
     return buf.tobytes()
 
 
-def id_map(instances: Instances) -> np.ndarray:
-    """(H, W) uint16: pixel = instance id + 1, 0 = background; higher scores win overlaps."""
-    out = np.zeros(instances.image_size, dtype=np.uint16)
-    if len(instances) > 65534:
-        raise SegcliError(f"an id map holds at most 65534 instances, got {len(instances)}")
-    for i in instances.paint_order():
-        x0, y0, x1, y1 = (int(v) for v in instances.mask_boxes[i])
-        out[y0:y1, x0:x1][instances.masks[i]] = i + 1
-    return out
-
-
 def _write_mask_dir(path: Path, instances: Instances) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
-    try:
-        tmp.chmod(0o777 & ~_UMASK)
+    with atomic_path(path, directory=True) as tmp:
         full = np.zeros(instances.image_size, dtype=np.uint8)
         for i in range(len(instances)):
             x0, y0, x1, y1 = (int(v) for v in instances.mask_boxes[i])
             full[y0:y1, x0:x1] = instances.masks[i] * np.uint8(255)
             (tmp / f"{i:03d}.png").write_bytes(encode_image(full, ".png"))
             full[y0:y1, x0:x1] = 0
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_outputs(
@@ -174,7 +153,7 @@ def write_outputs(
     image: np.ndarray,
     instances: Instances,
     record: dict[str, Any],
-    annotator: OverlayAnnotator | None = None,
+    annotator: Annotator | None = None,
 ) -> None:
     """Write the requested outputs of one image; the JSON (the completion mark) last."""
     if "overlay" in paths:
@@ -183,7 +162,11 @@ def write_outputs(
     if "masks" in paths:
         _write_mask_dir(paths["masks"], instances)
     if "idmap" in paths:
-        atomic_write_bytes(paths["idmap"], encode_image(id_map(instances), ".png"))
+        # (H, W) uint16: pixel = instance id + 1, 0 = background; higher scores win overlaps
+        if len(instances) > 65534:
+            raise SegcliError(f"an id map holds at most 65534 instances, got {len(instances)}")
+        ids = instances.label_map(np.arange(1, len(instances) + 1), dtype=np.uint16)
+        atomic_write_bytes(paths["idmap"], encode_image(ids, ".png"))
     if "json" in paths:
         atomic_write_bytes(paths["json"], dumps(record))
 
@@ -208,56 +191,49 @@ def write_coco(
     ``entries`` are (file_name relative to the input folder, per-image JSON path).
     Returns (images, annotations) written.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)
     n_images = n_ann = 0
-    try:
-        with (
-            os.fdopen(fd, "w", encoding="utf-8") as out,
-            tempfile.TemporaryFile("w+", encoding="utf-8") as anns,
-        ):
-            out.write('{"info":' + json.dumps(info) + ',"licenses":[],"images":[')
-            for file_name, json_path in entries:
-                record = json.loads(json_path.read_text(encoding="utf-8"))
-                n_images += 1
-                image = record["image"]
-                out.write(
-                    ("," if n_images > 1 else "")
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, "w", encoding="utf-8") as out,
+        tempfile.TemporaryFile("w+", encoding="utf-8") as anns,
+    ):
+        out.write('{"info":' + json.dumps(info) + ',"licenses":[],"images":[')
+        for file_name, json_path in entries:
+            record = json.loads(json_path.read_text(encoding="utf-8"))
+            n_images += 1
+            image = record["image"]
+            out.write(
+                ("," if n_images > 1 else "")
+                + json.dumps(
+                    {
+                        "id": n_images,
+                        "file_name": file_name,
+                        "width": image["width"],
+                        "height": image["height"],
+                    },
+                    ensure_ascii=False,
+                )
+            )
+            for inst in record["instances"]:
+                n_ann += 1
+                x1, y1, x2, y2 = inst["box"]
+                anns.write(
+                    ("," if n_ann > 1 else "")
                     + json.dumps(
                         {
-                            "id": n_images,
-                            "file_name": file_name,
-                            "width": image["width"],
-                            "height": image["height"],
-                        },
-                        ensure_ascii=False,
+                            "id": n_ann,
+                            "image_id": n_images,
+                            "category_id": inst["category_id"],
+                            "segmentation": inst["mask"],
+                            "area": inst["area"],
+                            "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
+                            "iscrowd": 0,
+                            "score": inst["score"],
+                        }
                     )
                 )
-                for inst in record["instances"]:
-                    n_ann += 1
-                    x1, y1, x2, y2 = inst["box"]
-                    anns.write(
-                        ("," if n_ann > 1 else "")
-                        + json.dumps(
-                            {
-                                "id": n_ann,
-                                "image_id": n_images,
-                                "category_id": inst["category_id"],
-                                "segmentation": inst["mask"],
-                                "area": inst["area"],
-                                "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
-                                "iscrowd": 0,
-                                "score": inst["score"],
-                            }
-                        )
-                    )
-            out.write('],"annotations":[')
-            anns.seek(0)
-            shutil.copyfileobj(anns, out)
-            out.write('],"categories":' + json.dumps(coco_categories(categories)) + "}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        out.write('],"annotations":[')
+        anns.seek(0)
+        shutil.copyfileobj(anns, out)
+        out.write('],"categories":' + json.dumps(coco_categories(categories)) + "}\n")
     return n_images, n_ann
