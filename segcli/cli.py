@@ -15,8 +15,8 @@ import typer
 from rich.markup import escape
 
 from segcli import __version__
-from segcli.errors import SegcliError, first_line
-from segcli.options import DeviceOpt, HelpWithModelDefaults, ModelOptions, model_options
+from segcli.errors import SegcliError, UsageError, first_line
+from segcli.options import DeviceOpt, HelpWithModelDefaults, ModelOptions, PrecisionOpt, model_options
 from segcli.settings import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
@@ -60,7 +60,8 @@ EXIT_INTERRUPTED = 130
 
 
 def cli_errors(func: F) -> F:
-    """Turn ``SegcliError`` (and any surprise) into one line on stderr and exit 1."""
+    """Turn ``SegcliError`` (and any surprise) into one line on stderr and exit 1 (2 for a
+    ``UsageError``)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -74,7 +75,7 @@ def cli_errors(func: F) -> F:
 
                 traceback.print_exc()
             err_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+            raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
         except KeyboardInterrupt:
             err_console().print("interrupted", highlight=False)
             raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -214,6 +215,7 @@ def predict(
     to_stdout = json_out == "-"
     kinds = parse_save(save) if save is not None else (() if to_stdout else DEFAULT_SAVE)
     model_opts.settings()  # bad values fail before the output folder is made
+    model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
     if kinds:
         _check_writable(output)
     seg = load_segmenter(model_opts, quiet=quiet)
@@ -268,6 +270,7 @@ def batch(
 
     kinds = parse_save(save) if save is not None else DEFAULT_SAVE
     model_opts.settings()  # bad values fail before the output folder is made
+    model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
     options = BatchOptions(
         save=kinds, overwrite=overwrite, recursive=recursive, batch_size=batch_size, max_pixels=max_pixels
     )
@@ -344,12 +347,16 @@ def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None
 # --------------------------------------------------------------------------- demo
 @app.command()
 @cli_errors
-def demo(output: OutputOpt = Path("segcli-demo"), device: DeviceOpt = "auto") -> None:
+def demo(
+    output: OutputOpt = Path("segcli-demo"), device: DeviceOpt = "auto", precision: PrecisionOpt = None
+) -> None:
     """Run predict, batch and compare offline on generated block scenes (bundled model)."""
     from segcli.demo import run_demo
 
+    opts = ModelOptions(model="blocks", device=device, precision=precision)
+    resolved = opts.check_precision()  # an unsupported --precision: exit 2 before the model loads
     with err_console().status("segmenting the example scenes with the bundled blocks model"):
-        result = run_demo(output, device=device, compare=_demo_compare)
+        result = run_demo(output, device=device, precision=resolved, compare=_demo_compare)
     say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
     say(f"segcli demo wrote everything under {output}/")
     say(f"  inputs   {result.inputs}/  (generated block scenes)")
@@ -415,6 +422,7 @@ def compare_semantic_vs_instance(
 
     source = check_semantic_source(semantic, semantic_weights)
     model_opts.settings()  # bad values fail before the output folder is made
+    model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
     _check_writable(output)
     semantic_model = None
     if source != "derived":

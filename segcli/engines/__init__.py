@@ -56,8 +56,7 @@ class SegmenterSpec:
     model: str = "coco"
     weights: str | None = None
     device: str = "auto"
-    settings: Settings = field(default_factory=Settings)
-    half: bool = False
+    settings: Settings = field(default_factory=Settings)  # settings.precision: --precision
 
     def build(self, *, progress: bool = False) -> Segmenter:
         from segcli.predictor import Segmenter
@@ -67,7 +66,6 @@ class SegmenterSpec:
             weights=self.weights,
             device=self.device,
             settings=self.settings,
-            half=self.half,
             progress=progress,
         )
 
