@@ -101,7 +101,7 @@ def summary(values: list[float]) -> dict[str, float]:
 
 def coco_part(modes: list[str], threads: int) -> dict[str, object]:
     from segcli.imageio import read_image
-    from segcli.model import preprocess
+    from segcli.detect import preprocess
 
     ckpt = random_coco_checkpoint(OUT / "coco-random.pt")
     settings = Settings(score_threshold=0.0)

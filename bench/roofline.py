@@ -229,7 +229,7 @@ class _TupleBackbone(nn.Module):
 
 
 def _example_input(seg: Segmenter, image: np.ndarray) -> tuple[Tensor, list[str]]:
-    from segcli.model import preprocess
+    from segcli.detect import preprocess
 
     module = seg.loaded.module
     tensor = torch.from_numpy(image).permute(2, 0, 1).float().div(255.0)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
+from typer.testing import CliRunner
 
 from segcli import precision
 from segcli.errors import SegcliError
 from segcli.precision import fold_batch_norms, native_precisions, prepare_model, resolve_precision
+from tests.conftest import BATCH_FAST, PHOTOS
 
 CPU = torch.device("cpu")
 
@@ -102,7 +108,7 @@ def _randomise_norms(module: nn.Module, seed: int = 0) -> None:
 
 
 def test_fold_blocks_backbone_keeps_fp32_outputs() -> None:
-    from segcli.model import BlocksBackbone
+    from segcli.blocks.arch import BlocksBackbone
 
     backbone = BlocksBackbone().eval()
     _randomise_norms(backbone)
@@ -143,7 +149,7 @@ def test_fold_leaves_a_norm_that_does_not_follow_a_conv() -> None:
 
 
 def test_prepare_fp32_leaves_the_model_alone() -> None:
-    from segcli.model import build_blocks_maskrcnn
+    from segcli.blocks.arch import build_blocks_maskrcnn
 
     model = build_blocks_maskrcnn().eval()
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -184,3 +190,129 @@ def test_bf16_forward_on_blocks_matches_fp32() -> None:
         assert abs(float(out.scores[j]) - float(ref.scores[i])) < 0.03
         a, b = ref.full_mask(i), out.full_mask(j)
         assert (a & b).sum() / (a | b).sum() > 0.9
+
+
+# --------------------------------------------------------------------------- Segmenter, settings, CLI
+def test_segmenter_records_the_resolved_precision(bf16_cpu: None, blocks_ckpt: Path) -> None:
+    from segcli.predictor import Segmenter
+    from segcli.settings import Settings
+
+    tiny = Settings(min_size=64, max_size=96, precision="auto")
+    seg = Segmenter("blocks", weights=blocks_ckpt, device="cpu", settings=tiny, progress=False)
+    assert seg.precision == "bf16" and seg.settings.precision == "bf16"
+    assert seg.settings.to_dict()["precision"] == "bf16"
+    assert isinstance(seg.module.backbone, precision.DenseAutocast)
+    assert "precision=bf16" in repr(seg)
+    fp32 = Segmenter(
+        "blocks", weights=blocks_ckpt, device="cpu", settings=Settings(min_size=64), progress=False
+    )
+    assert fp32.settings.precision == "fp32" and not isinstance(fp32.module.backbone, precision.DenseAutocast)
+
+
+def test_segmenter_refuses_a_foreign_precision_before_loading(
+    plain_cpu: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import segcli.predictor
+    from segcli.settings import Settings
+
+    def no_load(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model must not load")
+
+    monkeypatch.setattr(segcli.predictor, "load_model", no_load)
+    with pytest.raises(SegcliError, match="AVX-512 BF16 or AMX"):
+        segcli.predictor.Segmenter("blocks", device="cpu", settings=Settings(precision="bf16"))
+    with pytest.raises(SegcliError, match="runs on CUDA only"):
+        segcli.predictor.Segmenter("blocks", device="cpu", half=True)
+    with pytest.raises(SegcliError, match="half=True is precision fp16"):
+        segcli.predictor.Segmenter("blocks", device="cpu", half=True, settings=Settings(precision="fp32"))
+
+
+def test_settings_reject_an_unknown_precision() -> None:
+    from segcli.settings import Settings
+
+    with pytest.raises(SegcliError, match="--precision must be one of fp32, bf16, fp16, auto; got 'fp8'"):
+        Settings(precision="fp8")
+
+
+USAGE_ERRORS = [
+    (["--precision", "int8"], "--precision must be one of fp32, bf16, fp16, auto; got 'int8'"),
+    (["--precision", "fp16"], "--precision fp16 runs on CUDA only; on this CPU use fp32"),
+    (["--precision", "bf16"], "--precision bf16 needs a CPU with AVX-512 BF16 or AMX"),
+    (["--half"], "--precision fp16 runs on CUDA only"),
+    (["--half", "--precision", "bf16"], "--half is --precision fp16; it cannot be combined"),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "message"),
+    [
+        (command, args, message)
+        for command in ("predict", "batch", "compare", "demo")
+        for args, message in USAGE_ERRORS
+        if not (command == "demo" and "--half" in args)  # demo never had --half
+    ],
+)
+def test_cli_precision_usage_errors_exit_2_before_loading(
+    plain_cpu: None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    command: str,
+    args: list[str],
+    message: str,
+) -> None:
+    import segcli.predictor
+    from segcli.cli import app
+
+    def no_load(*a: object, **k: object) -> None:
+        raise AssertionError("the model must not load")
+
+    monkeypatch.setattr(segcli.predictor, "load_model", no_load)
+    out = tmp_path / "out"
+    photo = str(PHOTOS / "chelsea.jpg")
+    argv = {
+        "predict": ["predict", photo, "--model", "blocks"],
+        "batch": ["batch", str(PHOTOS), "--model", "blocks"],
+        "compare": ["compare", "semantic-vs-instance", photo, "--model", "blocks"],
+        "demo": ["demo"],
+    }[command]
+    result = CliRunner().invoke(app, [*argv, "-o", str(out), "--device", "cpu", *args])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and message in line
+    assert not out.exists()
+
+
+def test_batch_records_precision_and_resume_refuses_another(
+    bf16_cpu: None, tmp_path: Path, blocks_ckpt: Path
+) -> None:
+    from segcli.cli import app
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(PHOTOS / "chelsea.jpg", folder / "cat.jpg")
+    out = tmp_path / "out"
+    base = ["batch", str(folder), "-o", str(out), "--weights", str(blocks_ckpt), *BATCH_FAST]
+    result = CliRunner().invoke(app, [*base, "--precision", "auto"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "run.json").read_text())["settings"]["precision"] == "bf16"
+    assert json.loads((out / "cat.jpg.json").read_text())["settings"]["precision"] == "bf16"
+    again = CliRunner().invoke(app, [*base, "--precision", "fp32"])
+    assert again.exit_code == 1
+    assert "other settings (precision 'bf16' -> 'fp32')" in " ".join(again.stderr.split())
+
+
+def test_resume_treats_a_run_from_before_precision_as_fp32(tmp_path: Path, blocks_ckpt: Path) -> None:
+    from segcli.cli import app
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(PHOTOS / "chelsea.jpg", folder / "cat.jpg")
+    out = tmp_path / "out"
+    base = ["batch", str(folder), "-o", str(out), "--weights", str(blocks_ckpt), *BATCH_FAST]
+    assert CliRunner().invoke(app, base).exit_code == 0
+    run = json.loads((out / "run.json").read_text())
+    del run["settings"]["precision"]  # as written by segcli before --precision existed
+    (out / "run.json").write_text(json.dumps(run))
+    result = CliRunner().invoke(app, base)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "run.json").read_text())["counts"]["skipped"] == 1
