@@ -17,7 +17,11 @@ Hungarian algorithm on box IoU (``scipy.optimize.linear_sum_assignment`` maximis
 summed IoU; a pair counts as matched at IoU >= 0.5). For matched pairs: box IoU, mask IoU
 (the pasted binary masks, full frame) and |score difference|; plus the share of fp32
 detections that found a match. The backbone + FPN outputs are compared directly too
-(relative error per level), which needs no matching.
+(relative error per level), and every later stage is fed fp32's own inputs (its features,
+proposals, final boxes), which needs no matching: score differences and box IoU of the box
+head on identical proposals, mask probability differences and pasted-mask IoU on identical
+boxes. ``fp32-fold-cl`` (fp32 with folded norms: differences ~1e-6) is a useful control of
+how much the matched comparison moves on random weights from rounding alone.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import numpy as np
 import torch
 
 from bench.common import PHOTOS, REPO, random_coco_checkpoint
-from bench.roofline import build_mode
+from bench.roofline import ContextFactory, build_mode
 from segcli.instances import Instances
 from segcli.predictor import Segmenter
 from segcli.settings import Settings
@@ -99,9 +103,68 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
+def same_inputs(
+    ref: Segmenter, seg: Segmenter, ctx: ContextFactory, image: np.ndarray
+) -> dict[str, list[float]]:
+    """Each stage of ``seg`` fed exactly what fp32's stage got, so that near-tied random scores
+    cannot reorder anything: backbone features, RPN head outputs, box head scores and boxes
+    for fp32's proposals, mask probabilities and pasted masks for fp32's final detections."""
+    from torchvision.models.detection.roi_heads import maskrcnn_inference
+
+    from segcli.detect import paste_masks, preprocess
+
+    tensor = torch.from_numpy(image).permute(2, 0, 1).float().div(255.0)
+    ra, ma = ref.module, seg.module
+    out: dict[str, list[float]] = {}
+    with torch.inference_mode():
+        image_list, _ = preprocess(ra, [tensor])
+        sizes = image_list.image_sizes
+        f32 = ra.backbone(image_list.tensors)
+        with ctx():
+            other = ma.backbone(image_list.tensors)
+        out["backbone rel. L2 error (per level)"] = [
+            float((other[k].float() - v).norm() / v.norm()) for k, v in f32.items()
+        ]
+        feats = list(f32.values())
+        obj, deltas = ra.rpn.head(feats)
+        with ctx():
+            obj_o, deltas_o = ma.rpn.head(feats)
+        out["RPN objectness rel. L2 error"] = [
+            float((b.float() - a).norm() / a.norm()) for a, b in zip(obj, obj_o)
+        ]
+        out["RPN box deltas rel. L2 error"] = [
+            float((b.float() - a).norm() / a.norm()) for a, b in zip(deltas, deltas_o)
+        ]
+        proposals, _ = ra.rpn(image_list, f32)
+        h, ho = ra.roi_heads, ma.roi_heads
+        logits, reg = h.box_predictor(h.box_head(h.box_roi_pool(f32, proposals, sizes)))
+        with ctx():
+            logits_o, reg_o = ho.box_predictor(ho.box_head(ho.box_roi_pool(f32, proposals, sizes)))
+        probs, probs_o = logits.softmax(-1), logits_o.float().softmax(-1)
+        top = probs[:, 1:].argmax(-1) + 1
+        rows = torch.arange(len(top))
+        out["box head |score diff| (top class)"] = (probs[rows, top] - probs_o[rows, top]).abs().tolist()
+        boxes = h.box_coder.decode(reg, proposals)[rows, top]
+        boxes_o = h.box_coder.decode(reg_o.float(), proposals)[rows, top]
+        out["box head box IoU (same proposal)"] = np.diag(box_iou(boxes.numpy(), boxes_o.numpy())).tolist()
+        b, _, labels = h.postprocess_detections(logits, reg, proposals, sizes)
+        mask_features = h.mask_roi_pool(f32, b, sizes)
+        [mp] = maskrcnn_inference(h.mask_predictor(h.mask_head(mask_features)), labels)
+        with ctx():
+            [mp_o] = maskrcnn_inference(ho.mask_predictor(ho.mask_head(mask_features)), labels)
+        mp_o = mp_o.float()
+        out["mask head max |prob diff| per det."] = (mp - mp_o).abs().flatten(1).amax(1).tolist()
+        size = sizes[0]
+        crops, _ = paste_masks(mp, b[0], size, 0.5)
+        crops_o, _ = paste_masks(mp_o, b[0], size, 0.5)
+        out["mask IoU (same box, pasted)"] = [
+            float((x & y).sum()) / max(float((x | y).sum()), 1.0) for x, y in zip(crops, crops_o) if x.size
+        ]
+    return out
+
+
 def coco_part(modes: list[str], threads: int) -> dict[str, object]:
     from segcli.imageio import read_image
-    from segcli.detect import preprocess
 
     ckpt = random_coco_checkpoint(OUT / "coco-random.pt")
     settings = Settings(score_threshold=0.0)
@@ -130,17 +193,8 @@ def coco_part(modes: list[str], threads: int) -> dict[str, object]:
                 mask_ious.append(mask_iou(a, i, b, j))
                 score_diffs.append(abs(float(a.scores[i]) - float(b.scores[j])))
         seg, ctx = runners[name]
-        feature_err: dict[str, float] = {}
-        for im in images[:1]:
-            tensor = torch.from_numpy(im).permute(2, 0, 1).float().div(255.0)
-            with torch.inference_mode():
-                image_list, _ = preprocess(runners["fp32"][0].loaded.module, [tensor])
-                f32 = runners["fp32"][0].loaded.module.backbone(image_list.tensors)
-                with ctx():
-                    other = seg.loaded.module.backbone(image_list.tensors)
-            for level, value in f32.items():
-                err = (other[level].float() - value).norm() / value.norm()
-                feature_err[level] = round(float(err), 5)
+        staged = [same_inputs(runners["fp32"][0], seg, ctx, im) for im in images]
+        same = {key: summary([v for st in staged for v in st[key]]) for key in staged[0]}
         box_s, mask_s, score_s = summary(box_ious), summary(mask_ious), summary(score_diffs)
         low, high = min(float(r.scores.min()) for r in ref), max(float(r.scores.max()) for r in ref)
         report[name] = {
@@ -151,16 +205,22 @@ def coco_part(modes: list[str], threads: int) -> dict[str, object]:
             "mask_iou": mask_s,
             "abs_score_diff": score_s,
             "fp32_score_range": [round(low, 4), round(high, 4)],
-            "backbone_relative_error_first_photo": feature_err,
+            "same_inputs": same,
         }
         print(
             f"{name}: {matched}/{total} fp32 detections matched ({matched / max(total, 1):.1%}); "
             f"box IoU median {box_s.get('median')} p5 {box_s.get('p5')}; "
             f"mask IoU median {mask_s.get('median')} p5 {mask_s.get('p5')}; "
             f"|score diff| median {score_s.get('median')} max {score_s.get('max')} "
-            f"(fp32 scores {low:.4f}..{high:.4f}); backbone relative error {feature_err}",
+            f"(fp32 scores {low:.4f}..{high:.4f})",
             flush=True,
         )
+        print(f"  {name} on identical inputs (each stage fed fp32's inputs):")
+        for key, stats in same.items():
+            print(
+                f"    {key:34s} median {stats.get('median')}  p5 {stats.get('p5')}  p95 {stats.get('p95')}  "
+                f"max {stats.get('max')}  min {stats.get('min')}"
+            )
     return report
 
 
