@@ -9,7 +9,7 @@ import functools
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.markup import escape
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from segcli.batch import BatchEvents
     from segcli.engines import ItemResult, SegmenterLike
+    from segcli.evaluate import EvalResult
     from segcli.predictor import Segmenter
 
 app = typer.Typer(
@@ -74,8 +75,10 @@ def cli_errors(func: F) -> F:
                 import traceback
 
                 traceback.print_exc()
+            if isinstance(exc, UsageError):
+                _usage_error(str(exc))
             err_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console().print("interrupted", highlight=False)
             raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -117,7 +120,10 @@ def _root(
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder.", file_okay=False)]
 SaveOpt = Annotated[
     str | None,
-    typer.Option("--save", help="Comma-separated outputs: overlay, json, masks, idmap [overlay,json]."),
+    typer.Option(
+        "--save",
+        help="Comma-separated outputs: overlay, json, masks, idmap, polygons, yolo, labelme [overlay,json].",
+    ),
 ]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Images per forward pass (helps on GPU).")]
 MaxPixelsOpt = Annotated[
@@ -230,7 +236,7 @@ def predict(
             sys.stdout.buffer.write(dumps(result.record))
             sys.stdout.flush()
         if not quiet:
-            where = ", ".join(str(p) for p in result.plan.paths(kinds).values())
+            where = ", ".join(str(p) for p in dict.fromkeys(result.plan.paths(kinds).values()))
             human.print(
                 f"{result.plan.source}: {result.summary}" + (f" -> {where}" if where else ""),
                 highlight=False,
@@ -240,6 +246,10 @@ def predict(
 
     job = Job.for_segmenter(seg, kinds, batch_size=batch_size, max_pixels=max_pixels)
     report = run_plans(plans, job, LocalEngine(seg), overwrite=True, on_result=on_result)
+    if "yolo" in kinds:
+        from segcli.batch import write_yolo_dataset
+
+        write_yolo_dataset(output, seg.categories, None)
     if report.interrupted:
         err_console().print(f"interrupted after {report.count('done')} of {len(plans)} images")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -260,6 +270,16 @@ def batch(
         bool, typer.Option("--recursive/--no-recursive", help="Descend into subfolders.")
     ] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo inputs whose outputs exist.")] = False,
+    coco_ids_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--coco-ids-from",
+            help="COCO ground truth whose image and category ids coco-results.json uses (matched by file "
+            "name and class name).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     batch_size: BatchSizeOpt = 1,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     quiet: QuietOpt = False,
@@ -272,7 +292,12 @@ def batch(
     model_opts.settings()  # bad values fail before the output folder is made
     model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
     options = BatchOptions(
-        save=kinds, overwrite=overwrite, recursive=recursive, batch_size=batch_size, max_pixels=max_pixels
+        save=kinds,
+        overwrite=overwrite,
+        recursive=recursive,
+        batch_size=batch_size,
+        max_pixels=max_pixels,
+        coco_ids_from=coco_ids_from,
     )
     _check_writable(output)
     with _progress(quiet) as progress:
@@ -342,6 +367,156 @@ def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None
     say(f"run report: {output / 'run.json'}")
     if coco_path is not None:
         say(f"COCO file:  {coco_path}")
+        results = coco_path.with_name("coco-results.json")
+        if results.is_file():
+            say(f"COCO results (for COCO.loadRes): {results}")
+    yolo = output / "yolo" / "data.yaml"
+    if "yolo" in summary.get("save", ()) and yolo.is_file():
+        say(f"YOLO-seg dataset: {yolo}")
+
+
+# --------------------------------------------------------------------------- eval
+EVAL_SCORE_THRESHOLD = 0.05
+"""``segcli eval``'s default score threshold when it runs the model (COCO's convention)."""
+
+
+class _EvalHelp(HelpWithModelDefaults):
+    """Model-option help as for the other commands, but eval's own score-threshold default."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.params:
+            if param.name == "score_threshold":
+                param.help = f"Drop detections below this score [{EVAL_SCORE_THRESHOLD}, COCO's convention]."  # type: ignore[attr-defined]
+        super().format_help(ctx, formatter)
+
+
+@app.command("eval", cls=_EvalHelp)
+@cli_errors
+@model_options
+def eval_command(
+    ground_truth: Annotated[
+        Path, typer.Argument(help="COCO ground-truth JSON.", exists=True, dir_okay=False, readable=False)
+    ],
+    model_opts: ModelOptions,
+    images: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Folder the ground truth's file_name is relative to [its own folder].", file_okay=False
+        ),
+    ] = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--predictions",
+            help="Evaluate this coco.json (from a run) or COCO results list instead of running the model.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    match_by: Annotated[
+        str, typer.Option("--match-by", help="Match categories by 'name' (case-insensitive) or 'id'.")
+    ] = "name",
+    output: OutputOpt = Path("segcli-out"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo images whose outputs exist.")] = False,
+    batch_size: BatchSizeOpt = 1,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    quiet: QuietOpt = False,
+) -> None:
+    """Evaluate against a COCO ground truth: box and mask AP, per-class AP, eval.json, PR plots.
+
+    Without --predictions, segments the ground truth's images first (resumable, into -o),
+    at --score-threshold 0.05 unless told otherwise (COCO's convention).
+    """
+    import dataclasses
+
+    from segcli.batch import BatchOptions
+    from segcli.evaluate import MATCH_BY, run_eval
+
+    if match_by not in MATCH_BY:
+        _usage_error(f"--match-by {match_by!r}: choose from {', '.join(MATCH_BY)}")
+    defaults = ModelOptions()
+    given = [
+        "--" + f.name.replace("_", "-")
+        for f in dataclasses.fields(ModelOptions)
+        if getattr(model_opts, f.name) != getattr(defaults, f.name)
+    ]
+    if predictions is not None and (given or images is not None):
+        _usage_error(f"{', '.join(given) or 'IMAGES'}: no model runs with --predictions")
+    if model_opts.score_threshold is None:
+        model_opts = dataclasses.replace(model_opts, score_threshold=EVAL_SCORE_THRESHOLD)
+    model_opts.settings()  # bad values fail before the output folder is made
+    if predictions is None:
+        model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
+    _check_writable(output)
+    options = BatchOptions(save=("json",), overwrite=overwrite, batch_size=batch_size, max_pixels=max_pixels)
+    with _progress(quiet or predictions is not None) as progress:
+        outcome = run_eval(
+            ground_truth,
+            output,
+            images=images,
+            predictions=predictions,
+            load=lambda: load_segmenter(model_opts, quiet=quiet),
+            options=options,
+            events=_progress_events(progress, quiet),
+            match_by=match_by,
+        )
+    if outcome.result is None:
+        err_console().print("interrupted: run the same command again to finish (images done are kept)")
+        raise typer.Exit(outcome.exit_code)
+    _print_eval(outcome.result)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"evaluation: {outcome.eval_path}")
+    if outcome.plots:
+        say(f"PR curves:  {outcome.plots[0].parent}/ ({len(outcome.plots)} PNG)")
+
+
+def _usage_error(message: str) -> NoReturn:
+    """One line on stderr and exit 2: a command line that cannot run as given."""
+    err_console().print(f"[bold red]usage error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _print_eval(result: EvalResult) -> None:
+    from rich.table import Table
+
+    from segcli.evaluate import TABLE_STATS
+
+    title = escape(
+        f"{Path(result.ground_truth).name}: {result.images} images, {result.detections} detections"
+    )
+    table = Table(title=title, header_style="bold")
+    table.add_column("")
+    for name in TABLE_STATS:
+        table.add_column("AR@100" if name == "AR100" else name, justify="right")
+    for iou_type, label in (("bbox", "box"), ("segm", "mask")):
+        if iou_type in result.stats:
+            table.add_row(label, *(_fmt(result.stats[iou_type][name]) for name in TABLE_STATS))
+    out_console().print(table)
+    per_class = Table(title="per class: ground-truth instances, detections, AP", header_style="bold")
+    per_class.add_column("class", no_wrap=True)
+    per_class.add_column("GT", justify="right")
+    per_class.add_column("det", justify="right")
+    types = [t for t in ("bbox", "segm") if t in result.stats]
+    for iou_type in types:
+        prefix = "box " if iou_type == "bbox" else "mask "
+        for name in ("AP", "AP50", "AP75"):
+            per_class.add_column(f"{prefix if name == 'AP' else ''}{name}", justify="right")
+    for cls in result.classes:
+        per_class.add_row(
+            escape(cls.name),
+            str(cls.instances),
+            str(cls.detections),
+            *(_fmt(cls.ap[t][name]) for t in types for name in ("AP", "AP50", "AP75")),
+        )
+    out_console().print(per_class)
+    for warning in result.warnings:
+        err_console().print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    for note in result.notes:
+        err_console().print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- demo

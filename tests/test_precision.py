@@ -278,7 +278,7 @@ def test_cli_precision_usage_errors_exit_2_before_loading(
     result = CliRunner().invoke(app, [*argv, "-o", str(out), "--device", "cpu", *args])
     assert result.exit_code == 2, result.output
     [line] = result.stderr.strip().splitlines()
-    assert line.startswith("error: ") and message in line
+    assert line.startswith("usage error: ") and message in line
     assert not out.exists()
 
 
