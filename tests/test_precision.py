@@ -247,7 +247,7 @@ USAGE_ERRORS = [
     ("command", "args", "message"),
     [
         (command, args, message)
-        for command in ("predict", "batch", "compare", "demo")
+        for command in ("predict", "batch", "compare", "eval", "demo")
         for args, message in USAGE_ERRORS
         if not (command == "demo" and "--half" in args)  # demo never had --half
     ],
@@ -273,6 +273,7 @@ def test_cli_precision_usage_errors_exit_2_before_loading(
         "predict": ["predict", photo, "--model", "blocks"],
         "batch": ["batch", str(PHOTOS), "--model", "blocks"],
         "compare": ["compare", "semantic-vs-instance", photo, "--model", "blocks"],
+        "eval": ["eval", str(PHOTOS.parent / "blocks" / "ground-truth.json"), "--model", "blocks"],
         "demo": ["demo"],
     }[command]
     result = CliRunner().invoke(app, [*argv, "-o", str(out), "--device", "cpu", *args])
