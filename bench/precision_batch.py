@@ -14,8 +14,10 @@ Each run is a fresh ``segcli batch FOLDER -o OUT --device cpu --precision P --qu
 process (start-up, model load and writing included). The processes of the modes
 alternate, so that a neighbour's load hits both alike; reported per mode: the median
 wall seconds, the median CPU seconds of the process (user + system, from ``wait4``), and
-the ratios to fp32. ``--threads N`` sets OMP_NUM_THREADS for every run (default: unset,
-torch's default).
+the median seconds of the batch loop itself (``run.json``: decoding, forward, pasting, writing;
+no start-up or model load) and the ratios to fp32. ``--threads N`` sets OMP_NUM_THREADS for
+every run (default: unset, torch's default). ``--copies K`` puts K copies of each photo in the
+COCO folder (more images amortise start-up and model load, as a real folder does).
 """
 
 from __future__ import annotations
@@ -66,24 +68,39 @@ def run_batch(
 
 
 def compare(
-    label: str, folder: Path, options: list[str], precisions: list[str], pairs: int, env: dict[str, str]
+    label: str,
+    tag: str,
+    folder: Path,
+    options: list[str],
+    precisions: list[str],
+    pairs: int,
+    env: dict[str, str],
 ) -> dict[str, object]:
     print(f"\n== {label}: {len(list(folder.iterdir()))} images; {load()}", flush=True)
     wall: dict[str, list[float]] = {p: [] for p in precisions}
     cpu: dict[str, list[float]] = {p: [] for p in precisions}
+    loop: dict[str, list[float]] = {p: [] for p in precisions}
     instances: dict[str, int] = {}
     for r in range(pairs):
         for p in precisions:
-            w, c, run = run_batch(folder, OUT / f"precision-batch-{p}", [*options, "--precision", p], env)
+            w, c, run = run_batch(
+                folder, OUT / f"precision-batch-{tag}-{p}", [*options, "--precision", p], env
+            )
             wall[p].append(w)
             cpu[p].append(c)
+            loop[p].append(float(run["seconds"]))
             instances[p] = int(run["counts"]["instances"])
             assert run["settings"].get("precision") == p, run["settings"]
-            print(f"  round {r + 1} {p}: {w:.1f} s wall, {c:.1f} CPU s; {load()}", flush=True)
+            print(
+                f"  round {r + 1} {p}: {w:.1f} s wall ({run['seconds']:.1f} s in the batch loop), "
+                f"{c:.1f} CPU s; {load()}",
+                flush=True,
+            )
     base_w, base_c = statistics.median(wall["fp32"]), statistics.median(cpu["fp32"])
+    base_l = statistics.median(loop["fp32"])
     rows = {}
     for p in precisions:
-        w, c = statistics.median(wall[p]), statistics.median(cpu[p])
+        w, c, lp = statistics.median(wall[p]), statistics.median(cpu[p]), statistics.median(loop[p])
         rows[p] = {
             "wall_s": [round(v, 2) for v in wall[p]],
             "cpu_s": [round(v, 2) for v in cpu[p]],
@@ -91,10 +108,14 @@ def compare(
             "cpu_median": round(c, 2),
             "speedup_wall": round(base_w / w, 3),
             "speedup_cpu": round(base_c / c, 3),
+            "loop_s": [round(v, 2) for v in loop[p]],
+            "loop_median": round(lp, 2),
+            "speedup_loop": round(base_l / lp, 3),
             "instances": instances[p],
         }
         print(
             f"{p:5s} wall {w:7.1f} s ({base_w / w:.2f}x)   CPU {c:7.1f} s ({base_c / c:.2f}x)   "
+            f"batch loop {lp:7.1f} s ({base_l / lp:.2f}x)   "
             f"{instances[p]} instances",
             flush=True,
         )
@@ -108,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=2, help="rounds of A B")
     p.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS for every run")
     p.add_argument("--score-threshold", default="0", help="COCO runs only")
+    p.add_argument("--copies", type=int, default=1, help="copies of each example photo (COCO runs)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     precisions = [x.strip() for x in args.precisions.split(",")]
@@ -123,10 +145,16 @@ def main(argv: list[str] | None = None) -> int:
         ckpt = random_coco_checkpoint(OUT / "coco-random.pt")
         folder = OUT / "precision-photos"
         shutil.rmtree(folder, ignore_errors=True)
-        shutil.copytree(PHOTOS, folder)
+        folder.mkdir(parents=True)
+        for k in range(args.copies):
+            for photo in sorted(PHOTOS.glob("*.jpg")):
+                shutil.copy(photo, folder / f"{photo.stem}-{k}{photo.suffix}")
         options = ["--weights", str(ckpt), "--score-threshold", args.score_threshold]
-        label = f"COCO architecture, random weights, 800 px, score >= {args.score_threshold}"
-        results.append(compare(label, folder, options, precisions, args.pairs, env))
+        label = (
+            f"COCO architecture, random weights, 800 px, score >= {args.score_threshold}, "
+            f"{args.copies} cop{'y' if args.copies == 1 else 'ies'} of the 4 example photos"
+        )
+        results.append(compare(label, "coco", folder, options, precisions, args.pairs, env))
     if args.model in ("blocks", "both"):
         from segcli.blocks import HELDOUT_SEED_BASE, render_scene
 
