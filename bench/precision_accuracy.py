@@ -158,7 +158,9 @@ def same_inputs(
         crops, _ = paste_masks(mp, b[0], size, 0.5)
         crops_o, _ = paste_masks(mp_o, b[0], size, 0.5)
         out["mask IoU (same box, pasted)"] = [
-            float((x & y).sum()) / max(float((x | y).sum()), 1.0) for x, y in zip(crops, crops_o) if x.size
+            float((x & y).sum()) / float((x | y).sum()) if (x | y).any() else 1.0
+            for x, y in zip(crops, crops_o)
+            if x.size
         ]
     return out
 
