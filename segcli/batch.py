@@ -259,11 +259,15 @@ def check_previous_run(out_dir: Path, job: Job, video: dict[str, Any] | None = N
         old = json.loads(previous.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
-    if old.get("settings") != job.settings:
+    old_settings = old.get("settings")
+    if isinstance(old_settings, dict) and "precision" not in old_settings:
+        old_settings = {**old_settings, "precision": "fp32"}  # a run from before --precision
+    if old_settings != job.settings:
+        previous_settings = old_settings if isinstance(old_settings, dict) else {}
         diff = [
-            f"{k} {old.get('settings', {}).get(k)!r} -> {v!r}"
+            f"{k} {previous_settings.get(k)!r} -> {v!r}"
             for k, v in job.settings.items()
-            if old.get("settings", {}).get(k) != v
+            if previous_settings.get(k) != v
         ]
         raise SegcliError(
             f"{out_dir} holds results made with other settings ({'; '.join(diff)}); "

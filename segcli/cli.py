@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 
 from segcli import __version__
-from segcli.errors import SegcliError, first_line
+from segcli.errors import SegcliError, UsageError, first_line
 from segcli.options import (
     PANEL_MODEL,
     PANEL_OUTPUTS,
@@ -24,6 +24,7 @@ from segcli.options import (
     DeviceOpt,
     HelpWithModelDefaults,
     ModelOptions,
+    PrecisionOpt,
     SuggestingGroup,
     model_options,
 )
@@ -80,7 +81,8 @@ EXIT_INTERRUPTED = 130
 
 
 def cli_errors(func: F) -> F:
-    """Turn ``SegcliError`` (and any surprise) into one line on stderr and exit 1."""
+    """Turn ``SegcliError`` (and any surprise) into one line on stderr and exit 1 (2 for a
+    ``UsageError``)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -93,6 +95,8 @@ def cli_errors(func: F) -> F:
                 import traceback
 
                 traceback.print_exc()
+            if isinstance(exc, UsageError):
+                _usage_error(str(exc))
             err_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
@@ -337,6 +341,7 @@ def predict(
     kinds = parse_save(save) if save is not None else (() if to_stdout else DEFAULT_SAVE)
     model_opts.settings()  # bad values fail before the output folder is made
     video = _video_options(stride, start, end, max_frames, track, batch_size)
+    model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
     if kinds:
         _check_writable(output)
     seg = load_segmenter(model_opts, quiet=quiet)
@@ -447,6 +452,7 @@ def batch(
 
     kinds = parse_save(save) if save is not None else DEFAULT_SAVE
     model_opts.settings()  # bad values fail before the output folder is made
+    model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
     options = BatchOptions(
         save=kinds,
         overwrite=overwrite,
@@ -630,6 +636,8 @@ def eval_command(
     if model_opts.score_threshold is None:
         model_opts = dataclasses.replace(model_opts, score_threshold=EVAL_SCORE_THRESHOLD)
     model_opts.settings()  # bad values fail before the output folder is made
+    if predictions is None:
+        model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
     _check_writable(output)
     options = BatchOptions(save=("json",), overwrite=overwrite, batch_size=batch_size, max_pixels=max_pixels)
     with _progress(quiet or predictions is not None) as progress:
@@ -653,7 +661,8 @@ def eval_command(
         say(f"PR curves:  {outcome.plots[0].parent}/ ({len(outcome.plots)} PNG)")
 
 
-def _usage_error(message: str) -> None:
+def _usage_error(message: str) -> NoReturn:
+    """One line on stderr and exit 2: a command line that cannot run as given."""
     err_console().print(f"[bold red]usage error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
@@ -763,15 +772,19 @@ def classes(
 # --------------------------------------------------------------------------- demo
 @app.command(epilog=examples("segcli demo", "segcli demo -o /tmp/segcli-demo"))
 @cli_errors
-def demo(output: OutputOpt = Path("segcli-demo"), device: DeviceOpt = "auto") -> None:
+def demo(
+    output: OutputOpt = Path("segcli-demo"), device: DeviceOpt = "auto", precision: PrecisionOpt = None
+) -> None:
     """Run predict, batch and compare offline on generated block scenes.
 
     Uses the bundled blocks model: no network, no download.
     """
     from segcli.demo import run_demo
 
+    opts = ModelOptions(model="blocks", device=device, precision=precision)
+    resolved = opts.check_precision()  # an unsupported --precision: exit 2 before the model loads
     with err_console().status("segmenting the example scenes with the bundled blocks model"):
-        result = run_demo(output, device=device, compare=_demo_compare)
+        result = run_demo(output, device=device, precision=resolved, compare=_demo_compare)
     say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
     say(f"segcli demo wrote everything under {output}/")
     say(f"  inputs   {result.inputs}/  (generated block scenes)")
@@ -862,6 +875,7 @@ def compare_semantic_vs_instance(
 
     source = check_semantic_source(semantic, semantic_weights)
     model_opts.settings()  # bad values fail before the output folder is made
+    model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
     _check_writable(output)
     semantic_model = None
     if source != "derived":

@@ -56,8 +56,7 @@ class SegmenterSpec:
     model: str = "coco"
     weights: str | None = None
     device: str = "auto"
-    settings: Settings = field(default_factory=Settings)
-    half: bool = False
+    settings: Settings = field(default_factory=Settings)  # settings.precision: --precision
     cli: bool = False
     """Error messages name command-line options (``--weights PATH``), not Python arguments."""
 
@@ -69,7 +68,6 @@ class SegmenterSpec:
             weights=self.weights,
             device=self.device,
             settings=self.settings,
-            half=self.half,
             progress=progress,
             cli=self.cli,
         )
