@@ -925,12 +925,6 @@ def _print_compare(record: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- explain, compare proposals
-def _usage_error(message: str) -> NoReturn:
-    """One line on stderr and exit 2: a usage error, found before any model loads."""
-    err_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
 @compare_app.command(
     "proposals",
     cls=HelpWithModelDefaults,
