@@ -9,7 +9,7 @@ import functools
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -19,7 +19,7 @@ from segcli.errors import SegcliError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from segcli.engines import ItemResult
+    from segcli.engines import Engine, ItemResult, SegmenterLike, SegmenterSpec
     from segcli.predictor import Segmenter
 
 app = typer.Typer(
@@ -309,7 +309,9 @@ def predict(
 @app.command()
 @cli_errors
 def batch(
-    folder: Annotated[Path, typer.Argument(help="Folder of images.", exists=True, file_okay=False)],
+    folder: Annotated[
+        Path | None, typer.Argument(help="Folder of images.", exists=True, file_okay=False)
+    ] = None,
     output: OutputOpt = Path("segcli-out"),
     save: SaveOpt = None,
     recursive: Annotated[
@@ -331,10 +333,58 @@ def batch(
     batch_size: BatchSizeOpt = 1,
     max_pixels: MaxPixelsOpt = 150_000_000,
     quiet: QuietOpt = False,
+    from_list: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-list",
+            help="Text file of image paths, one a line (relative: to its folder), instead of FOLDER.",
+            dir_okay=False,
+        ),
+    ] = None,
+    engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray (a Ray cluster).")] = (
+        "local"
+    ),
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Ray cluster [RAY_ADDRESS, else start a local one].")
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Ray workers [all GPUs or CPUs].")] = None,
+    gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", help="GPUs per Ray worker.")] = 0.0,
+    cpus_per_worker: Annotated[
+        float | None, typer.Option("--cpus-per-worker", help="CPUs (torch threads) per Ray worker [1].")
+    ] = None,
 ) -> None:
-    """Segment every image under FOLDER; outputs mirror its tree. Resumable."""
-    from segcli.batch import BatchEvents, BatchOptions, run_batch
+    """Segment every image under FOLDER (or in --from-list); outputs mirror its tree. Resumable."""
+    from segcli.batch import BatchEvents, BatchOptions, read_list, run_batch
+    from segcli.engines import SegmenterSpec
     from segcli.writers import DEFAULT_SAVE, parse_save
+
+    if (folder is None) == (from_list is None):
+        _usage_error("give a FOLDER or --from-list FILE (one of them)")
+    ray_options = {
+        "--ray-address": ray_address,
+        "--workers": workers,
+        "--gpus-per-worker": gpus_per_worker or None,
+        "--cpus-per-worker": cpus_per_worker,
+    }
+    if engine not in ("local", "ray"):
+        _usage_error(f"unknown --engine {engine!r}; choose from local, ray")
+    if engine == "local" and any(v is not None for v in ray_options.values()):
+        used = next(k for k, v in ray_options.items() if v is not None)
+        _usage_error(f"{used} needs --engine ray")
+    if engine == "ray":
+        from segcli.engines.ray import RayMissing, import_ray
+
+        try:
+            import_ray()
+        except RayMissing as exc:
+            _usage_error(str(exc))
+    files = None
+    if from_list is not None:
+        try:
+            folder, files = read_list(from_list)
+        except SegcliError as exc:
+            _usage_error(str(exc))
+    assert folder is not None
 
     kinds = parse_save(save) if save is not None else DEFAULT_SAVE
     settings = _settings(
@@ -376,12 +426,37 @@ def batch(
             output,
             lambda: _segmenter(model, weights, device, half, settings, quiet),
             options=options,
+            engine=None
+            if engine == "local"
+            else _ray_engine(
+                SegmenterSpec(model, str(weights) if weights else None, device, settings, half),
+                address=ray_address,
+                workers=workers,
+                cpus_per_worker=cpus_per_worker,
+                gpus_per_worker=gpus_per_worker,
+            ),
             events=Events(),
+            files=files,
         )
 
     _print_summary(outcome.summary, output, outcome.coco_path)
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
+
+
+def _usage_error(message: str) -> NoReturn:
+    """One line on stderr and exit 2 (a usage error: nothing was loaded or written)."""
+    from rich.markup import escape
+
+    err_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _ray_engine(spec: SegmenterSpec, **options: Any) -> Callable[[SegmenterLike], Engine]:
+    """run_batch's engine factory for --engine ray: the workers build their own segmenter."""
+    from segcli.engines.ray import RayEngine
+
+    return lambda _driver_segmenter: RayEngine(spec, **options)
 
 
 def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None) -> None:
