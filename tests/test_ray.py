@@ -256,7 +256,8 @@ def test_nothing_imports_ray_without_engine_ray(tmp_path: Path) -> None:
         "import sys\n"
         "from typer.testing import CliRunner\n"
         "from segcli.cli import app\n"
-        f"r = CliRunner().invoke(app, ['batch', {str(folder)!r}, '-o', {str(tmp_path / 'out')!r}, *{FAST!r}])\n"
+        f"args = ['batch', {str(folder)!r}, '-o', {str(tmp_path / 'out')!r}, *{FAST!r}]\n"
+        "r = CliRunner().invoke(app, args)\n"
         "assert r.exit_code == 0, r.output\n"
         "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n"
     )
