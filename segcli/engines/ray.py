@@ -432,9 +432,12 @@ class RayEngine:
                     emit(ItemResult(plans[i], st, int(n), reason=_decode(reason), summary=_decode(summary)))
         except KeyboardInterrupt:
             interrupted = True
-        except ray.exceptions.RayError as exc:
+        except SegcliError:
+            raise
+        except Exception as exc:  # RayError, Ray Data's UserCodeException (a worker's __init__ failed), …
             raise SegcliError(
-                f"the Ray job failed: {first_line(exc)} (outputs written so far are kept; rerun to resume)"
+                f"the Ray job failed: {type(exc).__name__}: {first_line(exc)} "
+                "(outputs written so far are kept; rerun to resume)"
             ) from None
         finally:
             close = getattr(batches, "close", None)
