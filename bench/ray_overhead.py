@@ -4,16 +4,16 @@
                                               [--driver-images 3000] [--json out.json]
 
 1. Wall time at equal cores. One local Ray instance with all of this machine's CPUs is
-   started once in this process (its start-up is reported apart). Then, interleaved
-   ``--reps`` times: the local engine; Ray with 1 worker x all CPUs; Ray with N workers x 1
-   CPU. Datasets: ``--scenes`` blocks scenes (bundled blocks model, its default size) and 6
-   photos (the 4 bundled ones + 2 resized to 0.5 MP) with the COCO architecture on random
-   weights at ``--coco-max-size`` (min size in the default 800:1333 proportion). Every run
-   goes through ``run_batch`` (as the CLI does), in this process, writing overlays and JSON.
-   Reported per run: the loop time (``run.json`` seconds: for Ray, actor start-up and the
-   model load in each actor included; for local, the model is loaded before the loop), the
-   time to the first result and the steady per-image time (first result to last).
-   Goal: Ray <= 1.15x local.
+   started once in this process (its start-up is reported apart: a cluster is started once,
+   not per batch). Then, interleaved ``--reps`` times, ``segcli batch`` as a fresh process:
+   the local engine; ``--engine ray`` with 1 worker x all CPUs; with N workers x 1 CPU (both
+   connecting to that instance). Datasets: ``--scenes`` blocks scenes (bundled blocks model,
+   its default size) and 6 photos (the 4 bundled ones + 2 resized to 0.5 MP) with the COCO
+   architecture on random weights at ``--coco-max-size`` (min size in the default 800:1333
+   proportion), overlays and JSON written. Reported: the process's wall time (Python
+   start-up, imports, model load(s), for Ray the connection, the actors' start-up and their
+   model loads included) and the loop time of ``run.json`` (for Ray, the actors' start-up
+   included; for local, the model is loaded before the loop). Goal: Ray <= 1.15x local.
 2. Driver cost. A no-op segmenter (empty results, no model) on ``--driver-images`` tiny
    PNGs, JSON only: the driver process's CPU time (all its threads, Ray's core worker and
    Ray Data's executor included) from the first result to the last, divided by the images
@@ -32,7 +32,7 @@ import resource
 import shutil
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bench.common import PHOTOS, REPO, machine, make_photo, random_coco_checkpoint
+from bench.common import PHOTOS, REPO, machine, make_photo, random_coco_checkpoint, segcli_batch_measured
 from segcli.batch import BatchEvents, BatchOptions, run_batch
-from segcli.engines import Engine, ItemResult, SegmenterLike, SegmenterSpec
+from segcli.engines import ItemResult, SegmenterLike
 from segcli.instances import Instances
 from segcli.settings import Settings
 
@@ -127,96 +127,67 @@ class Clock(BatchEvents):
             self.cpu[1] = cpu_seconds()
 
 
-def measure(
-    folder: Path,
-    out: Path,
-    spec: SegmenterSpec,
-    engine: Callable[[SegmenterLike], Engine] | None,
-    save: tuple[str, ...] = ("overlay", "json"),
-) -> dict[str, float]:
-    shutil.rmtree(out, ignore_errors=True)
-    seg = spec.build()
-    clock = Clock()
-    outcome = run_batch(
-        folder, out, lambda: seg, options=BatchOptions(save=save), engine=engine, events=clock
-    )
-    loop = float(outcome.summary["seconds"])
-    first = clock.times[0] - clock.start
-    n = len(clock.times)
-    steady = (clock.times[-1] - clock.times[0]) / (n - 1) if n > 1 else float("nan")
-    return {
-        "loop_s": round(loop, 2),
-        "first_result_s": round(first, 2),
-        "steady_s_per_image": round(steady, 3),
-    }
-
-
 def load() -> str:
     one, five, fifteen = os.getloadavg()
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
 
 
-def wall_times(args: argparse.Namespace, ray: Any, cpus: int) -> dict[str, Any]:
-    from segcli.engines.ray import RayEngine
-
+def wall_times(args: argparse.Namespace, address: str, cpus: int) -> dict[str, Any]:
     weights = random_coco_checkpoint(args.work / "coco-random.pt")
+    coco_min = min(800, round(args.coco_max_size * 800 / 1333))
     datasets = {
-        "blocks_scenes": (
-            blocks_scenes(args.work / "ray-scenes", args.scenes),
-            SegmenterSpec("blocks", device="cpu"),
-        ),
+        "blocks_scenes": (blocks_scenes(args.work / "ray-scenes", args.scenes), ["--model", "blocks"]),
         "coco_photos": (
             six_photos(args.work / "ray-photos"),
-            SegmenterSpec(
-                "coco",
-                weights=str(weights),
-                device="cpu",
-                settings=Settings(
-                    score_threshold=0.0,
-                    max_detections=20,
-                    min_size=min(800, round(args.coco_max_size * 800 / 1333)),
-                    max_size=args.coco_max_size,
+            [
+                *("--model", "coco", "--weights", str(weights), "--score-threshold", "0"),
+                *(
+                    "--max-detections",
+                    "20",
+                    "--min-size",
+                    str(coco_min),
+                    "--max-size",
+                    str(args.coco_max_size),
                 ),
-            ),
+            ],
         ),
     }
-    configs: dict[str, Callable[[SegmenterSpec], Callable[[SegmenterLike], Engine] | None]] = {
-        "local": lambda spec: None,
-        f"ray 1 worker x {cpus} CPUs": lambda spec: (
-            lambda seg: RayEngine(spec, workers=1, cpus_per_worker=cpus)
-        ),
-        f"ray {cpus} workers x 1 CPU": lambda spec: (
-            lambda seg: RayEngine(spec, workers=cpus, cpus_per_worker=1)
-        ),
+    ray = ["--engine", "ray", "--ray-address", address]
+    configs = {
+        "local": [],
+        f"ray 1 worker x {cpus} CPUs": [*ray, "--workers", "1", "--cpus-per-worker", str(cpus)],
+        f"ray {cpus} workers x 1 CPU": [*ray, "--workers", str(cpus), "--cpus-per-worker", "1"],
     }
     results: dict[str, Any] = {}
-    for name, (folder, spec) in datasets.items():
-        runs: dict[str, list[dict[str, float]]] = {c: [] for c in configs}
+    for name, (folder, model) in datasets.items():
+        runs: dict[str, list[dict[str, Any]]] = {c: [] for c in configs}
         for rep in range(args.reps):
-            for config, engine in configs.items():
+            for config, options in configs.items():
                 before = load()
-                got = measure(folder, args.work / "ray-out", spec, engine(spec))
-                got["load"] = before  # type: ignore[assignment]
+                wall, rss, run = segcli_batch_measured(folder, args.work / "ray-out", *model, *options)
+                got = {
+                    "wall_s": round(wall, 2),
+                    "loop_s": run["seconds"],
+                    "peak_rss_mib": round(rss),
+                    "load": before,
+                }
                 runs[config].append(got)
                 print(f"  {name} rep {rep + 1} {config:24s} {got}", flush=True)
-        summary = {}
+        summary: dict[str, dict[str, float]] = {}
         for config, reps in runs.items():
-            summary[config] = {
-                key: statistics.median(r[key] for r in reps)  # type: ignore[misc]
-                for key in ("loop_s", "first_result_s", "steady_s_per_image")
-            }
+            summary[config] = {key: statistics.median(r[key] for r in reps) for key in ("wall_s", "loop_s")}
         base = summary["local"]
         for s in summary.values():
+            s["wall_over_local"] = round(s["wall_s"] / base["wall_s"], 3)
             s["loop_over_local"] = round(s["loop_s"] / base["loop_s"], 3)
-            s["steady_over_local"] = round(s["steady_s_per_image"] / base["steady_s_per_image"], 3)
         n_images = len(list(folder.iterdir()))
         results[name] = {"images": n_images, "median_of": args.reps, "configs": summary, "runs": runs}
         print(f"{name} ({n_images} images), medians of {args.reps}:")
         for config, s in summary.items():
             print(
-                f"  {config:24s} loop {s['loop_s']:7.2f} s ({s['loop_over_local']:.2f}x local)  "
-                f"first result {s['first_result_s']:6.2f} s  steady {s['steady_s_per_image']:.3f} s/img "
-                f"({s['steady_over_local']:.2f}x local)"
+                f"  {config:24s} wall {s['wall_s']:7.2f} s ({s['wall_over_local']:.2f}x local)  "
+                f"loop {s['loop_s']:7.2f} s ({s['loop_over_local']:.2f}x local)",
+                flush=True,
             )
     return results
 
@@ -293,7 +264,8 @@ def main() -> None:
     result: dict[str, Any] = {"machine": machine(), "ray_start_s": round(started, 2), "cpus": cpus}
     try:
         if not args.skip_wall:
-            result["wall"] = wall_times(args, ray, cpus)
+            address = ray.get_runtime_context().gcs_address
+            result["wall"] = wall_times(args, address, cpus)
         result["driver"] = driver_cost(args, cpus)
     finally:
         ray.shutdown()

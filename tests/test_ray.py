@@ -473,4 +473,4 @@ def test_resources_that_do_not_fit_are_refused(ray_cluster: Any) -> None:
         RayEngine(FakeSpec(), workers=3)._layout(ray_cluster, 10, job)
     with pytest.raises(SegcliError, match="the Ray cluster has no GPUs"):
         RayEngine(FakeSpec(), gpus_per_worker=1)._layout(ray_cluster, 10, job)
-    assert RayEngine(FakeSpec(), cpus_per_worker=0.5)._layout(ray_cluster, 100, job) == (4, 0.5, 0.0, 7)
+    assert RayEngine(FakeSpec(), cpus_per_worker=0.5)._layout(ray_cluster, 100, job) == (4, 0.5, 0.0, 4)

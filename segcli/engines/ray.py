@@ -32,7 +32,7 @@ import os
 import shutil
 import socket
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
@@ -102,13 +102,17 @@ def attempts_so_far(plan: OutputPlan) -> int:
 
 
 def set_mark(plan: OutputPlan, attempts: int) -> None:
+    """Best effort: where no mark can be written, no output can be either, and the write
+    of the outputs fails that image with the reason."""
     mark = attempt_mark(plan)
-    mark.parent.mkdir(parents=True, exist_ok=True)
-    mark.write_text(str(attempts), encoding="ascii")
+    with suppress(OSError):
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        mark.write_text(str(attempts), encoding="ascii")
 
 
 def clear_mark(plan: OutputPlan) -> None:
-    attempt_mark(plan).unlink(missing_ok=True)
+    with suppress(OSError):
+        attempt_mark(plan).unlink(missing_ok=True)
 
 
 def _encode(text: str) -> bytes:
@@ -356,7 +360,8 @@ class RayEngine:
                 f"no Ray node has {cpus:g} CPUs and {gpus:g} GPUs free for one worker; "
                 "lower --cpus-per-worker / --gpus-per-worker"
             )
-        rows = self.rows_per_task or min(MAX_ROWS_PER_TASK, max(1, math.ceil(todo / (4 * workers))))
+        # At least ~8 tasks per worker (load balance), at most MAX_ROWS_PER_TASK plans per task.
+        rows = self.rows_per_task or min(MAX_ROWS_PER_TASK, max(1, math.ceil(todo / (8 * workers))))
         rows = max(rows, job.batch_size)
         self._described.update(
             workers=workers,
@@ -414,7 +419,9 @@ class RayEngine:
             batch_size=rows,
             batch_format="numpy",
             zero_copy_batch=True,
-            compute=ray.data.ActorPoolStrategy(size=workers),
+            # One task running and one queued per actor: idle actors take the next task, so a
+            # slow (or restarting) worker does not hold a queue of others' work.
+            compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=2),
             **remote,
         )
         seen = bytearray(len(plans))
