@@ -163,7 +163,7 @@ def test_resume_overwrite_and_settings_refusal(tree: Path, ray_out: Path, tmp_pa
     assert run["counts"]["done"] == 1 and run["counts"]["skipped"] == 6
     assert _snapshot(out) == before and not list(out.rglob("*.part"))
 
-    result = _run(tree, "-o", out, *FAST, *SAVE_ALL, "--engine", "ray", "--overwrite")
+    result = _run(tree, "-o", out, *FAST, *SAVE_ALL, "--engine", "ray", "--overwrite", "--workers", "1")
     assert result.exit_code == 0, result.output
     assert json.loads((out / "run.json").read_text())["counts"]["done"] == 7
     assert _snapshot(out) == before
@@ -423,7 +423,7 @@ def test_ctrl_c_stops_the_ray_job_and_a_rerun_resumes(tmp_path: Path, ray_cluste
     while ray_cluster.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert ray_cluster.available_resources().get("CPU", 0) == 2
-    result = _run(folder, "-o", out, *FAST, "--engine", "ray")
+    result = _run(folder, "-o", out, *FAST, "--engine", "ray", "--workers", "1")
     assert result.exit_code == 0, result.output
     rerun = json.loads((out / "run.json").read_text())["counts"]
     assert rerun["skipped"] == finished and rerun["done"] == 40 - finished, "nothing done is redone"
