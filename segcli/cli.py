@@ -19,7 +19,7 @@ from segcli.errors import SegcliError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from segcli.engines import Engine, ItemResult, SegmenterLike, SegmenterSpec
+    from segcli.engines import ItemResult
     from segcli.predictor import Segmenter
 
 app = typer.Typer(
@@ -371,12 +371,24 @@ def batch(
     if engine == "local" and any(v is not None for v in ray_options.values()):
         used = next(k for k, v in ray_options.items() if v is not None)
         _usage_error(f"{used} needs --engine ray")
+    kinds = parse_save(save) if save is not None else DEFAULT_SAVE
+    settings = _settings(
+        score_threshold, nms_iou, proposals, max_detections, mask_threshold, classes, min_size, max_size
+    )
+    ray_engine = None
     if engine == "ray":
-        from segcli.engines.ray import RayMissing, import_ray
+        from segcli.engines.ray import RayEngine, RayMissing, import_ray
 
         try:
             import_ray()
-        except RayMissing as exc:
+            ray_engine = RayEngine(
+                SegmenterSpec(model, str(weights) if weights else None, device, settings, half),
+                address=ray_address,
+                workers=workers,
+                cpus_per_worker=cpus_per_worker,
+                gpus_per_worker=gpus_per_worker,
+            )
+        except (RayMissing, SegcliError) as exc:
             _usage_error(str(exc))
     files = None
     if from_list is not None:
@@ -386,10 +398,6 @@ def batch(
             _usage_error(str(exc))
     assert folder is not None
 
-    kinds = parse_save(save) if save is not None else DEFAULT_SAVE
-    settings = _settings(
-        score_threshold, nms_iou, proposals, max_detections, mask_threshold, classes, min_size, max_size
-    )
     options = BatchOptions(
         save=kinds, overwrite=overwrite, recursive=recursive, batch_size=batch_size, max_pixels=max_pixels
     )
@@ -426,15 +434,7 @@ def batch(
             output,
             lambda: _segmenter(model, weights, device, half, settings, quiet),
             options=options,
-            engine=None
-            if engine == "local"
-            else _ray_engine(
-                SegmenterSpec(model, str(weights) if weights else None, device, settings, half),
-                address=ray_address,
-                workers=workers,
-                cpus_per_worker=cpus_per_worker,
-                gpus_per_worker=gpus_per_worker,
-            ),
+            engine=None if ray_engine is None else lambda _driver_segmenter: ray_engine,
             events=Events(),
             files=files,
         )
@@ -450,13 +450,6 @@ def _usage_error(message: str) -> NoReturn:
 
     err_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
-
-
-def _ray_engine(spec: SegmenterSpec, **options: Any) -> Callable[[SegmenterLike], Engine]:
-    """run_batch's engine factory for --engine ray: the workers build their own segmenter."""
-    from segcli.engines.ray import RayEngine
-
-    return lambda _driver_segmenter: RayEngine(spec, **options)
 
 
 def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None) -> None:
