@@ -274,6 +274,10 @@ class RayEngine:
     ``workers``: actors (default: all GPUs / ``gpus_per_worker``, else all CPUs /
     ``cpus_per_worker``). ``cpus_per_worker`` (default 1) also sets each actor's
     torch threads; ``gpus_per_worker`` (default 0) may be fractional.
+
+    Unlike the local engine, Ctrl-C stops the Ray job at once: images in flight are
+    dropped (never half-written: every file is renamed into place), and those the
+    workers finished but had not reported yet are on disk, so a rerun skips them.
     """
 
     name = "ray"
@@ -393,8 +397,9 @@ class RayEngine:
         finally:
             if owned:
                 ray.shutdown()
-            # Workers killed mid-write left temp files (and marks); the run's end is
-            # the first moment no worker can still be writing them.
+            # Workers killed mid-write left temp files (and marks). After a complete run no
+            # worker is writing; after Ctrl-C on a cluster this process did not start, a
+            # worker being killed may still leave one, which the next run removes.
             remove_orphan_parts(plans)
         return interrupted
 
