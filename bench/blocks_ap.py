@@ -14,24 +14,30 @@ Timing: the wall time of each ``Segmenter`` call (forward pass, mask pasting
 and conversion to ``Instances``; no file decoding) over the benchmark scenes
 (their sizes vary, 192-640 px a side), plus the same over ``--timing-images``
 held-out scenes rendered at 512x384, where the network forward alone
-(``segcli.model.detect``: no mask pasting) is timed as well.
+(``segcli.detect.detect``: no mask pasting) is timed as well.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as python bench/blocks_ap.py
+from bench.common import bench_parser, evaluate, instances_to_coco, print_ap, write_json
+
+if TYPE_CHECKING:
+    from segcli.predictor import Segmenter
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = bench_parser(__doc__, work=False)
     p.add_argument("-n", "--num-scenes", type=int, default=200)
     p.add_argument("--seed-offset", type=int, default=0, help="first seed is HELDOUT_SEED_BASE + this")
     p.add_argument("--proposals", type=int, default=None, help="RPN proposals (default: model's)")
@@ -47,79 +53,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--weights", type=Path, default=None, help="another checkpoint to evaluate")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--timing-images", type=int, default=20)
-    p.add_argument("--json", type=Path, default=None, help="write the figures here")
     return p.parse_args(argv)
 
 
-def instances_to_coco(inst: Any, image_id: int) -> list[dict[str, Any]]:
-    from segcli.masks import rle_encode
-
-    out = []
-    for i in range(len(inst)):
-        x0, y0, x1, y1 = (float(v) for v in inst.boxes[i])
-        out.append(
-            {
-                "image_id": image_id,
-                "category_id": int(inst.class_ids[i]),
-                "segmentation": rle_encode(inst.masks[i], inst.mask_boxes[i], inst.image_size),
-                "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "score": float(inst.scores[i]),
-            }
-        )
-    return out
-
-
-def forward_seconds(seg: Any, image: Any) -> float:
+def forward_seconds(seg: Segmenter, image: np.ndarray) -> float:
     """Wall time of the network alone: resize + normalise, backbone, RPN, box and mask heads."""
-    from segcli.model import detect
+    from segcli.detect import detect
 
     tensor = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
     with torch.inference_mode():
         t0 = time.perf_counter()
         detect(
-            seg.loaded.module,
+            seg.module,
             [tensor],
             keep_labels=None,
             max_detections=int(seg.settings.max_detections or 100),
         )
         return time.perf_counter() - t0
-
-
-def evaluate(gt: dict[str, Any], dets: list[dict[str, Any]]) -> dict[str, float]:
-    import contextlib
-    import io
-
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    figures: dict[str, float] = {}
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = gt
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(dets) if dets else COCO()
-    for iou_type, prefix in (("segm", "mask"), ("bbox", "box")):
-        if not dets:
-            figures.update({f"{prefix}_AP": 0.0, f"{prefix}_AP50": 0.0, f"{prefix}_AP75": 0.0})
-            continue
-        ev = COCOeval(coco_gt, coco_dt, iou_type)
-        with contextlib.redirect_stdout(io.StringIO()):
-            ev.evaluate()
-            ev.accumulate()
-            ev.summarize()
-        s = ev.stats
-        figures.update(
-            {
-                f"{prefix}_AP": float(s[0]),
-                f"{prefix}_AP50": float(s[1]),
-                f"{prefix}_AP75": float(s[2]),
-                f"{prefix}_AP_small": float(s[3]),
-                f"{prefix}_AP_medium": float(s[4]),
-                f"{prefix}_AP_large": float(s[5]),
-                f"{prefix}_AR100": float(s[8]),
-            }
-        )
-    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         max_size=args.max_size,
     )
     seg = Segmenter(model="blocks", weights=args.weights, device="cpu", settings=settings, progress=False)
-    heads = seg.loaded.module.roi_heads
+    heads = seg.module.roi_heads
     if args.cross_class_iou is not None:
         heads.cross_class_iou = args.cross_class_iou
     seeds = [HELDOUT_SEED_BASE + args.seed_offset + i for i in range(args.num_scenes)]
@@ -189,13 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{s.score_threshold}, min/max size {s.min_size}/{s.max_size}, {args.threads} threads, "
         f"cross-class NMS IoU {report['cross_class_iou']}"
     )
-    print(f"mask AP {report['mask_AP']:.3f}  AP50 {report['mask_AP50']:.3f}  AP75 {report['mask_AP75']:.3f}")
+    print_ap(figures)
     print(
         f"objects found at score >= 0.5 equal the ground truth in "
         f"{report['count_exact_at_score_0.5']:.1%} of scenes, within +-1 in "
         f"{report['count_within_1_at_score_0.5']:.1%}"
     )
-    print(f"box  AP {report['box_AP']:.3f}  AP50 {report['box_AP50']:.3f}  AP75 {report['box_AP75']:.3f}")
     print(
         f"Segmenter call per image: median {report['seconds_per_image_median']:.3f} s, "
         f"mean {report['seconds_per_image_mean']:.3f} s (benchmark scenes)"
@@ -207,9 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{report['seconds_per_512x384_mean']:.3f} s ({len(t512)} images); network forward "
             f"alone (no mask pasting): median {report['forward_seconds_per_512x384_median']:.3f} s"
         )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.json, report)
     return 0
 
 

@@ -11,23 +11,18 @@ forward, paste, RLE, overlay, writes) and the whole process's wall time per imag
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
-from pathlib import Path
 
 import cv2
 
-from bench.common import machine, segcli_batch_measured
+from bench.common import bench_parser, machine, segcli_batch_measured, write_json
 
 
 def main() -> None:
     from segcli.blocks import HELDOUT_SEED_BASE, render_scene
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = bench_parser(__doc__)
     p.add_argument("--images", type=int, default=50)
-    p.add_argument("--work", type=Path, default=Path("bench/out"))
-    p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     folder = args.work / "blocks-512"
     shutil.rmtree(folder, ignore_errors=True)
@@ -45,19 +40,16 @@ def main() -> None:
         f"whole process: {wall:.1f} s = {wall / n:.3f} s/image (start-up and model load included); "
         f"peak RSS {rss:.0f} MiB"
     )
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "machine": machine(),
-                    "images": n,
-                    "loop_s_per_image": per_image,
-                    "wall_s": wall,
-                    "peak_rss_mib": rss,
-                },
-                indent=1,
-            )
-        )
+    write_json(
+        args.json,
+        {
+            "machine": machine(),
+            "images": n,
+            "loop_s_per_image": per_image,
+            "wall_s": wall,
+            "peak_rss_mib": rss,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ box AP through ``Segmenter(model="blocks")``, as in ``bench/blocks_ap.py``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,8 +23,8 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from blocks_ap import evaluate, instances_to_coco
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as python bench/blocks_foreign.py
+from bench.common import bench_parser, evaluate, instances_to_coco, print_ap, write_json
 
 
 def _floor(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -135,15 +133,15 @@ def foreign_scene(seed: int) -> tuple[np.ndarray, list[tuple[int, np.ndarray]]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = bench_parser(__doc__, work=False)
     p.add_argument("-n", "--num-scenes", type=int, default=100)
     p.add_argument("--score-threshold", type=float, default=0.05)
     p.add_argument("--save", type=Path, default=None, help="write the first 8 scenes as PNG here")
-    p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(2)
     from pycocotools import mask as mask_utils
 
+    from segcli.blocks.arch import CLASS_NAMES
     from segcli.predictor import Segmenter
     from segcli.settings import Settings
 
@@ -183,17 +181,12 @@ def main(argv: list[str] | None = None) -> int:
     gt: dict[str, Any] = {
         "images": images,
         "annotations": anns,
-        "categories": [{"id": 1, "name": "cube"}, {"id": 2, "name": "sphere"}, {"id": 3, "name": "cylinder"}],
+        "categories": [{"id": i, "name": name} for i, name in enumerate(CLASS_NAMES, start=1)],
     }
     figures = evaluate(gt, dets)
     print(f"foreign renderer, {args.num_scenes} scenes, {len(anns)} objects, score >= {args.score_threshold}")
-    print(
-        f"mask AP {figures['mask_AP']:.3f}  AP50 {figures['mask_AP50']:.3f}  AP75 {figures['mask_AP75']:.3f}"
-    )
-    print(f"box  AP {figures['box_AP']:.3f}  AP50 {figures['box_AP50']:.3f}  AP75 {figures['box_AP75']:.3f}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    print_ap(figures)
+    write_json(args.json, figures)
     return 0
 
 

@@ -1,17 +1,23 @@
-"""Shared pieces of the benchmarks: test images, a random COCO-architecture checkpoint, the machine."""
+"""Shared pieces of the benchmarks: arguments, test images, a random COCO-architecture checkpoint,
+the machine, COCO AP scoring and printing, JSON reports."""
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from segcli.instances import Instances
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO / "examples" / "photos"
@@ -116,3 +122,116 @@ def segcli_batch_measured(folder: Path, out: Path, *options: str) -> tuple[float
     if code != 0:
         raise SystemExit(f"segcli batch failed ({code}): {err}")
     return wall, rss, json.loads((out / "run.json").read_text())
+
+
+# --------------------------------------------------------------------------- arguments, reports
+def bench_parser(doc: str, *, coco_weights: bool = False, work: bool = True) -> argparse.ArgumentParser:
+    """A parser described by ``doc``'s first line with the options benchmarks share: ``--json``
+    (write the figures there), ``--work`` (scratch folder) and, for the COCO-architecture
+    benchmarks, ``--weights`` (a COCO checkpoint; default: random init, see :func:`coco_weights`)."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if coco_weights:
+        p.add_argument("--weights", type=Path, default=None, help="COCO checkpoint (default: random init)")
+    if work:
+        p.add_argument("--work", type=Path, default=Path("bench/out"), help="scratch folder")
+    p.add_argument("--json", type=Path, default=None, help="write the figures here")
+    return p
+
+
+def coco_weights(args: argparse.Namespace) -> Path:
+    """``--weights``, or a randomly initialised COCO checkpoint in ``--work``; prints both headers."""
+    weights: Path = args.weights or random_coco_checkpoint(args.work / "coco-random.pt")
+    print(f"machine: {machine()}")
+    print(f"weights: {weights}" + ("" if args.weights else " (randomly initialised, score threshold 0)"))
+    return weights
+
+
+def write_json(path: Path | None, report: Any) -> None:
+    """Write ``report`` as indented JSON to ``path`` (nothing when ``path`` is None)."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=1) + "\n")
+
+
+# --------------------------------------------------------------------------- COCO AP
+def instances_to_coco(inst: Instances, image_id: int) -> list[dict[str, Any]]:
+    """``inst`` as COCO result entries (RLE segmentation, xywh box, score) of ``image_id``."""
+    from segcli.masks import rle_encode
+
+    out = []
+    for i in range(len(inst)):
+        x0, y0, x1, y1 = (float(v) for v in inst.boxes[i])
+        out.append(
+            {
+                "image_id": image_id,
+                "category_id": int(inst.class_ids[i]),
+                "segmentation": rle_encode(inst.masks[i], inst.mask_boxes[i], inst.image_size),
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "score": float(inst.scores[i]),
+            }
+        )
+    return out
+
+
+def evaluate(gt: dict[str, Any], dets: list[dict[str, Any]]) -> dict[str, float]:
+    """COCOeval ``segm`` and ``bbox`` figures: ``mask_AP``, ``mask_AP50``, ..., ``box_AR100``."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    figures: dict[str, float] = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = gt
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(dets) if dets else COCO()
+    for iou_type, prefix in (("segm", "mask"), ("bbox", "box")):
+        if not dets:
+            figures.update({f"{prefix}_AP": 0.0, f"{prefix}_AP50": 0.0, f"{prefix}_AP75": 0.0})
+            continue
+        ev = COCOeval(coco_gt, coco_dt, iou_type)
+        with contextlib.redirect_stdout(io.StringIO()):
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        s = ev.stats
+        figures.update(
+            {
+                f"{prefix}_AP": float(s[0]),
+                f"{prefix}_AP50": float(s[1]),
+                f"{prefix}_AP75": float(s[2]),
+                f"{prefix}_AP_small": float(s[3]),
+                f"{prefix}_AP_medium": float(s[4]),
+                f"{prefix}_AP_large": float(s[5]),
+                f"{prefix}_AR100": float(s[8]),
+            }
+        )
+    return figures
+
+
+def print_ap(figures: dict[str, float]) -> None:
+    """The mask and box AP lines of :func:`evaluate`'s figures."""
+    for prefix, name in (("mask", "mask"), ("box", "box ")):
+        print(
+            f"{name} AP {figures[f'{prefix}_AP']:.3f}  AP50 {figures[f'{prefix}_AP50']:.3f}  "
+            f"AP75 {figures[f'{prefix}_AP75']:.3f}"
+        )
+
+
+def table_row(*cells: object) -> None:
+    """Print one row of a Markdown table (flushed: rows come slowly)."""
+    print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+
+
+def table_header(*titles: str) -> None:
+    """Print a Markdown table's header and rule."""
+    table_row(*titles)
+    print("|" + "---|" * len(titles))
+
+
+def random_coco_options(weights: Path, max_detections: int) -> list[str]:
+    """``segcli batch`` options for the COCO architecture at score threshold 0 (see :func:`coco_weights`)."""
+    return ["--weights", str(weights), "--model", "coco", "--score-threshold", "0",
+            "--max-detections", str(max_detections)]  # fmt: skip

@@ -11,39 +11,34 @@ Note: segcli writes JPEG overlays for JPEG inputs; the tutorial loop saves PNG, 
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
-from pathlib import Path
 
 from bench.common import (
     REPO,
+    bench_parser,
+    coco_weights,
     machine,
     make_photo,
     python,
-    random_coco_checkpoint,
+    random_coco_options,
     run_measured,
     segcli_batch_measured,
+    write_json,
 )
 
 SOURCES = ("astronaut.jpg", "coffee.jpg", "rocket.jpg", "chelsea.jpg")
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", type=Path, default=None)
+    p = bench_parser(__doc__, coco_weights=True)
     p.add_argument("--images", type=int, default=3)
     p.add_argument("--max-detections", type=int, default=100)
-    p.add_argument("--work", type=Path, default=Path("bench/out"))
-    p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
-    weights = args.weights or random_coco_checkpoint(args.work / "coco-random.pt")
+    weights = coco_weights(args)
     folder = args.work / "naive-12mp"
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(args.images):
         make_photo(folder / f"photo{i}.jpg", (4000, 3000), source=SOURCES[i % len(SOURCES)])
-    print(f"machine: {machine()}")
-    print(f"weights: {weights}" + ("" if args.weights else " (randomly initialised, score threshold 0)"))
     naive_cmd = [
         python(),
         str(REPO / "bench" / "naive_loop.py"),
@@ -64,14 +59,7 @@ def main() -> None:
     wall, rss, _ = segcli_batch_measured(
         folder,
         args.work / "naive-out-segcli",
-        "--weights",
-        str(weights),
-        "--model",
-        "coco",
-        "--score-threshold",
-        "0",
-        "--max-detections",
-        str(args.max_detections),
+        *random_coco_options(weights, args.max_detections),
     )
     results["segcli"] = {"wall_s": round(wall, 2), "peak_rss_mib": round(rss)}
     print(f"segcli  {wall:7.1f} s  peak RSS {rss:7.0f} MiB", flush=True)
@@ -81,18 +69,10 @@ def main() -> None:
     print(
         f"segcli is {speedup:.2f}x faster (goal >= 1.3) and uses {rss_ratio:.2f}x the peak RSS (goal <= 0.5)"
     )
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "machine": machine(),
-                    **results,
-                    "speedup": round(speedup, 3),
-                    "rss_ratio": round(rss_ratio, 3),
-                },
-                indent=1,
-            )
-        )
+    write_json(
+        args.json,
+        {"machine": machine(), **results, "speedup": round(speedup, 3), "rss_ratio": round(rss_ratio, 3)},
+    )
 
 
 if __name__ == "__main__":

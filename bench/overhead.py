@@ -13,13 +13,20 @@ beside it. Goal: loop / network
 
 from __future__ import annotations
 
-import argparse
-import json
 import shutil
 import time
 from pathlib import Path
 
-from bench.common import PHOTOS, machine, make_photo, random_coco_checkpoint, segcli_batch_measured
+from bench.common import (
+    PHOTOS,
+    bench_parser,
+    coco_weights,
+    machine,
+    make_photo,
+    random_coco_options,
+    segcli_batch_measured,
+    write_json,
+)
 
 
 def build_folder(work: Path) -> Path:
@@ -34,8 +41,8 @@ def build_folder(work: Path) -> Path:
 def network_seconds(weights: Path, folder: Path, max_det: int) -> tuple[float, int]:
     import torch
 
+    from segcli.detect import detect_preprocessed, preprocess
     from segcli.imageio import read_image
-    from segcli.model import detect_preprocessed, preprocess
     from segcli.predictor import Segmenter
     from segcli.settings import Settings
 
@@ -52,37 +59,23 @@ def network_seconds(weights: Path, folder: Path, max_det: int) -> tuple[float, i
         # No warm-up: the batch run below pays for its first (cold) forward pass too.
         for pixels in images:
             start = time.perf_counter()
-            image_list, sizes = preprocess(seg.loaded.module, [seg._to_tensor(pixels)])
-            detect_preprocessed(
-                seg.loaded.module, image_list, sizes, keep_labels=None, max_detections=max_det
-            )
+            image_list, sizes = preprocess(seg.module, [seg.to_tensor(pixels)])
+            detect_preprocessed(seg.module, image_list, sizes, keep_labels=None, max_detections=max_det)
             total += time.perf_counter() - start
     return total, len(images)
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", type=Path, default=None)
+    p = bench_parser(__doc__, coco_weights=True)
     p.add_argument("--max-detections", type=int, default=20)
-    p.add_argument("--work", type=Path, default=Path("bench/out"))
-    p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
-    weights = args.weights or random_coco_checkpoint(args.work / "coco-random.pt")
+    weights = coco_weights(args)
     folder = build_folder(args.work)
-    print(f"machine: {machine()}")
-    print(f"weights: {weights}" + ("" if args.weights else " (randomly initialised, score threshold 0)"))
     net, n = network_seconds(weights, folder, args.max_detections)
     wall, rss, run = segcli_batch_measured(
         folder,
         args.work / "overhead-segcli-out",
-        "--weights",
-        str(weights),
-        "--model",
-        "coco",
-        "--score-threshold",
-        "0",
-        "--max-detections",
-        str(args.max_detections),
+        *random_coco_options(weights, args.max_detections),
     )
     loop = run["seconds"]
     result = {
@@ -103,8 +96,7 @@ def main() -> None:
     print(
         f"segcli batch whole process: {wall:.2f} s -> ratio {wall / net:.3f} (start-up, model load included)"
     )
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ same N, which also reports the blocks model's own time per image.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -18,7 +17,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import REPO, machine, make_photo, python, random_coco_checkpoint
+from bench.common import (
+    REPO,
+    bench_parser,
+    coco_weights,
+    machine,
+    make_photo,
+    python,
+    table_header,
+    table_row,
+    write_json,
+)
 
 NS = (1000, 300, 100)
 
@@ -40,19 +49,15 @@ def coco_time(weights: Path, photo: Path, n: int, repeats: int) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", type=Path, default=None)
+    p = bench_parser(__doc__, coco_weights=True)
     p.add_argument("--scenes", type=int, default=200)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--work", type=Path, default=Path("bench/out"))
-    p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
-    weights = args.weights or random_coco_checkpoint(args.work / "coco-random.pt")
+    weights = coco_weights(args)
     photo = make_photo(args.work / "photo-640x480.jpg", (640, 480))
-    print(f"machine: {machine()}")
-    print(f"coco weights: {weights}" + ("" if args.weights else " (randomly initialised)"))
-    print("| N | coco s/image (640x480) | blocks mask AP | AP50 | AP75 | box AP | blocks s/image (512x384) |")
-    print("|---|---|---|---|---|---|---|")
+    table_header(
+        "N", "coco s/image (640x480)", "blocks mask AP", "AP50", "AP75", "box AP", "blocks s/image (512x384)"
+    )
     rows = []
     for n in NS:
         t = coco_time(weights, photo, n, args.repeats)
@@ -75,13 +80,15 @@ def main() -> None:
             ap = json.loads(out.read_text())
         row = {"proposals": n, "coco_s_per_image": round(t, 3), **ap}
         rows.append(row)
-        print(
-            f"| {n} | {t:.2f} | {ap['mask_AP']:.3f} | {ap['mask_AP50']:.3f} | {ap['mask_AP75']:.3f} "
-            f"| {ap['box_AP']:.3f} | {ap['seconds_per_512x384_median']:.3f} |",
-            flush=True,
+        table_row(
+            n,
+            f"{t:.2f}",
+            *(
+                f"{ap[k]:.3f}"
+                for k in ("mask_AP", "mask_AP50", "mask_AP75", "box_AP", "seconds_per_512x384_median")
+            ),
         )
-    if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    write_json(args.json, {"machine": machine(), "rows": rows})
 
 
 if __name__ == "__main__":

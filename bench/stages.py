@@ -12,24 +12,34 @@ COCO-architecture checkpoint is used at --score-threshold 0, which yields exactl
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.common import SIZES, machine, make_photo, random_coco_checkpoint
+from bench.common import (
+    SIZES,
+    bench_parser,
+    coco_weights,
+    machine,
+    make_photo,
+    table_header,
+    table_row,
+    write_json,
+)
+
+if TYPE_CHECKING:
+    from segcli.predictor import Segmenter
 
 STAGES = ("decode", "preprocess", "forward", "paste", "rle", "overlay", "write")
 
 
-def measure(seg: Any, path: Path, out_dir: Path) -> dict[str, float]:
+def measure(seg: Segmenter, path: Path, out_dir: Path) -> dict[str, float]:
     import torch
 
+    from segcli.detect import detect_preprocessed, preprocess
     from segcli.imageio import atomic_write_bytes, read_image
-    from segcli.model import detect_preprocessed, preprocess
     from segcli.render import OverlayAnnotator
     from segcli.writers import dumps, encode_image, instances_record
 
@@ -44,14 +54,18 @@ def measure(seg: Any, path: Path, out_dir: Path) -> dict[str, float]:
     image = read_image(path)
     t = tick("decode", t)
     with torch.inference_mode():
-        tensor = seg._to_tensor(image.pixels)
-        image_list, sizes = preprocess(seg.loaded.module, [tensor])
+        tensor = seg.to_tensor(image.pixels)
+        image_list, sizes = preprocess(seg.module, [tensor])
         t = tick("preprocess", t)
         [raw] = detect_preprocessed(
-            seg.loaded.module, image_list, sizes, keep_labels=None, max_detections=seg.settings.max_detections
+            seg.module,
+            image_list,
+            sizes,
+            keep_labels=None,
+            max_detections=int(seg.settings.max_detections or 0),
         )
         t = tick("forward", t)
-        instances = seg._instances(raw, image.size)
+        instances = seg.to_instances(raw, image.size)
         t = tick("paste", t)
     record = instances_record(instances, image_path=str(path), model=seg.model_info(), settings={})
     t = tick("rle", t)
@@ -68,20 +82,13 @@ def main() -> None:
     from segcli.predictor import Segmenter
     from segcli.settings import Settings
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", type=Path, default=None, help="COCO checkpoint (default: random init)")
+    p = bench_parser(__doc__, coco_weights=True)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--work", type=Path, default=Path("bench/out"))
-    p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
-    weights = args.weights or random_coco_checkpoint(args.work / "coco-random.pt")
-    print(f"machine: {machine()}")
-    print(f"weights: {weights}" + ("" if args.weights else " (randomly initialised, score threshold 0)"))
+    weights = coco_weights(args)
     print(f"median of {args.repeats} runs after one warm-up run; times in ms\n")
     rows: list[dict[str, Any]] = []
-    header = "| image | detections | " + " | ".join(STAGES) + " | total | forward share |"
-    print(header)
-    print("|" + "---|" * (len(STAGES) + 4))
+    table_header("image", "detections", *STAGES, "total", "forward share")
     with tempfile.TemporaryDirectory() as tmp:
         for name, size in SIZES.items():
             photo = make_photo(args.work / f"photo-{name}.jpg", size)
@@ -94,14 +101,14 @@ def main() -> None:
                 total = sum(med[k] for k in STAGES)
                 row = {"image": name, "size": size, **med, "total": total}
                 rows.append(row)
-                cells = " | ".join(f"{med[k] * 1000:.0f}" for k in STAGES)
-                print(
-                    f"| {name} {size[0]}x{size[1]} | {med['detections']:.0f} | {cells} | "
-                    f"{total * 1000:.0f} | {med['forward'] / total:.0%} |",
-                    flush=True,
+                table_row(
+                    f"{name} {size[0]}x{size[1]}",
+                    f"{med['detections']:.0f}",
+                    *(f"{med[k] * 1000:.0f}" for k in STAGES),
+                    f"{total * 1000:.0f}",
+                    f"{med['forward'] / total:.0%}",
                 )
-    if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    write_json(args.json, {"machine": machine(), "rows": rows})
 
 
 if __name__ == "__main__":

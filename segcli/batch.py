@@ -8,6 +8,7 @@ threaded pipeline; the loop that skips complete inputs is :func:`run_plans`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,12 +17,27 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segcli.engines import Engine, ItemResult, Job, SegmenterLike, Status
+from segcli.engines.local import LocalEngine
 from segcli.errors import SegcliError
-from segcli.imageio import DEFAULT_MAX_PIXELS, atomic_write_bytes, is_image_path
-from segcli.writers import DEFAULT_SAVE, OutputPlan, dumps, outputs_complete, plan_outputs, write_coco
+from segcli.formats import yolo_data_yaml
+from segcli.fsutil import atomic_write_bytes, is_temp_name
+from segcli.imageio import DEFAULT_MAX_PIXELS, is_image_path
+from segcli.instances import PLACEHOLDER_CLASSES
+from segcli.writers import (
+    DEFAULT_SAVE,
+    YOLO_DIR,
+    OutputPlan,
+    dumps,
+    outputs_complete,
+    plan_outputs,
+    write_coco,
+)
+
+if TYPE_CHECKING:
+    from pycocotools.coco import COCO
 
 RUN_SCHEMA = "segcli.run/1"
 
@@ -106,14 +122,14 @@ def remove_stale_temp_files(out_dir: Path) -> int:
         return 0
     for folder, dirs, names in os.walk(out_dir):
         for name in [*names, *dirs]:
-            if name.startswith(".") and name.endswith(".part"):
+            if is_temp_name(name):
                 target = Path(folder) / name
                 if target.is_dir():
                     shutil.rmtree(target, ignore_errors=True)
                 else:
                     target.unlink(missing_ok=True)
                 removed += 1
-        dirs[:] = [d for d in dirs if not (d.startswith(".") and d.endswith(".part"))]
+        dirs[:] = [d for d in dirs if not is_temp_name(d)]
     return removed
 
 
@@ -228,6 +244,12 @@ def check_previous_run(out_dir: Path, job: Job) -> None:
             f"{out_dir} holds results of other weights ({old.get('model', {}).get('weights')}); "
             "pass --overwrite to redo them, or choose another --output"
         )
+    was = "polygons" in old.get("save", ())
+    if was != ("polygons" in job.save) and "json" in job.save:
+        raise SegcliError(
+            f"{out_dir} holds JSON {'with' if was else 'without'} polygons; pass --overwrite to redo it "
+            f"{'without' if was else 'with'} them, or choose another --output"
+        )
 
 
 def write_run_files(
@@ -237,8 +259,13 @@ def write_run_files(
     job: Job,
     categories: Sequence[str],
     input_dir: Path,
+    ground_truth: COCO | None = None,
 ) -> Path | None:
-    """Write ``run.json`` and, when per-image JSON is saved, ``coco.json``."""
+    """Write ``run.json`` and, when per-image JSON is saved, ``coco.json`` and
+    ``coco-results.json`` (image and category ids from ``ground_truth`` when given);
+    with YOLO-seg labels, ``yolo/data.yaml`` and a ``yolo/images`` link to the input folder."""
+    from segcli.exports import write_coco_results
+
     coco_path = None
     if "json" in job.save:
         json_paths = ((plan, plan.paths(["json"])["json"]) for plan in plans)
@@ -251,10 +278,30 @@ def write_run_files(
         info = {
             "description": f"segcli {job.model_info.get('name')} on {input_dir}",
             "date_created": summary["finished"],
+            "segcli": {"model": job.model_info, "settings": job.settings},
         }
         write_coco(coco_path, entries, categories, info)
+        write_coco_results(out_dir / "coco-results.json", entries, categories, ground_truth)
+    if "yolo" in job.save:
+        write_yolo_dataset(out_dir, categories, input_dir)
     atomic_write_bytes(out_dir / "run.json", dumps(summary))
     return coco_path
+
+
+def write_yolo_dataset(out_dir: Path, categories: Sequence[str], input_dir: Path | None) -> Path:
+    """``<out>/yolo/data.yaml`` (class names) and, for a folder run, ``<out>/yolo/images``: a
+    link to the input folder, so that Ultralytics finds each label at its image's path with
+    ``images`` -> ``labels``. Returns the data.yaml path."""
+    root = out_dir / YOLO_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    names = [c for c in categories if c not in PLACEHOLDER_CLASSES]
+    data = yolo_data_yaml(names, path=str(root.absolute()), train="images", val="images")
+    atomic_write_bytes(root / "data.yaml", data.encode("utf-8"))
+    link = root / "images"
+    if input_dir is not None and not link.exists() and not link.is_symlink():
+        with contextlib.suppress(OSError):  # no symlinks here (e.g. Windows without rights)
+            link.symlink_to(input_dir.absolute(), target_is_directory=True)
+    return root / "data.yaml"
 
 
 # --------------------------------------------------------------------------- one batch run
@@ -267,6 +314,7 @@ class BatchOptions:
     recursive: bool = True
     batch_size: int = 1
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    coco_ids_from: Path | None = None  # a COCO ground truth: coco-results.json uses its ids
 
 
 @dataclass
@@ -319,10 +367,11 @@ def run_batch(
     ``load`` returns the segmenter; it is called after discovery, so that a bad folder
     is reported before any model loads (pass ``lambda: seg`` for a loaded one). The
     segmenter's ``model_info``/``settings`` identify the run. ``engine`` builds the
-    engine from it (default: the local threaded engine on that segmenter).
+    engine from it (default: the local threaded engine on that segmenter). ``files``
+    (paths under ``folder``) replaces discovery: exactly those inputs, in that order.
+    With ``options.coco_ids_from``, the ground truth is read and every input matched
+    to one of its images by file name before the model loads.
     """
-    from segcli.engines.local import LocalEngine
-
     opts = options or BatchOptions()
     events = events or BatchEvents()
     started = datetime.now(timezone.utc)
@@ -331,6 +380,13 @@ def run_batch(
     else:
         found = Discovery(files=list(files), problems=[])
     events.discovered(len(found.files), found.problems)
+    ground_truth = None
+    if opts.coco_ids_from is not None:
+        from segcli.evaluate import load_ground_truth, match_images
+
+        ground_truth = load_ground_truth(opts.coco_ids_from)
+        names = [f.relative_to(folder).as_posix() for f in found.files]
+        match_images(ground_truth.dataset["images"], names, source="input")
     seg = load()
     eng = engine(seg) if engine is not None else LocalEngine(seg)
     job = Job.for_segmenter(seg, opts.save, batch_size=opts.batch_size, max_pixels=opts.max_pixels)
@@ -349,7 +405,7 @@ def run_batch(
         problems=found.problems,
         started=started,
     )
-    coco_path = write_run_files(output, summary, plans, job, seg.categories, folder)
+    coco_path = write_run_files(output, summary, plans, job, seg.categories, folder, ground_truth)
     return BatchOutcome(
         report=report,
         summary=summary,

@@ -7,19 +7,25 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
+from rich.markup import escape
 
 from segcli import __version__
-from segcli.errors import SegcliError
+from segcli.errors import SegcliError, first_line
+from segcli.options import DeviceOpt, HelpWithModelDefaults, ModelOptions, model_options
+from segcli.settings import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress
 
-    from segcli.engines import ItemResult
+    from segcli.batch import BatchEvents
+    from segcli.engines import ItemResult, SegmenterLike
+    from segcli.evaluate import EvalResult
     from segcli.predictor import Segmenter
 
 app = typer.Typer(
@@ -68,7 +74,7 @@ def cli_errors(func: F) -> F:
                 import traceback
 
                 traceback.print_exc()
-            err_console().print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+            err_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console().print("interrupted", highlight=False)
@@ -78,10 +84,10 @@ def cli_errors(func: F) -> F:
                 import traceback
 
                 traceback.print_exc()
-            line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            name, line = type(exc).__name__, first_line(exc)
+            detail = f"{name}: {escape(line)}" if line != name else name
             err_console().print(
-                f"[bold red]error:[/] unexpected {type(exc).__name__}: {line} "
-                "(run with --debug for the traceback)",
+                f"[bold red]error:[/] unexpected {detail} (run with --debug for the traceback)",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -107,47 +113,14 @@ def _root(
 
 
 # --------------------------------------------------------------------------- options
-ModelOpt = Annotated[
-    str,
-    typer.Option(
-        "--model", "-m", help="coco (maskrcnn_resnet50_fpn), coco-v2 (…_v2) or blocks (bundled, offline)."
-    ),
-]
-WeightsOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--weights",
-        help="Local checkpoint for the chosen architecture (state dict, or one under 'model'/'state_dict').",
-        dir_okay=False,
-    ),
-]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
-HalfOpt = Annotated[bool, typer.Option("--half", help="fp16 autocast (CUDA only).")]
-ScoreOpt = Annotated[
-    float | None, typer.Option("--score-threshold", help="Drop detections below this score [0.5].")
-]
-NmsOpt = Annotated[float | None, typer.Option("--nms-iou", help="Per-class NMS IoU of the box head [0.5].")]
-ProposalsOpt = Annotated[
-    int | None,
-    typer.Option("--proposals", help="RPN proposals kept after NMS per image [300; torchvision uses 1000]."),
-]
-MaxDetOpt = Annotated[int | None, typer.Option("--max-detections", help="Detections kept per image [100].")]
-MaskThrOpt = Annotated[
-    float | None, typer.Option("--mask-threshold", help="Mask probability -> binary mask [0.5].")
-]
-ClassesOpt = Annotated[
-    str | None, typer.Option("--classes", help="Comma-separated class names to keep [all].")
-]
-MinSizeOpt = Annotated[
-    int | None, typer.Option("--min-size", help="Model input short side [model's: 800 coco].")
-]
-MaxSizeOpt = Annotated[
-    int | None, typer.Option("--max-size", help="Model input long side cap [model's: 1333 coco].")
-]
+# The model options (--model ... --max-size) are declared once, in segcli.options.ModelOptions.
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder.", file_okay=False)]
 SaveOpt = Annotated[
     str | None,
-    typer.Option("--save", help="Comma-separated outputs: overlay, json, masks, idmap [overlay,json]."),
+    typer.Option(
+        "--save",
+        help="Comma-separated outputs: overlay, json, masks, idmap, polygons, yolo, labelme [overlay,json].",
+    ),
 ]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Images per forward pass (helps on GPU).")]
 MaxPixelsOpt = Annotated[
@@ -157,43 +130,21 @@ MaxPixelsOpt = Annotated[
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or per-image lines.")]
 
 
-def _settings(
-    score_threshold: float | None,
-    nms_iou: float | None,
-    proposals: int | None,
-    max_detections: int | None,
-    mask_threshold: float | None,
-    classes: str | None,
-    min_size: int | None,
-    max_size: int | None,
-) -> Any:
-    from segcli.settings import Settings, parse_classes
-
-    return Settings(
-        score_threshold=score_threshold,
-        nms_iou=nms_iou,
-        proposals=proposals,
-        max_detections=max_detections,
-        mask_threshold=mask_threshold,
-        classes=parse_classes(classes),
-        min_size=min_size,
-        max_size=max_size,
-    )
-
-
-def _segmenter(
-    model: str, weights: Path | None, device: str, half: bool, settings: Any, quiet: bool
-) -> Segmenter:
-    from segcli.predictor import Segmenter
-
-    seg = Segmenter(model, weights=weights, device=device, settings=settings, half=half, progress=not quiet)
+def load_segmenter(opts: ModelOptions, *, quiet: bool = False) -> Segmenter:
+    """Build the segmenter ``opts`` describe; say which model runs where unless ``quiet``."""
+    seg = opts.spec().build(progress=not quiet)
     if not quiet:
-        info = seg.model_info()
-        err_console().print(
-            f"model [bold]{info['name']}[/] ({info['architecture']}, {info['weights']}) on {seg.device}",
-            highlight=False,
-        )
+        _say_loaded("model", seg.model_info(), seg.device)
     return seg
+
+
+def _say_loaded(what: str, info: Mapping[str, object], device: object) -> None:
+    """One line on stderr: which model (name, architecture, weights) runs on which device."""
+    err_console().print(
+        f"{what} {info['name']} ({info['architecture']}, {info['weights']}) on {device}",
+        highlight=False,
+        markup=False,
+    )
 
 
 def _check_writable(out_dir: Path) -> None:
@@ -207,7 +158,7 @@ def _check_writable(out_dir: Path) -> None:
         raise SegcliError(f"cannot write to output folder {out_dir} ({exc.strerror or exc})") from None
 
 
-def _progress(total: int, quiet: bool) -> Any:
+def _progress(quiet: bool) -> Progress:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -231,13 +182,19 @@ def _progress(total: int, quiet: bool) -> Any:
     )
 
 
+def _print_failed(console: Console, result: ItemResult) -> None:
+    console.print(f"[red]failed:[/] {escape(result.reason)}", highlight=False, soft_wrap=True)
+
+
 # --------------------------------------------------------------------------- predict
-@app.command()
+@app.command(cls=HelpWithModelDefaults)
 @cli_errors
+@model_options
 def predict(
     images: Annotated[
         list[Path], typer.Argument(help="Image files.", exists=True, dir_okay=False, readable=False)
     ],
+    model_opts: ModelOptions,
     output: OutputOpt = Path("segcli-out"),
     save: SaveOpt = None,
     json_out: Annotated[
@@ -246,20 +203,8 @@ def predict(
             "--json", help="'-' writes the JSON to stdout (one line per image) and nothing else there."
         ),
     ] = None,
-    model: ModelOpt = "coco",
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    half: HalfOpt = False,
-    score_threshold: ScoreOpt = None,
-    nms_iou: NmsOpt = None,
-    proposals: ProposalsOpt = None,
-    max_detections: MaxDetOpt = None,
-    mask_threshold: MaskThrOpt = None,
-    classes: ClassesOpt = None,
-    min_size: MinSizeOpt = None,
-    max_size: MaxSizeOpt = None,
     batch_size: BatchSizeOpt = 1,
-    max_pixels: MaxPixelsOpt = 150_000_000,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     quiet: QuietOpt = False,
 ) -> None:
     """Segment one or more images; write overlays and JSON to the output folder."""
@@ -272,32 +217,35 @@ def predict(
         raise SegcliError(f"--json takes '-' (stdout), got {json_out!r}; use --save json for files")
     to_stdout = json_out == "-"
     kinds = parse_save(save) if save is not None else (() if to_stdout else DEFAULT_SAVE)
-    settings = _settings(
-        score_threshold, nms_iou, proposals, max_detections, mask_threshold, classes, min_size, max_size
-    )
+    model_opts.settings()  # bad values fail before the output folder is made
     if kinds:
         _check_writable(output)
-    seg = _segmenter(model, weights, device, half, settings, quiet)
+    seg = load_segmenter(model_opts, quiet=quiet)
     plans = plan_outputs(images, output)
     human = err_console() if to_stdout else out_console()
 
     def on_result(result: ItemResult) -> None:
         if result.status == "failed":
-            err_console().print(f"[red]failed:[/] {result.reason}", highlight=False, soft_wrap=True)
+            _print_failed(err_console(), result)
             return
         if to_stdout and result.record is not None:
             sys.stdout.buffer.write(dumps(result.record))
             sys.stdout.flush()
         if not quiet:
-            where = ", ".join(str(p) for p in result.plan.paths(kinds).values())
+            where = ", ".join(str(p) for p in dict.fromkeys(result.plan.paths(kinds).values()))
             human.print(
                 f"{result.plan.source}: {result.summary}" + (f" -> {where}" if where else ""),
                 highlight=False,
+                markup=False,
                 soft_wrap=True,
             )
 
     job = Job.for_segmenter(seg, kinds, batch_size=batch_size, max_pixels=max_pixels)
     report = run_plans(plans, job, LocalEngine(seg), overwrite=True, on_result=on_result)
+    if "yolo" in kinds:
+        from segcli.batch import write_yolo_dataset
+
+        write_yolo_dataset(output, seg.categories, None)
     if report.interrupted:
         err_console().print(f"interrupted after {report.count('done')} of {len(plans)} images")
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -306,32 +254,33 @@ def predict(
 
 
 # --------------------------------------------------------------------------- batch
-@app.command()
+@app.command(cls=HelpWithModelDefaults)
 @cli_errors
+@model_options
 def batch(
     folder: Annotated[
         Path | None, typer.Argument(help="Folder of images.", exists=True, file_okay=False)
     ] = None,
+    *,
+    model_opts: ModelOptions,
     output: OutputOpt = Path("segcli-out"),
     save: SaveOpt = None,
     recursive: Annotated[
         bool, typer.Option("--recursive/--no-recursive", help="Descend into subfolders.")
     ] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo inputs whose outputs exist.")] = False,
-    model: ModelOpt = "coco",
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    half: HalfOpt = False,
-    score_threshold: ScoreOpt = None,
-    nms_iou: NmsOpt = None,
-    proposals: ProposalsOpt = None,
-    max_detections: MaxDetOpt = None,
-    mask_threshold: MaskThrOpt = None,
-    classes: ClassesOpt = None,
-    min_size: MinSizeOpt = None,
-    max_size: MaxSizeOpt = None,
+    coco_ids_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--coco-ids-from",
+            help="COCO ground truth whose image and category ids coco-results.json uses (matched by file "
+            "name and class name).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     batch_size: BatchSizeOpt = 1,
-    max_pixels: MaxPixelsOpt = 150_000_000,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     quiet: QuietOpt = False,
     from_list: Annotated[
         Path | None,
@@ -354,8 +303,7 @@ def batch(
     ] = None,
 ) -> None:
     """Segment every image under FOLDER (or in --from-list); outputs mirror its tree. Resumable."""
-    from segcli.batch import BatchEvents, BatchOptions, read_list, run_batch
-    from segcli.engines import SegmenterSpec
+    from segcli.batch import BatchOptions, read_list, run_batch
     from segcli.writers import DEFAULT_SAVE, parse_save
 
     if (folder is None) == (from_list is None):
@@ -372,9 +320,7 @@ def batch(
         used = next(k for k, v in ray_options.items() if v is not None)
         _usage_error(f"{used} needs --engine ray")
     kinds = parse_save(save) if save is not None else DEFAULT_SAVE
-    settings = _settings(
-        score_threshold, nms_iou, proposals, max_detections, mask_threshold, classes, min_size, max_size
-    )
+    model_opts.settings()  # bad values fail before the output folder is made
     ray_engine = None
     if engine == "ray":
         from segcli.engines.ray import RayEngine, RayMissing, import_ray
@@ -382,7 +328,7 @@ def batch(
         try:
             import_ray()
             ray_engine = RayEngine(
-                SegmenterSpec(model, str(weights) if weights else None, device, settings, half),
+                model_opts.spec(),
                 address=ray_address,
                 workers=workers,
                 cpus_per_worker=cpus_per_worker,
@@ -397,59 +343,61 @@ def batch(
         except SegcliError as exc:
             _usage_error(str(exc))
     assert folder is not None
-
     options = BatchOptions(
-        save=kinds, overwrite=overwrite, recursive=recursive, batch_size=batch_size, max_pixels=max_pixels
+        save=kinds,
+        overwrite=overwrite,
+        recursive=recursive,
+        batch_size=batch_size,
+        max_pixels=max_pixels,
+        coco_ids_from=coco_ids_from,
     )
     _check_writable(output)
-
-    with _progress(0, quiet) as progress:
-        task = progress.add_task("segmenting", total=None, rate="", visible=False)
-        done = [0]
-
-        class Events(BatchEvents):
-            def discovered(self, files: int, problems: Sequence[tuple[Path, str]]) -> None:
-                for path, why in problems:
-                    progress.console.print(f"[red]failed:[/] {path}: {why}", highlight=False, soft_wrap=True)
-
-            def started(self, total: int, stale_removed: int) -> None:
-                if stale_removed and not quiet:
-                    progress.console.print(
-                        f"removed {stale_removed} temporary file(s) left by an interrupted run"
-                    )
-                progress.update(task, total=total, visible=True)
-
-            def result(self, result: ItemResult) -> None:
-                if result.status == "failed":
-                    progress.console.print(
-                        f"[red]failed:[/] {result.reason}", highlight=False, soft_wrap=True
-                    )
-                done[0] += result.status == "done"
-                elapsed = progress.tasks[task].elapsed or 0.0
-                rate = f"{done[0] / elapsed:.2f} img/s" if elapsed > 0 and done[0] else ""
-                progress.update(task, advance=1, rate=rate)
-
+    with _progress(quiet) as progress:
         outcome = run_batch(
             folder,
             output,
-            lambda: _segmenter(model, weights, device, half, settings, quiet),
+            lambda: load_segmenter(model_opts, quiet=quiet),
             options=options,
             engine=None if ray_engine is None else lambda _driver_segmenter: ray_engine,
-            events=Events(),
+            events=_progress_events(progress, quiet),
             files=files,
         )
-
     _print_summary(outcome.summary, output, outcome.coco_path)
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
 
 
-def _usage_error(message: str) -> NoReturn:
-    """One line on stderr and exit 2 (a usage error: nothing was loaded or written)."""
-    from rich.markup import escape
+def _progress_events(progress: Progress, quiet: bool) -> BatchEvents:
+    """Batch events shown on a Rich progress bar (failures printed above it)."""
+    from segcli.batch import BatchEvents
 
-    err_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+    task = progress.add_task("segmenting", total=None, rate="", visible=False)
+
+    class ProgressEvents(BatchEvents):
+        done = 0
+
+        def discovered(self, files: int, problems: Sequence[tuple[Path, str]]) -> None:
+            for path, why in problems:
+                progress.console.print(
+                    f"[red]failed:[/] {escape(f'{path}: {why}')}", highlight=False, soft_wrap=True
+                )
+
+        def started(self, total: int, stale_removed: int) -> None:
+            if stale_removed and not quiet:
+                progress.console.print(
+                    f"removed {stale_removed} temporary file(s) left by an interrupted run"
+                )
+            progress.update(task, total=total, visible=True)
+
+        def result(self, result: ItemResult) -> None:
+            if result.status == "failed":
+                _print_failed(progress.console, result)
+            self.done += result.status == "done"
+            elapsed = progress.tasks[task].elapsed or 0.0
+            rate = f"{self.done / elapsed:.2f} img/s" if elapsed > 0 and self.done else ""
+            progress.update(task, advance=1, rate=rate)
+
+    return ProgressEvents()
 
 
 def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None) -> None:
@@ -469,51 +417,195 @@ def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None
         f"{rate:.2f}" if rate else "-",
     )
     out_console().print(table)
-    out_console().print(f"run report: {output / 'run.json'}", highlight=False)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"run report: {output / 'run.json'}")
     if coco_path is not None:
-        out_console().print(f"COCO file:  {coco_path}", highlight=False)
+        say(f"COCO file:  {coco_path}")
+        results = coco_path.with_name("coco-results.json")
+        if results.is_file():
+            say(f"COCO results (for COCO.loadRes): {results}")
+    yolo = output / "yolo" / "data.yaml"
+    if "yolo" in summary.get("save", ()) and yolo.is_file():
+        say(f"YOLO-seg dataset: {yolo}")
+
+
+# --------------------------------------------------------------------------- eval
+EVAL_SCORE_THRESHOLD = 0.05
+"""``segcli eval``'s default score threshold when it runs the model (COCO's convention)."""
+
+
+class _EvalHelp(HelpWithModelDefaults):
+    """Model-option help as for the other commands, but eval's own score-threshold default."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.params:
+            if param.name == "score_threshold":
+                param.help = f"Drop detections below this score [{EVAL_SCORE_THRESHOLD}, COCO's convention]."  # type: ignore[attr-defined]
+        super().format_help(ctx, formatter)
+
+
+@app.command("eval", cls=_EvalHelp)
+@cli_errors
+@model_options
+def eval_command(
+    ground_truth: Annotated[
+        Path, typer.Argument(help="COCO ground-truth JSON.", exists=True, dir_okay=False, readable=False)
+    ],
+    model_opts: ModelOptions,
+    images: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Folder the ground truth's file_name is relative to [its own folder].", file_okay=False
+        ),
+    ] = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--predictions",
+            help="Evaluate this coco.json (from a run) or COCO results list instead of running the model.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    match_by: Annotated[
+        str, typer.Option("--match-by", help="Match categories by 'name' (case-insensitive) or 'id'.")
+    ] = "name",
+    output: OutputOpt = Path("segcli-out"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo images whose outputs exist.")] = False,
+    batch_size: BatchSizeOpt = 1,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    quiet: QuietOpt = False,
+) -> None:
+    """Evaluate against a COCO ground truth: box and mask AP, per-class AP, eval.json, PR plots.
+
+    Without --predictions, segments the ground truth's images first (resumable, into -o),
+    at --score-threshold 0.05 unless told otherwise (COCO's convention).
+    """
+    import dataclasses
+
+    from segcli.batch import BatchOptions
+    from segcli.evaluate import MATCH_BY, run_eval
+
+    if match_by not in MATCH_BY:
+        _usage_error(f"--match-by {match_by!r}: choose from {', '.join(MATCH_BY)}")
+    defaults = ModelOptions()
+    given = [
+        "--" + f.name.replace("_", "-")
+        for f in dataclasses.fields(ModelOptions)
+        if getattr(model_opts, f.name) != getattr(defaults, f.name)
+    ]
+    if predictions is not None and (given or images is not None):
+        _usage_error(f"{', '.join(given) or 'IMAGES'}: no model runs with --predictions")
+    if model_opts.score_threshold is None:
+        model_opts = dataclasses.replace(model_opts, score_threshold=EVAL_SCORE_THRESHOLD)
+    model_opts.settings()  # bad values fail before the output folder is made
+    _check_writable(output)
+    options = BatchOptions(save=("json",), overwrite=overwrite, batch_size=batch_size, max_pixels=max_pixels)
+    with _progress(quiet or predictions is not None) as progress:
+        outcome = run_eval(
+            ground_truth,
+            output,
+            images=images,
+            predictions=predictions,
+            load=lambda: load_segmenter(model_opts, quiet=quiet),
+            options=options,
+            events=_progress_events(progress, quiet),
+            match_by=match_by,
+        )
+    if outcome.result is None:
+        err_console().print("interrupted: run the same command again to finish (images done are kept)")
+        raise typer.Exit(outcome.exit_code)
+    _print_eval(outcome.result)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"evaluation: {outcome.eval_path}")
+    if outcome.plots:
+        say(f"PR curves:  {outcome.plots[0].parent}/ ({len(outcome.plots)} PNG)")
+
+
+def _usage_error(message: str) -> None:
+    err_console().print(f"[bold red]usage error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _print_eval(result: EvalResult) -> None:
+    from rich.table import Table
+
+    from segcli.evaluate import TABLE_STATS
+
+    title = escape(
+        f"{Path(result.ground_truth).name}: {result.images} images, {result.detections} detections"
+    )
+    table = Table(title=title, header_style="bold")
+    table.add_column("")
+    for name in TABLE_STATS:
+        table.add_column("AR@100" if name == "AR100" else name, justify="right")
+    for iou_type, label in (("bbox", "box"), ("segm", "mask")):
+        if iou_type in result.stats:
+            table.add_row(label, *(_fmt(result.stats[iou_type][name]) for name in TABLE_STATS))
+    out_console().print(table)
+    per_class = Table(title="per class: ground-truth instances, detections, AP", header_style="bold")
+    per_class.add_column("class", no_wrap=True)
+    per_class.add_column("GT", justify="right")
+    per_class.add_column("det", justify="right")
+    types = [t for t in ("bbox", "segm") if t in result.stats]
+    for iou_type in types:
+        prefix = "box " if iou_type == "bbox" else "mask "
+        for name in ("AP", "AP50", "AP75"):
+            per_class.add_column(f"{prefix if name == 'AP' else ''}{name}", justify="right")
+    for cls in result.classes:
+        per_class.add_row(
+            escape(cls.name),
+            str(cls.instances),
+            str(cls.detections),
+            *(_fmt(cls.ap[t][name]) for t in types for name in ("AP", "AP50", "AP75")),
+        )
+    out_console().print(per_class)
+    for warning in result.warnings:
+        err_console().print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    for note in result.notes:
+        err_console().print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- demo
 @app.command()
 @cli_errors
-def demo(
-    output: OutputOpt = Path("segcli-demo"),
-    device: DeviceOpt = "auto",
-) -> None:
+def demo(output: OutputOpt = Path("segcli-demo"), device: DeviceOpt = "auto") -> None:
     """Run predict, batch and compare offline on generated block scenes (bundled model)."""
     from segcli.demo import run_demo
 
     with err_console().status("segmenting the example scenes with the bundled blocks model"):
         result = run_demo(output, device=device, compare=_demo_compare)
-    out_console().print(f"[bold]segcli demo[/] wrote everything under {output}/", highlight=False)
-    out_console().print(f"  inputs   {result.inputs}/  (generated block scenes)", highlight=False)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"segcli demo wrote everything under {output}/")
+    say(f"  inputs   {result.inputs}/  (generated block scenes)")
     for kind, path in result.predict.items():
-        out_console().print(f"  predict  {path}  ({kind})", highlight=False)
+        say(f"  predict  {path}  ({kind})")
     counts = result.batch_counts
-    out_console().print(
+    say(
         f"  batch    {result.batch_dir}/  ({counts['done']} images, {counts['instances']} instances; "
-        f"run.json, coco.json)",
-        highlight=False,
+        f"run.json, coco.json)"
     )
     for kind, path in result.extra.items():
-        out_console().print(f"  compare  {path}  ({kind})", highlight=False)
-    out_console().print(
+        say(f"  compare  {path}  ({kind})")
+    say(
         f"Start with {result.predict['overlay']}: two red cubes, one partly hiding the other, "
-        "each with its own mask.",
-        highlight=False,
+        "each with its own mask."
     )
 
 
-def _demo_compare(seg: Segmenter, image: Path, out_dir: Path) -> dict[str, Path]:
+def _demo_compare(seg: SegmenterLike, image: Path, out_dir: Path) -> dict[str, Path]:
     from segcli.compare import run_compare
 
-    return run_compare(seg, image, out_dir).paths()
+    return run_compare(seg, image, out_dir).paths()  # type: ignore[arg-type]  # TODO(merge): SegmenterLike
 
 
 # --------------------------------------------------------------------------- compare
 compare_app = typer.Typer(
-    help="Figures that show what instance segmentation adds.",
+    help="Figures that compare: semantic vs instance segmentation, RPN proposal counts.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
@@ -522,10 +614,12 @@ compare_app = typer.Typer(
 app.add_typer(compare_app, name="compare")
 
 
-@compare_app.command("semantic-vs-instance")
+@compare_app.command("semantic-vs-instance", cls=HelpWithModelDefaults)
 @cli_errors
+@model_options
 def compare_semantic_vs_instance(
     image: Annotated[Path, typer.Argument(help="Image file.", exists=True, dir_okay=False, readable=False)],
+    model_opts: ModelOptions,
     semantic: Annotated[
         str,
         typer.Option(
@@ -539,19 +633,7 @@ def compare_semantic_vs_instance(
         typer.Option("--semantic-weights", help="Local checkpoint for the --semantic model.", dir_okay=False),
     ] = None,
     output: OutputOpt = Path("segcli-out"),
-    model: ModelOpt = "coco",
-    weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
-    half: HalfOpt = False,
-    score_threshold: ScoreOpt = None,
-    nms_iou: NmsOpt = None,
-    proposals: ProposalsOpt = None,
-    max_detections: MaxDetOpt = None,
-    mask_threshold: MaskThrOpt = None,
-    classes: ClassesOpt = None,
-    min_size: MinSizeOpt = None,
-    max_size: MaxSizeOpt = None,
-    max_pixels: MaxPixelsOpt = 150_000_000,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     quiet: QuietOpt = False,
 ) -> None:
     """One image as classification, detection, semantic and instance segmentation, with counts.
@@ -561,37 +643,31 @@ def compare_semantic_vs_instance(
     from segcli.compare import check_semantic_source, run_compare
 
     source = check_semantic_source(semantic, semantic_weights)
-    settings = _settings(
-        score_threshold, nms_iou, proposals, max_detections, mask_threshold, classes, min_size, max_size
-    )
+    model_opts.settings()  # bad values fail before the output folder is made
     _check_writable(output)
     semantic_model = None
     if source != "derived":
-        from segcli.model import load_semantic_model
+        from segcli.weights import load_model
 
-        semantic_model = load_semantic_model(
-            source, weights=semantic_weights, device=device, progress=not quiet
+        semantic_model = load_model(
+            source, task="semantic", weights=semantic_weights, device=model_opts.device, progress=not quiet
         )
         if not quiet:
-            info = semantic_model.info()
-            err_console().print(
-                f"semantic model [bold]{info['name']}[/] ({info['architecture']}, {info['weights']}) "
-                f"on {semantic_model.device}",
-                highlight=False,
-            )
-    seg = _segmenter(model, weights, device, half, settings, quiet)
+            _say_loaded("semantic model", semantic_model.info(), semantic_model.device)
+    seg = load_segmenter(model_opts, quiet=quiet)
     result = run_compare(seg, image, output, semantic_model=semantic_model, max_pixels=max_pixels)
     if not quiet:
         _print_compare(result.record)
-    out_console().print(f"figure: {result.figure_path}", highlight=False)
-    out_console().print(f"JSON:   {result.json_path}", highlight=False)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"figure: {result.figure_path}")
+    say(f"JSON:   {result.json_path}")
 
 
 def _print_compare(record: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(
-        title=f"{Path(record['image']['path']).name}: semantic ({record['semantic']}) vs instance",
+        title=escape(f"{Path(record['image']['path']).name}: semantic ({record['semantic']}) vs instance"),
         show_header=True,
         header_style="bold",
     )
@@ -600,7 +676,7 @@ def _print_compare(record: dict[str, Any]) -> None:
         table.add_column(col, justify="right")
     for row in record["classes"]:
         table.add_row(
-            row["label"],
+            escape(row["label"]),
             str(row["instances"]),
             str(row["semantic_regions"]),
             str(row["semantic_pixels"]),
@@ -609,6 +685,139 @@ def _print_compare(record: dict[str, Any]) -> None:
     if not record["classes"]:
         table.add_row("[dim](no objects found)[/]", "0", "0", "0", "0")
     out_console().print(table)
+
+
+# --------------------------------------------------------------------------- explain, compare proposals
+def _usage_error(message: str) -> NoReturn:
+    """One line on stderr and exit 2: a usage error, found before any model loads."""
+    err_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@compare_app.command("proposals", cls=HelpWithModelDefaults)
+@cli_errors
+@model_options
+def compare_proposals_cmd(
+    image: Annotated[Path, typer.Argument(help="Image file.", exists=True, dir_okay=False, readable=False)],
+    model_opts: ModelOptions,
+    n: Annotated[
+        str, typer.Option("--n", help="Comma-separated RPN proposal counts to compare [10,100,300,1000].")
+    ] = "10,100,300,1000",
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed runs per N; the median is reported.")] = 3,
+    output: OutputOpt = Path("segcli-out"),
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    quiet: QuietOpt = False,
+) -> None:
+    """One image at several RPN proposal counts N: detections, seconds per image, agreement.
+
+    Writes <image>.proposals.png (one panel per N) and <image>.proposals.json.
+    """
+    from segcli.compare.proposals import parse_ns, run_compare_proposals
+
+    try:
+        ns = parse_ns(n)
+        if repeats < 1:
+            raise SegcliError(f"--repeats must be at least 1, got {repeats}")
+        if model_opts.proposals is not None:
+            raise SegcliError("compare proposals sets the proposal count itself: give the counts with --n")
+        model_opts.settings()
+    except SegcliError as exc:
+        _usage_error(str(exc))
+    _check_writable(output)
+    seg = load_segmenter(model_opts, quiet=quiet)
+    with err_console().status(f"segmenting at N = {', '.join(map(str, ns))} ({repeats} timed runs each)"):
+        result = run_compare_proposals(seg, image, output, ns, repeats=repeats, max_pixels=max_pixels)
+    if not quiet:
+        _print_proposals(result.record)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"figure: {result.figure_path}")
+    say(f"JSON:   {result.json_path}")
+
+
+def _print_proposals(record: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    ref = record["reference_n"]
+    table = Table(
+        title=f"{escape(Path(record['image']['path']).name)}: RPN proposals N (agreement with N = {ref})",
+        show_header=True,
+        header_style="bold",
+    )
+    for col in ("N", "s/image", "detections", "matched", "agreement", "mean mask IoU"):
+        table.add_column(col, justify="right")
+    for run in record["runs"]:
+        share, iou = run["agreement"], run["mean_iou"]
+        table.add_row(
+            str(run["n"]),
+            f"{run['seconds_per_image']:.3f}",
+            str(run["detections"]),
+            f"{run['matched']}/{len(record['runs'][-1]['instances'])}",
+            "-" if share is None else f"{share:.2f}",
+            "-" if iou is None else f"{iou:.3f}",
+        )
+    out_console().print(table)
+    out_console().print(
+        "matched: greedy by score within class at mask IoU >= 0.5, against the largest N",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command("explain", cls=HelpWithModelDefaults)
+@cli_errors
+@model_options
+def explain_cmd(
+    image: Annotated[Path, typer.Argument(help="Image file.", exists=True, dir_okay=False, readable=False)],
+    model_opts: ModelOptions,
+    instance: Annotated[
+        int | None,
+        typer.Option("--instance", help="Which detection's mask to follow (0 = the top score) [top score]."),
+    ] = None,
+    output: OutputOpt = Path("segcli-out"),
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    quiet: QuietOpt = False,
+) -> None:
+    """The network's stages on one image: proposals, box branch and NMS, one raw mask, overlay.
+
+    Writes <image>.explain.png (six panels) and <image>.explain.json.
+    """
+    try:
+        if instance is not None and instance < 0:
+            raise SegcliError(f"--instance must be 0 or more, got {instance}")
+        model_opts.settings()
+    except SegcliError as exc:
+        _usage_error(str(exc))
+    _check_writable(output)
+    seg = load_segmenter(model_opts, quiet=quiet)
+    from segcli.explain import run_explain
+
+    result = run_explain(seg, image, output, instance=instance, max_pixels=max_pixels)
+    if not quiet:
+        _print_explain(result.record)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"figure: {result.figure_path}")
+    say(f"JSON:   {result.json_path}")
+
+
+def _print_explain(record: dict[str, Any]) -> None:
+    p, b, inst = record["proposals"], record["box_branch"], record["instance"]
+    lines = [
+        f"RPN: {p['count']} proposals kept (top N = {p['top_n']}), the first {p['drawn']} drawn",
+        f"box branch: {b['proposals']} proposals scored, {b['before_nms']} boxes above "
+        f"{b['score_threshold']:g} before NMS, {b['after_nms']} after",
+    ]
+    if inst is None:
+        lines.append("no detection: no mask to follow")
+    else:
+        size, resized = inst["mask_head"]["size"], inst["resized"]
+        lines.append(
+            f"mask of detection {inst['id']} ({inst['label']} {inst['score']:.2f}): "
+            f"{size[0]}x{size[1]} -> {resized['width']}x{resized['height']} box, "
+            f"p > {resized['threshold']:g}: {resized['area']} pixels"
+            + ("" if resized["matches_output"] else " (DIFFERS from the segmenter's mask)")
+        )
+    for line in lines:
+        out_console().print(line, highlight=False, markup=False)
 
 
 def main() -> None:

@@ -6,13 +6,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segcli.batch import BatchOptions, run_batch, run_plans
-from segcli.engines import Job
+from segcli.batch import BatchOptions, run_batch, run_plans, write_yolo_dataset
+from segcli.engines import Job, SegmenterLike, SegmenterSpec
 from segcli.engines.local import LocalEngine
-from segcli.predictor import Segmenter
 from segcli.writers import OUTPUT_KINDS, plan_outputs
 
 SEED_CASE = "two-red-cubes.png"
+DEMO_SAVE = ("overlay", "json")
+"""What the demo's batch step writes (its predict step writes every output kind)."""
+
+CompareStep = Callable[[SegmenterLike, Path, Path], dict[str, Path]]
 
 
 @dataclass
@@ -28,24 +31,28 @@ def run_demo(
     out_dir: Path,
     *,
     device: str = "auto",
-    compare: Callable[[Segmenter, Path, Path], dict[str, Path]] | None = None,
+    segmenter: SegmenterLike | None = None,
+    compare: CompareStep | None = None,
 ) -> DemoResult:
-    """Write example scenes, then run ``predict``, ``batch`` and (if given) ``compare`` on them."""
+    """Write example scenes, then run ``predict``, ``batch`` and (if given) ``compare`` on them.
+
+    ``segmenter`` defaults to the bundled blocks model on ``device``. The batch step is
+    :func:`segcli.batch.run_batch` with ``overwrite``: a demo redoes every example, so
+    stale temp files are removed and nothing of an earlier run mixes in.
+    """
     from segcli.blocks.examples import write_examples
 
     inputs = out_dir / "inputs"
     write_examples(inputs)
-    seg = Segmenter("blocks", device=device)
+    seg = segmenter if segmenter is not None else SegmenterSpec("blocks", device=device).build()
 
     seed_case = inputs / SEED_CASE
-    predict_dir = out_dir / "predict"
-    [plan] = plan_outputs([seed_case], predict_dir)
+    [plan] = plan_outputs([seed_case], out_dir / "predict")
     run_plans([plan], Job.for_segmenter(seg, OUTPUT_KINDS), LocalEngine(seg), overwrite=True)
+    write_yolo_dataset(out_dir / "predict", seg.categories, None)
 
     batch_dir = out_dir / "batch"
-    outcome = run_batch(
-        inputs, batch_dir, lambda: seg, options=BatchOptions(save=("overlay", "json"), overwrite=True)
-    )
+    outcome = run_batch(inputs, batch_dir, lambda: seg, options=BatchOptions(save=DEMO_SAVE, overwrite=True))
 
     result = DemoResult(
         inputs=inputs,

@@ -1,9 +1,7 @@
-"""Reading images as a viewer shows them, and writing files atomically."""
+"""Reading images as a viewer shows them."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,13 +9,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from segcli.errors import SegcliError
+from segcli.errors import SegcliError, first_line
+from segcli.fsutil import atomic_write_bytes as atomic_write_bytes  # re-exported: its old home
+from segcli.settings import DEFAULT_MAX_PIXELS
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
-DEFAULT_MAX_PIXELS = 150_000_000
-
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 # segcli checks the declared size itself (``max_pixels``) before decoding; Pillow's
 # own global limit would otherwise override the user's --max-pixels.
@@ -35,6 +31,10 @@ class LoadedImage:
     @property
     def size(self) -> tuple[int, int]:
         return int(self.pixels.shape[0]), int(self.pixels.shape[1])
+
+    def __repr__(self) -> str:
+        h, w = self.size
+        return f"LoadedImage({str(self.path)!r}, {w}x{h} {self.format})"
 
 
 def is_image_path(path: Path) -> bool:
@@ -78,8 +78,7 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     except MemoryError:
         raise SegcliError(f"{path}: out of memory while decoding") from None
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SegcliError(f"{path}: cannot decode image ({text})") from None
+        raise SegcliError(f"{path}: cannot decode image ({first_line(exc)})") from None
     return LoadedImage(path=path, pixels=pixels, format=fmt)
 
 
@@ -106,21 +105,3 @@ def _to_rgb8(im: Image.Image) -> np.ndarray:
     if mode != "RGB":
         im = im.convert("RGB")
     return np.array(im)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and a rename.
-
-    A reader never sees a half-written file under ``path``; on any error the temp
-    file is removed.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -6,17 +6,19 @@ import contextlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torchvision.models.detection import MaskRCNN
 
+from segcli.detect import RawDetections, clip_to_image, configure, detect, paste_masks
 from segcli.errors import SegcliError
 from segcli.instances import PLACEHOLDER_CLASSES, Instances
-from segcli.model import LoadedModel, RawDetections, configure, detect, load_model, resolve_device
 from segcli.settings import Settings
+from segcli.weights import Loaded, load_model, resolve_device
 
 MIN_MODEL_SIDE = 32
 """Images so elongated that a side would shrink below this many model pixels are padded."""
@@ -46,10 +48,18 @@ class Segmenter:
         if half and dev.type != "cuda":
             raise SegcliError(f"--half needs a CUDA device, got {dev}")
         self.half = half
-        self.loaded: LoadedModel = load_model(model, weights=weights, device=dev, progress=progress)
+        self.loaded: Loaded = load_model(model, weights=weights, device=dev, progress=progress)
+        self.module = cast(MaskRCNN, self.loaded.module)
         self.settings: Settings = (settings or Settings()).with_defaults(self.loaded.spec.defaults)
         self._keep_labels = self._class_filter(self.settings.classes)
-        configure(self.loaded.module, self.settings, class_filter=self._keep_labels is not None)
+        configure(self.module, self.settings, class_filter=self._keep_labels is not None)
+
+    def __repr__(self) -> str:
+        classes = ",".join(self.settings.classes) if self.settings.classes else "all"
+        return (
+            f"Segmenter(model={self.loaded.spec.name!r}, weights={self.loaded.weights!r}, "
+            f"device={self.device}, classes={classes}{', half' if self.half else ''})"
+        )
 
     @property
     def device(self) -> torch.device:
@@ -64,7 +74,7 @@ class Segmenter:
         """The names a user may pass to ``--classes``."""
         return [c for c in self.categories if c not in PLACEHOLDER_CLASSES]
 
-    def model_info(self) -> dict[str, Any]:
+    def model_info(self) -> dict[str, str]:
         return self.loaded.info()
 
     def _class_filter(self, classes: tuple[str, ...] | None) -> Tensor | None:
@@ -81,7 +91,9 @@ class Segmenter:
             )
         return torch.tensor(sorted({lookup[c.lower()] for c in classes}), device=self.device)
 
-    def _to_tensor(self, image: np.ndarray) -> Tensor:
+    def to_tensor(self, image: np.ndarray) -> Tensor:
+        """One (H, W, 3) uint8 RGB image as the model's input: CHW float in [0, 1] on the
+        device, zero-padded at the bottom/right if it is too elongated (see ``_padding``)."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise SegcliError(
                 f"Segmenter expects (H, W, 3) uint8 RGB images, got {image.shape} {image.dtype}"
@@ -113,24 +125,26 @@ class Segmenter:
     def __call__(self, images: Sequence[np.ndarray]) -> list[Instances]:
         if not len(images):
             return []
-        tensors = [self._to_tensor(im) for im in images]
+        tensors = [self.to_tensor(im) for im in images]
         autocast = (
             torch.autocast(device_type="cuda", dtype=torch.float16) if self.half else contextlib.nullcontext()
         )
         with torch.inference_mode(), autocast:
             raws = detect(
-                self.loaded.module,
+                self.module,
                 tensors,
                 keep_labels=self._keep_labels,
                 max_detections=int(self.settings.max_detections or 100),
             )
             return [
-                self._instances(raw, (int(im.shape[0]), int(im.shape[1]))) for raw, im in zip(raws, images)
+                self.to_instances(raw, (int(im.shape[0]), int(im.shape[1]))) for raw, im in zip(raws, images)
             ]
 
-    def _instances(self, raw: RawDetections, image_size: tuple[int, int]) -> Instances:
+    def to_instances(self, raw: RawDetections, image_size: tuple[int, int]) -> Instances:
+        """One image's raw detections as ``Instances``: masks pasted and thresholded, in
+        the image's own pixels (``image_size`` = (H, W) before any padding)."""
         if raw.boxes.shape[0] and self._padding(*image_size) != (0, 0):
-            raw = _clip_to_image(raw, image_size)
+            raw = clip_to_image(raw, image_size)
         threshold = float(self.settings.mask_threshold if self.settings.mask_threshold is not None else 0.5)
         crops, mask_boxes = paste_masks(raw.mask_probs.float(), raw.boxes.float(), image_size, threshold)
         labels = raw.labels.cpu().numpy().astype(np.int64)
@@ -143,54 +157,3 @@ class Segmenter:
             masks=tuple(crops),
             mask_boxes=mask_boxes,
         )
-
-
-def _clip_to_image(raw: RawDetections, image_size: tuple[int, int]) -> RawDetections:
-    """Drop detections that lie in padding only; clip the rest to the real image."""
-    h, w = image_size
-    boxes = raw.boxes.clone()
-    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, w)
-    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
-    keep = ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).nonzero().flatten()
-    return RawDetections(
-        boxes=boxes[keep], scores=raw.scores[keep], labels=raw.labels[keep], mask_probs=raw.mask_probs[keep]
-    )
-
-
-def paste_masks(
-    mask_probs: Tensor, boxes: Tensor, image_size: tuple[int, int], threshold: float, padding: int = 1
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Paste each (1, M, M) mask into its box, returning bool crops and their boxes.
-
-    Follows torchvision's ``paste_masks_in_image`` step for step (pad by one pixel,
-    expand the box to match, bilinear resize to the box) but never allocates a full
-    frame: each result covers only its box, clipped to the image.
-    """
-    im_h, im_w = image_size
-    n = int(mask_probs.shape[0])
-    if n == 0:
-        return [], np.zeros((0, 4), dtype=np.int64)
-    m = int(mask_probs.shape[-1])
-    scale = float(m + 2 * padding) / m
-    padded = F.pad(mask_probs, (padding,) * 4)
-    w_half = (boxes[:, 2] - boxes[:, 0]) * 0.5 * scale
-    h_half = (boxes[:, 3] - boxes[:, 1]) * 0.5 * scale
-    x_c = (boxes[:, 2] + boxes[:, 0]) * 0.5
-    y_c = (boxes[:, 3] + boxes[:, 1]) * 0.5
-    expanded = torch.stack([x_c - w_half, y_c - h_half, x_c + w_half, y_c + h_half], dim=1)
-    expanded = expanded.to(torch.int64).cpu().tolist()
-    crops: list[np.ndarray] = []
-    mask_boxes = np.zeros((n, 4), dtype=np.int64)
-    for i, (bx0, by0, bx1, by1) in enumerate(expanded):
-        w = max(bx1 - bx0 + 1, 1)
-        h = max(by1 - by0 + 1, 1)
-        x0, x1 = max(bx0, 0), min(bx1 + 1, im_w)
-        y0, y1 = max(by0, 0), min(by1 + 1, im_h)
-        if x1 <= x0 or y1 <= y0:
-            crops.append(np.zeros((0, 0), dtype=bool))
-            continue
-        resized = F.interpolate(padded[i : i + 1], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-        crop = resized[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0] > threshold
-        crops.append(crop.cpu().numpy())
-        mask_boxes[i] = (x0, y0, x1, y1)
-    return crops, mask_boxes

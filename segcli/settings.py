@@ -8,12 +8,17 @@ from typing import Any
 
 from segcli.errors import SegcliError
 
+DEFAULT_MAX_PIXELS = 150_000_000
+"""Images declaring more pixels are refused before decoding (``--max-pixels``). A limit on
+inputs, not a model setting; it lives here because this module is light enough for the
+CLI to import at start-up (``segcli.imageio`` pulls in numpy and Pillow)."""
+
 
 @dataclass(frozen=True)
 class Settings:
     """Every knob that changes what the model returns.
 
-    ``None`` means "the model's own default" (see ``model.ModelSpec.defaults``);
+    ``None`` means "the model's own default" (see ``registry.ModelSpec.defaults``);
     :meth:`with_defaults` fills them in, so that the recorded settings are complete.
     """
 

@@ -1,4 +1,4 @@
-"""Output files: overlay images, per-image JSON, mask PNGs, id maps, COCO files.
+"""Output files: overlay images, per-image JSON, mask PNGs, id maps, COCO, YOLO-seg and LabelMe files.
 
 Every file is written atomically (temp file + rename); the per-image JSON is
 written last, so its presence marks an image as done.
@@ -20,17 +20,21 @@ import cv2
 import numpy as np
 
 from segcli.errors import SegcliError
-from segcli.imageio import _UMASK, atomic_write_bytes
+from segcli.formats import coco_polygons, labelme_record, yolo_class_index, yolo_lines
+from segcli.fsutil import atomic_path, atomic_write_bytes
 from segcli.instances import PLACEHOLDER_CLASSES, Instances
 from segcli.masks import rle_encode
-from segcli.render import OverlayAnnotator
+from segcli.render import Annotator, OverlayAnnotator
 
 SCHEMA = "segcli.instances/1"
-OUTPUT_KINDS = ("overlay", "json", "masks", "idmap")
+OUTPUT_KINDS = ("overlay", "json", "masks", "idmap", "polygons", "yolo", "labelme")
 DEFAULT_SAVE = ("overlay", "json")
+YOLO_DIR = "yolo"
+LABELME_DIR = "labelme"
 
 
 def parse_save(text: str) -> tuple[str, ...]:
+    """``--save`` as output kinds; ``polygons`` lives in the JSON, so it brings ``json`` along."""
     kinds = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
     unknown = [k for k in kinds if k not in OUTPUT_KINDS]
     if unknown or not kinds:
@@ -39,28 +43,50 @@ def parse_save(text: str) -> tuple[str, ...]:
             if unknown
             else "--save names no output"
         )
+    if "polygons" in kinds and "json" not in kinds:
+        kinds = (*kinds, "json")
     return kinds
 
 
 # --------------------------------------------------------------------------- planning
 @dataclass(frozen=True)
 class OutputPlan:
-    """Where one input's outputs go. ``key`` is the input's path relative to the run's root."""
+    """Where one input's outputs go. ``key`` is the input's path relative to the run's root.
+
+    ``stem`` is ``key`` without its extension (unique in the run): YOLO-seg and LabelMe
+    pair a label file with its image by that name (``photo.jpg`` -> ``photo.txt``).
+    """
 
     source: Path
     key: str
     base: Path
+    stem: str = ""
+
+    @property
+    def out_dir(self) -> Path:
+        """The run's output folder (``base`` is ``out_dir / key``)."""
+        return self.base.parents[len(Path(self.key).parts) - 1]
 
     def paths(self, save: Iterable[str]) -> dict[str, Path]:
         name = self.base.name
         overlay_ext = ".jpg" if self.source.suffix.lower() in (".jpg", ".jpeg") else ".png"
         names = {
             "json": f"{name}.json",
+            "polygons": f"{name}.json",  # polygons are a field of the JSON
             "overlay": f"{name}.overlay{overlay_ext}",
             "masks": f"{name}.masks",
             "idmap": f"{name}.idmap.png",
         }
-        return {kind: self.base.with_name(names[kind]) for kind in save}
+        stem = self.stem or Path(self.key).with_suffix("").as_posix()
+        out: dict[str, Path] = {}
+        for kind in save:
+            if kind == "yolo":
+                out[kind] = self.out_dir / YOLO_DIR / "labels" / f"{stem}.txt"
+            elif kind == "labelme":
+                out[kind] = self.out_dir / LABELME_DIR / f"{stem}.json"
+            else:
+                out[kind] = self.base.with_name(names[kind])
+        return out
 
 
 def plan_outputs(sources: Sequence[Path], out_dir: Path, root: Path | None = None) -> list[OutputPlan]:
@@ -78,12 +104,19 @@ def plan_outputs(sources: Sequence[Path], out_dir: Path, root: Path | None = Non
     counts: dict[str, int] = {}
     for rel in rels:
         counts[rel.as_posix().casefold()] = counts.get(rel.as_posix().casefold(), 0) + 1
+    stems: dict[str, int] = {}
+    for rel in rels:
+        stem = rel.with_suffix("").as_posix().casefold()
+        stems[stem] = stems.get(stem, 0) + 1
     plans = []
     for src, rel in zip(sources, rels):
+        tag = hashlib.sha1(str(src.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        stem = rel.with_suffix("").as_posix()
+        if stems[stem.casefold()] > 1:  # photo.jpg and photo.png: label files cannot both be photo.*
+            stem = f"{stem}~{tag}"
         if counts[rel.as_posix().casefold()] > 1:
-            tag = hashlib.sha1(str(src.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:8]
             rel = rel.with_name(f"{rel.name}~{tag}")
-        plans.append(OutputPlan(source=src, key=rel.as_posix(), base=out_dir / rel))
+        plans.append(OutputPlan(source=src, key=rel.as_posix(), base=out_dir / rel, stem=stem))
     return plans
 
 
@@ -98,23 +131,29 @@ def instances_record(
     image_path: str,
     model: dict[str, Any],
     settings: dict[str, Any],
+    polygons: bool = False,
 ) -> dict[str, Any]:
-    """The ``segcli.instances/1`` JSON object of one image."""
+    """The ``segcli.instances/1`` JSON object of one image.
+
+    With ``polygons``, each instance also carries its mask as COCO polygons
+    (``[[x1, y1, x2, y2, ...], ...]``, holes bridged in; see :mod:`segcli.formats`).
+    """
     height, width = instances.image_size
     items = []
     for i in range(len(instances)):
         x1, y1, x2, y2 = (round(float(v), 2) for v in instances.boxes[i])
-        items.append(
-            {
-                "id": i,
-                "category_id": int(instances.class_ids[i]),
-                "label": instances.class_names[i],
-                "score": round(float(instances.scores[i]), 4),
-                "box": [x1, y1, x2, y2],
-                "area": int(instances.areas[i]),
-                "mask": rle_encode(instances.masks[i], instances.mask_boxes[i], instances.image_size),
-            }
-        )
+        item: dict[str, Any] = {
+            "id": i,
+            "category_id": int(instances.class_ids[i]),
+            "label": instances.class_names[i],
+            "score": round(float(instances.scores[i]), 4),
+            "box": [x1, y1, x2, y2],
+            "area": int(instances.areas[i]),
+            "mask": rle_encode(instances.masks[i], instances.mask_boxes[i], instances.image_size),
+        }
+        if polygons:
+            item["polygons"] = coco_polygons(instances, i)
+        items.append(item)
     return {
         "schema": SCHEMA,
         "image": {"path": image_path, "width": width, "height": height},
@@ -139,34 +178,14 @@ def encode_image(rgb: np.ndarray, ext: str) -> bytes:
     return buf.tobytes()
 
 
-def id_map(instances: Instances) -> np.ndarray:
-    """(H, W) uint16: pixel = instance id + 1, 0 = background; higher scores win overlaps."""
-    out = np.zeros(instances.image_size, dtype=np.uint16)
-    if len(instances) > 65534:
-        raise SegcliError(f"an id map holds at most 65534 instances, got {len(instances)}")
-    for i in instances.paint_order():
-        x0, y0, x1, y1 = (int(v) for v in instances.mask_boxes[i])
-        out[y0:y1, x0:x1][instances.masks[i]] = i + 1
-    return out
-
-
 def _write_mask_dir(path: Path, instances: Instances) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
-    try:
-        tmp.chmod(0o777 & ~_UMASK)
+    with atomic_path(path, directory=True) as tmp:
         full = np.zeros(instances.image_size, dtype=np.uint8)
         for i in range(len(instances)):
             x0, y0, x1, y1 = (int(v) for v in instances.mask_boxes[i])
             full[y0:y1, x0:x1] = instances.masks[i] * np.uint8(255)
             (tmp / f"{i:03d}.png").write_bytes(encode_image(full, ".png"))
             full[y0:y1, x0:x1] = 0
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def write_outputs(
@@ -174,27 +193,49 @@ def write_outputs(
     image: np.ndarray,
     instances: Instances,
     record: dict[str, Any],
-    annotator: OverlayAnnotator | None = None,
+    annotator: Annotator | None = None,
+    categories: Sequence[str] = (),
 ) -> None:
-    """Write the requested outputs of one image; the JSON (the completion mark) last."""
+    """Write the requested outputs of one image; the JSON (the completion mark) last.
+
+    ``categories`` (the model's class list) numbers the YOLO-seg classes.
+    """
+    if "yolo" in paths:
+        if not categories:
+            raise SegcliError("YOLO-seg labels need the model's class list (categories)")
+        lines = yolo_lines(instances, yolo_class_index(categories, PLACEHOLDER_CLASSES))
+        atomic_write_bytes(paths["yolo"], "".join(f"{line}\n" for line in lines).encode("utf-8"))
+    if "labelme" in paths:
+        target = paths["labelme"]
+        image_path = os.path.relpath(Path(record["image"]["path"]).absolute(), target.parent.absolute())
+        atomic_write_bytes(target, dumps(labelme_record(instances, Path(image_path).as_posix())))
     if "overlay" in paths:
         overlay = (annotator or OverlayAnnotator()).annotate(image, instances)
         atomic_write_bytes(paths["overlay"], encode_image(overlay, paths["overlay"].suffix))
     if "masks" in paths:
         _write_mask_dir(paths["masks"], instances)
     if "idmap" in paths:
-        atomic_write_bytes(paths["idmap"], encode_image(id_map(instances), ".png"))
+        # (H, W) uint16: pixel = instance id + 1, 0 = background; higher scores win overlaps
+        if len(instances) > 65534:
+            raise SegcliError(f"an id map holds at most 65534 instances, got {len(instances)}")
+        ids = instances.label_map(np.arange(1, len(instances) + 1), dtype=np.uint16)
+        atomic_write_bytes(paths["idmap"], encode_image(ids, ".png"))
     if "json" in paths:
         atomic_write_bytes(paths["json"], dumps(record))
 
 
 # --------------------------------------------------------------------------- COCO
-def coco_categories(categories: Sequence[str]) -> list[dict[str, Any]]:
-    return [
+def coco_categories(categories: Sequence[str], used: Iterable[int] = ()) -> list[dict[str, Any]]:
+    """The model's classes as COCO categories, plus any placeholder slot (``N/A``) in ``used``."""
+    used = set(used)
+    listed = [
         {"id": i, "name": name, "supercategory": "object"}
         for i, name in enumerate(categories)
-        if name not in PLACEHOLDER_CLASSES
+        if name not in PLACEHOLDER_CLASSES or i in used
     ]
+    known = {c["id"] for c in listed}
+    listed += [{"id": i, "name": f"class {i}", "supercategory": "object"} for i in sorted(used - known)]
+    return sorted(listed, key=lambda c: c["id"])
 
 
 def write_coco(
@@ -208,56 +249,51 @@ def write_coco(
     ``entries`` are (file_name relative to the input folder, per-image JSON path).
     Returns (images, annotations) written.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)
     n_images = n_ann = 0
-    try:
-        with (
-            os.fdopen(fd, "w", encoding="utf-8") as out,
-            tempfile.TemporaryFile("w+", encoding="utf-8") as anns,
-        ):
-            out.write('{"info":' + json.dumps(info) + ',"licenses":[],"images":[')
-            for file_name, json_path in entries:
-                record = json.loads(json_path.read_text(encoding="utf-8"))
-                n_images += 1
-                image = record["image"]
-                out.write(
-                    ("," if n_images > 1 else "")
+    used: set[int] = set()
+    with (
+        atomic_path(path) as tmp,
+        open(tmp, "w", encoding="utf-8") as out,
+        tempfile.TemporaryFile("w+", encoding="utf-8") as anns,
+    ):
+        out.write('{"info":' + json.dumps(info) + ',"licenses":[],"images":[')
+        for file_name, json_path in entries:
+            record = json.loads(json_path.read_text(encoding="utf-8"))
+            n_images += 1
+            image = record["image"]
+            out.write(
+                ("," if n_images > 1 else "")
+                + json.dumps(
+                    {
+                        "id": n_images,
+                        "file_name": file_name,
+                        "width": image["width"],
+                        "height": image["height"],
+                    },
+                    ensure_ascii=False,
+                )
+            )
+            for inst in record["instances"]:
+                n_ann += 1
+                used.add(int(inst["category_id"]))
+                x1, y1, x2, y2 = inst["box"]
+                anns.write(
+                    ("," if n_ann > 1 else "")
                     + json.dumps(
                         {
-                            "id": n_images,
-                            "file_name": file_name,
-                            "width": image["width"],
-                            "height": image["height"],
-                        },
-                        ensure_ascii=False,
+                            "id": n_ann,
+                            "image_id": n_images,
+                            "category_id": inst["category_id"],
+                            "segmentation": inst.get("polygons") or inst["mask"],
+                            "area": inst["area"],
+                            "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
+                            "iscrowd": 0,
+                            "score": inst["score"],
+                        }
                     )
                 )
-                for inst in record["instances"]:
-                    n_ann += 1
-                    x1, y1, x2, y2 = inst["box"]
-                    anns.write(
-                        ("," if n_ann > 1 else "")
-                        + json.dumps(
-                            {
-                                "id": n_ann,
-                                "image_id": n_images,
-                                "category_id": inst["category_id"],
-                                "segmentation": inst["mask"],
-                                "area": inst["area"],
-                                "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
-                                "iscrowd": 0,
-                                "score": inst["score"],
-                            }
-                        )
-                    )
-            out.write('],"annotations":[')
-            anns.seek(0)
-            shutil.copyfileobj(anns, out)
-            out.write('],"categories":' + json.dumps(coco_categories(categories)) + "}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        out.write('],"annotations":[')
+        anns.seek(0)
+        shutil.copyfileobj(anns, out)
+        out.write('],"categories":' + json.dumps(coco_categories(categories, used)) + "}\n")
     return n_images, n_ann

@@ -7,7 +7,7 @@ import pytest
 
 from segcli.blocks import HELDOUT_SEED_BASE, render_scene, scenes_to_coco, seed_case_scene
 from segcli.blocks.scenes import CATEGORIES, MIN_OBJECT_FRACTION
-from segcli.model import BUNDLED_BLOCKS_WEIGHTS
+from segcli.registry import BUNDLED_BLOCKS_WEIGHTS
 
 SPEC_SEEDS = [HELDOUT_SEED_BASE + 700_000 + i for i in range(40)]
 

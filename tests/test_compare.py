@@ -19,27 +19,18 @@ import pytest
 from segcli import compare as C
 from segcli.errors import SegcliError
 from segcli.instances import Instances
+from tests.factories import BLOCKS, SIZE, box_mask, class_map
+from tests.factories import from_masks as make
 
-H, W = 60, 80
-CATS = ("__background__", "cube", "sphere", "cylinder")
-NAMES = dict(enumerate(CATS))
-
-
-def box_mask(x0: int, y0: int, x1: int, y1: int, size: tuple[int, int] = (H, W)) -> np.ndarray:
-    m = np.zeros(size, dtype=bool)
-    m[y0:y1, x0:x1] = True
-    return m
-
-
-def make(masks: list[np.ndarray], scores: list[float], ids: list[int]) -> Instances:
-    return Instances.from_full_masks(masks, scores=scores, class_ids=ids, class_names=[CATS[i] for i in ids])
+H, W = SIZE
+NAMES = dict(enumerate(BLOCKS))
 
 
 # --------------------------------------------------------------------------- numbers
 def test_two_overlapping_cubes_are_two_instances_but_one_semantic_region() -> None:
     a, b = box_mask(10, 10, 40, 40), box_mask(30, 25, 60, 55)
     inst = make([a, b], [0.9, 0.8], [1, 1])
-    semantic = C.derived_semantic_map(inst)
+    semantic = class_map(inst)
     [cube] = C.class_stats(inst, semantic, NAMES)
     union = int((a | b).sum())
     assert (cube.label, cube.instances, cube.semantic_regions) == ("cube", 2, 1)
@@ -52,9 +43,8 @@ def test_stats_per_class_and_regions_are_8_connected() -> None:
     a, b = box_mask(0, 0, 10, 10), box_mask(10, 10, 20, 20)
     sphere1, sphere2 = box_mask(40, 0, 50, 10), box_mask(60, 30, 70, 40)
     inst = make([a, b, sphere1, sphere2], [0.9, 0.9, 0.8, 0.7], [1, 1, 2, 2])
-    semantic = C.derived_semantic_map(inst)
+    semantic = class_map(inst)
     stats = {s.label: s for s in C.class_stats(inst, semantic, NAMES)}
-    assert C.CONNECTIVITY == 8
     assert (stats["cube"].instances, stats["cube"].semantic_regions) == (2, 1)
     assert C.class_stats(inst, semantic, NAMES, connectivity=4)[0].semantic_regions == 2
     assert (stats["sphere"].instances, stats["sphere"].semantic_regions) == (2, 2)
@@ -64,7 +54,7 @@ def test_stats_per_class_and_regions_are_8_connected() -> None:
 def test_semantic_pixels_differ_from_instance_pixels_where_another_class_wins() -> None:
     cube, sphere = box_mask(0, 0, 20, 20), box_mask(10, 0, 30, 20)  # overlap of 10x20
     inst = make([cube, sphere], [0.6, 0.9], [1, 2])
-    stats = {s.label: s for s in C.class_stats(inst, C.derived_semantic_map(inst), NAMES)}
+    stats = {s.label: s for s in C.class_stats(inst, class_map(inst), NAMES)}
     assert stats["cube"].instance_pixels == 400
     assert stats["cube"].semantic_pixels == 200  # the sphere scored higher on the overlap
     assert stats["sphere"].semantic_pixels == stats["sphere"].instance_pixels == 400
@@ -92,44 +82,15 @@ def test_seed_case_scene_makes_the_point() -> None:
         class_ids=[o.category_id for o in objs],
         class_names=[o.name for o in objs],
     )
-    [cube] = C.class_stats(inst, C.derived_semantic_map(inst), NAMES)
+    [cube] = C.class_stats(inst, class_map(inst), NAMES)
     assert (cube.label, cube.instances, cube.semantic_regions) == ("cube", 2, 1)
-
-
-# --------------------------------------------------------------------------- tie-breaking
-def test_derived_map_highest_score_wins_whatever_the_order() -> None:
-    a, b = box_mask(0, 0, 30, 30), box_mask(20, 20, 50, 50)
-    for scores, ids, winner in (([0.6, 0.9], [1, 2], 2), ([0.9, 0.6], [2, 1], 2)):
-        semantic = C.derived_semantic_map(make([a, b], scores, ids))
-        assert semantic[25, 25] == winner
-        assert semantic[5, 5] == ids[0] and semantic[45, 45] == ids[1] and semantic[55, 75] == 0
-
-
-def test_derived_map_equal_scores_lower_index_wins() -> None:
-    a, b, c = box_mask(0, 0, 30, 30), box_mask(20, 20, 50, 50), box_mask(25, 25, 28, 28)
-    assert C.derived_semantic_map(make([a, b], [0.7, 0.7], [1, 2]))[25, 25] == 1
-    assert C.derived_semantic_map(make([a, b], [0.7, 0.7], [2, 1]))[25, 25] == 2
-    # three-way: a lower-scored instance never wins, the tie goes to the lower index
-    assert C.derived_semantic_map(make([c, a, b], [0.5, 0.7, 0.7], [3, 2, 1]))[26, 26] == 2
-
-
-def test_derived_map_empty_and_dtype() -> None:
-    semantic = C.derived_semantic_map(Instances.empty((H, W)))
-    assert semantic.shape == (H, W) and semantic.dtype == np.int32 and not semantic.any()
 
 
 # --------------------------------------------------------------------------- VOC <-> COCO
 def test_voc_spellings_map_to_coco() -> None:
-    assert C.VOC_TO_COCO == {
-        "aeroplane": "airplane",
-        "motorbike": "motorcycle",
-        "diningtable": "dining table",
-        "pottedplant": "potted plant",
-        "sofa": "couch",
-        "tvmonitor": "tv",
-    }
     assert C.coco_name("person") == "person"
     assert C.coco_name("tvmonitor") == "tv"
+    assert C.coco_name("aeroplane") == "airplane"
 
 
 def test_every_voc_class_is_a_coco_class() -> None:
@@ -159,7 +120,7 @@ def test_voc_map_meets_coco_instances_by_name() -> None:
 def test_record_has_the_schema_keys() -> None:
     a, b = box_mask(10, 10, 40, 40), box_mask(30, 25, 60, 55)
     inst = make([a, b], [0.9, 0.8], [1, 1])
-    stats = C.class_stats(inst, C.derived_semantic_map(inst), NAMES)
+    stats = C.class_stats(inst, class_map(inst), NAMES)
     record = C.compare_record(
         stats, image_path="x.png", image_size=(H, W), semantic="derived", model={"name": "blocks"}
     )
@@ -195,7 +156,7 @@ def _scene() -> tuple[np.ndarray, Instances]:
 
 def test_figure_has_four_titled_panels() -> None:
     image, inst = _scene()
-    semantic = C.derived_semantic_map(inst)
+    semantic = class_map(inst)
     panels = C.compare_panels(image, inst, semantic, NAMES)
     assert [t for t, _ in panels] == [
         "1. Classification",
@@ -203,7 +164,7 @@ def test_figure_has_four_titled_panels() -> None:
         "3. Semantic segmentation (derived)",
         "4. Instance segmentation",
     ]
-    figure = C.compare_figure(image, inst, semantic, NAMES)
+    figure = C.compose_figure(panels)
     ph, pw = C.panel_size((H, W))
     assert max(ph, pw) == 320  # tiny images are enlarged for legibility
     _, _, bar = C.title_font([t for t, _ in panels], pw)
@@ -223,7 +184,7 @@ def test_figure_has_four_titled_panels() -> None:
 
 def test_semantic_panel_one_colour_per_class_instance_panel_one_per_object() -> None:
     image, inst = _scene()
-    semantic = C.derived_semantic_map(inst)
+    semantic = class_map(inst)
     ph, pw = C.panel_size((H, W))
     small = C.resize_label_map(semantic, (ph, pw))
     panels = dict(C.compare_panels(image, inst, semantic, NAMES))
@@ -245,8 +206,8 @@ def test_big_images_are_shrunk_for_the_figure() -> None:
         [0.9, 0.8],
         [1, 1],
     )
-    semantic = C.derived_semantic_map(inst)
-    figure = C.compare_figure(image, inst, semantic, NAMES)
+    semantic = class_map(inst)
+    figure = C.compose_figure(C.compare_panels(image, inst, semantic, NAMES))
     assert C.panel_size((big_h, big_w)) == (480, 640)
     assert max(figure.shape[:2]) < 1400
     [cube] = C.class_stats(inst, semantic, NAMES)  # numbers stay at full resolution
@@ -260,9 +221,9 @@ def test_big_images_are_shrunk_for_the_figure() -> None:
 def test_scaled_instances_line_up_with_the_resized_map() -> None:
     _, inst = _scene()
     for size in ((31, 41), (150, 200)):
-        scaled = C.scale_instances(inst, size)
-        expect = C.resize_label_map(C.derived_semantic_map(inst), size)
-        assert np.array_equal(C.derived_semantic_map(scaled), expect)
+        scaled = inst.resized(size)
+        expect = C.resize_label_map(class_map(inst), size)
+        assert np.array_equal(class_map(scaled), expect)
 
 
 # --------------------------------------------------------------------------- semantic models
@@ -275,7 +236,7 @@ def test_semantic_builders_fit_torchvisions_own_checkpoints(
     import torchvision.models.segmentation as tv_seg
     from torchvision.models._api import WeightsEnum
 
-    from segcli.model import SEMANTIC_MODELS
+    from segcli.registry import SEMANTIC_MODELS
 
     spec = SEMANTIC_MODELS[name]
     with torch.device("meta"):
@@ -286,14 +247,13 @@ def test_semantic_builders_fit_torchvisions_own_checkpoints(
         theirs = getattr(tv_seg, spec.architecture)(weights=spec.torchvision_weights)  # strict load
     assert set(theirs.state_dict()) == set(ours)
     assert spec.categories[0] == "__background__" and len(spec.categories) == 21
-    assert set(SEMANTIC_MODELS) == set(C.SEMANTIC_SOURCES) - {"derived"}
 
 
 @pytest.fixture(scope="module")
 def lraspp_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
-    from segcli.model import SEMANTIC_MODELS
+    from segcli.registry import SEMANTIC_MODELS
 
     torch.manual_seed(0)
     module = SEMANTIC_MODELS["lraspp"].build(num_classes=21, aux_loss=False)
@@ -303,9 +263,10 @@ def lraspp_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_semantic_weights_run_end_to_end(lraspp_checkpoint: Path) -> None:
-    from segcli.model import load_semantic_model, semantic_segment
+    from segcli.detect import semantic_segment
+    from segcli.weights import load_model
 
-    loaded = load_semantic_model("lraspp", weights=lraspp_checkpoint, device="cpu")
+    loaded = load_model("lraspp", task="semantic", weights=lraspp_checkpoint, device="cpu")
     assert loaded.info()["weights"] == str(lraspp_checkpoint) and len(loaded.categories) == 21
     image, inst = _scene()
     semantic = semantic_segment(loaded, image, size=64)
@@ -314,15 +275,16 @@ def test_semantic_weights_run_end_to_end(lraspp_checkpoint: Path) -> None:
     names = C.voc_names_as_coco(loaded.categories)
     stats = C.class_stats(inst, semantic, names)
     assert sum(s.semantic_pixels for s in stats) == int((semantic > 0).sum())
-    figure = C.compare_figure(image, inst, semantic, names, semantic="lraspp")
-    assert figure.ndim == 3
+    panels = C.compare_panels(image, inst, semantic, names, semantic="lraspp")
+    assert panels[2][0] == "3. Semantic segmentation (lraspp)"
+    assert C.compose_figure(panels).ndim == 3
 
 
 def test_semantic_checkpoint_of_another_architecture_is_refused(lraspp_checkpoint: Path) -> None:
-    from segcli.model import load_semantic_model
+    from segcli.weights import load_model
 
     with pytest.raises(SegcliError, match=r"does not fit fcn_resnet50 \(--semantic fcn\)"):
-        load_semantic_model("fcn", weights=lraspp_checkpoint, device="cpu")
+        load_model("fcn", task="semantic", weights=lraspp_checkpoint, device="cpu")
 
 
 def test_semantic_offline_error_names_file_cache_url_and_option(
@@ -331,7 +293,8 @@ def test_semantic_offline_error_names_file_cache_url_and_option(
     import torch
     from torchvision.models._api import WeightsEnum
 
-    from segcli.model import SEMANTIC_MODELS, load_semantic_model
+    from segcli.registry import SEMANTIC_MODELS
+    from segcli.weights import load_model
 
     def offline(self: object, *args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("no network in tests")
@@ -341,7 +304,7 @@ def test_semantic_offline_error_names_file_cache_url_and_option(
     monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
     weights = SEMANTIC_MODELS["deeplabv3"].torchvision_weights
     with pytest.raises(SegcliError) as err:
-        load_semantic_model("deeplabv3", device="cpu")
+        load_model("deeplabv3", task="semantic", device="cpu")
     text = str(err.value)
     cache = tmp_path / "hub" / "checkpoints"
     assert "deeplabv3_resnet50_coco-cd0a2569.pth" in text

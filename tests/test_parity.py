@@ -9,8 +9,8 @@ import pytest
 import torch
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-from segcli.model import MODELS
 from segcli.predictor import Segmenter
+from segcli.registry import MODELS
 from segcli.settings import Settings
 from tests.conftest import random_image
 

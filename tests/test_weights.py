@@ -8,15 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from segcli.blocks.arch import CATEGORIES, build_blocks_maskrcnn
 from segcli.errors import SegcliError
-from segcli.model import (
-    BLOCKS_CATEGORIES,
-    MODELS,
-    build_blocks_maskrcnn,
-    load_model,
-    resolve_device,
-    torchvision_cache_file,
-)
+from segcli.registry import MODELS, SEMANTIC_MODELS, get_spec
+from segcli.weights import load_model, read_checkpoint, resolve_device, torchvision_cache_file
 
 
 def test_offline_coco_weights_give_one_actionable_message(tmp_path: Path) -> None:
@@ -137,8 +132,37 @@ def test_devices() -> None:
             resolve_device("cuda:1")
 
 
-def test_blocks_categories() -> None:
-    assert BLOCKS_CATEGORIES == ("__background__", "cube", "sphere", "cylinder")
+def test_bundled_checkpoint_names_the_blocks_classes_of_the_architecture() -> None:
+    """The class names travel in the bundled file; they must be the ones the scenes use."""
+    from segcli.blocks.scenes import CATEGORIES as SCENE_NAMES
+
+    bundled = MODELS["blocks"].bundled_weights
+    assert bundled is not None
+    _, names = read_checkpoint(bundled)
+    assert names == CATEGORIES == MODELS["blocks"].categories
+    assert names is not None and names[1:] == SCENE_NAMES
+
+
+def test_get_spec_ignores_case_and_lists_the_names() -> None:
+    assert get_spec(" COCO-v2 ") is MODELS["coco-v2"]
+    assert get_spec("LRASPP", "semantic") is SEMANTIC_MODELS["lraspp"]
+    with pytest.raises(SegcliError, match=r"unknown model 'yolo'; choose one of: coco, coco-v2, blocks$"):
+        get_spec("yolo")
+    with pytest.raises(SegcliError, match="unknown semantic model 'coco'; choose one of: deeplabv3, fcn"):
+        get_spec("coco", "semantic")
+
+
+def test_registry_imports_no_torch() -> None:
+    """``segcli --help`` builds its text from the registry's defaults without loading torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from segcli.registry import get_spec; "
+        "d = get_spec('coco').defaults; assert d.min_size == 800 and d.max_size == 1333; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 @pytest.mark.slow
@@ -156,5 +180,16 @@ def test_coco_v2_architecture_runs_from_a_local_checkpoint(tmp_path: Path) -> No
     seg = Segmenter("coco-v2", weights=path, device="cpu", settings=settings)
     assert seg.model_info()["architecture"] == "maskrcnn_resnet50_fpn_v2"
     [inst] = seg([np.full((90, 120, 3), 127, np.uint8)])
-    assert inst.image_size == (90, 120) and len(inst) <= 3
+    assert inst.image_size == (90, 120) and len(inst) == 3  # score threshold 0: the cap is reached
     assert set(inst.class_names) <= set(MODELS["coco-v2"].categories)
+
+
+def test_segmenter_repr_is_one_short_line(blocks_ckpt: Path) -> None:
+    from segcli.predictor import Segmenter
+    from segcli.settings import Settings
+
+    seg = Segmenter(
+        "Blocks", weights=blocks_ckpt, device="cpu", settings=Settings(classes=("cube", "sphere"))
+    )
+    assert repr(seg) == f"Segmenter(model='blocks', weights='{blocks_ckpt}', device=cpu, classes=cube,sphere)"
+    assert seg.model_info()["name"] == "blocks"  # the registry's spelling, whatever the user typed

@@ -23,8 +23,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-CATEGORIES: tuple[str, ...] = ("cube", "sphere", "cylinder")
-"""Category names; the category id of ``CATEGORIES[i]`` is ``i + 1``."""
+from segcli.blocks.arch import CLASS_NAMES as CATEGORIES
+
 CUBE, SPHERE, CYLINDER = 1, 2, 3
 
 MIN_SIDE, MAX_SIDE = 192, 640

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
 import sys
 import time
@@ -28,8 +27,9 @@ import numpy as np
 import torch
 
 from segcli.blocks import TRAIN_SEEDS
+from segcli.blocks.arch import CATEGORIES, build_blocks_maskrcnn
 from segcli.blocks.scenes import Scene, render_scene
-from segcli.model import BLOCKS_CATEGORIES, build_blocks_maskrcnn
+from segcli.fsutil import atomic_path
 
 TRAIN_MIN_SIZES = (320, 352, 384, 416)
 TRAIN_MAX_SIZE = 640
@@ -68,10 +68,8 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
         k: (v.detach().half() if v.is_floating_point() else v.detach()).clone()
         for k, v in model.state_dict().items()
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": state, "categories": list(BLOCKS_CATEGORIES)}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"model": state, "categories": list(CATEGORIES)}, tmp)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     flip_rng = np.random.default_rng(args.seed)
 
-    model = build_blocks_maskrcnn(num_classes=len(BLOCKS_CATEGORIES))
+    model = build_blocks_maskrcnn(num_classes=len(CATEGORIES))
     model.transform.min_size = TRAIN_MIN_SIZES
     model.transform.max_size = TRAIN_MAX_SIZE
     model.train()

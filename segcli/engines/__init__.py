@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from segcli.imageio import DEFAULT_MAX_PIXELS, LoadedImage, read_image
 from segcli.instances import Instances
 from segcli.settings import Settings
 from segcli.writers import OutputPlan, instances_record, write_outputs
+
+if TYPE_CHECKING:
+    from segcli.predictor import Segmenter
 
 Status = Literal["done", "skipped", "failed"]
 
@@ -56,7 +59,7 @@ class SegmenterSpec:
     settings: Settings = field(default_factory=Settings)
     half: bool = False
 
-    def build(self, *, progress: bool = False) -> SegmenterLike:
+    def build(self, *, progress: bool = False) -> Segmenter:
         from segcli.predictor import Segmenter
 
         return Segmenter(
@@ -78,18 +81,29 @@ class Job:
     settings: dict[str, Any]
     batch_size: int = 1
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    categories: tuple[str, ...] = ()  # the model's class list (numbers YOLO-seg classes)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise SegcliError(f"--batch-size must be at least 1, got {self.batch_size}")
 
     @classmethod
-    def for_segmenter(cls, segmenter: SegmenterLike, save: Sequence[str], **kwargs: Any) -> Job:
+    def for_segmenter(
+        cls,
+        segmenter: SegmenterLike,
+        save: Sequence[str],
+        *,
+        batch_size: int = 1,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ) -> Job:
+        """The job of a run with ``segmenter``: its model info and (complete) settings."""
         return cls(
             save=tuple(save),
             model_info=segmenter.model_info(),
             settings=segmenter.settings.to_dict(),
-            **kwargs,
+            batch_size=batch_size,
+            max_pixels=max_pixels,
+            categories=tuple(segmenter.categories),
         )
 
 
@@ -109,20 +123,35 @@ Emit = Callable[[ItemResult], None]
 
 
 class Engine(Protocol):
-    """Runs the stages of every plan and reports each result exactly once."""
+    """Runs the three stages of every plan it is given; the seam between a run and its workers.
+
+    The contract, for every engine:
+
+    - **Input.** ``plans`` are exactly the inputs to do (complete ones were already
+      skipped by :func:`segcli.batch.run_plans`); ``job`` is the same for all of them.
+    - **Work.** Each plan goes through :func:`read_input`, :func:`segment_images` and
+      :func:`write_result` (or :func:`process_plans`, which chains them), so that the
+      files written do not depend on the engine. Failures become results through
+      :func:`read_failure`, :func:`model_failure` and :func:`write_failure`; a failing
+      input never stops the run, and ``run`` raises only for a fault of the engine itself.
+    - **Reporting.** ``emit`` is called exactly once per finished plan, in any order,
+      and always from the thread that called ``run`` (callers update progress bars in
+      it without locks). A ``done`` result's ``record`` is the JSON just written.
+    - **Interrupt.** On KeyboardInterrupt the engine starts no new input, finishes and
+      reports the writes already started (good work is never lost), and returns True;
+      inputs it never finished are not reported. Otherwise it returns False.
+    - **No run files.** ``run.json``, ``coco.json``, the settings check and stale
+      temp-file cleanup belong to :func:`segcli.batch.run_batch`, above the engine.
+    """
 
     name: str
 
     def run(self, plans: Sequence[OutputPlan], job: Job, emit: Emit) -> bool:
-        """Process ``plans``; call ``emit`` once per plan; return True if interrupted.
-
-        On KeyboardInterrupt an engine stops starting new inputs, finishes the writes
-        already started (good work is never lost) and returns True.
-        """
+        """Process ``plans`` as above; return True if interrupted."""
         ...
 
     def describe(self) -> dict[str, Any]:
-        """What ``run.json`` records about this engine (name, workers, resources)."""
+        """What ``run.json`` records under ``engine``: at least ``name``, e.g. workers, resources."""
         ...
 
 
@@ -138,18 +167,20 @@ def read_failure(plan: OutputPlan, exc: BaseException) -> ItemResult:
 
 
 def segment_images(segmenter: SegmenterLike, images: Sequence[np.ndarray]) -> list[Instances | BaseException]:
-    """Segment a batch; if it fails, retry image by image so one bad image fails alone."""
+    """Segment a batch: one ``Instances`` or the exception per image, in order.
+
+    If the batch fails, it is retried image by image so that one bad image fails alone.
+    KeyboardInterrupt and SystemExit propagate.
+    """
     try:
-        return list(segmenter(list(images)))
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:
+        results: list[Instances | BaseException] = list(segmenter(list(images)))
+        if len(results) != len(images):
+            raise RuntimeError(f"the segmenter returned {len(results)} results for {len(images)} images")
+        return results
+    except Exception as exc:
         if len(images) == 1:
             return [exc]
-        out: list[Instances | BaseException] = []
-        for image in images:
-            out.extend(segment_images(segmenter, [image]))
-        return out
+        return [outcome for image in images for outcome in segment_images(segmenter, [image])]
 
 
 def model_failure(plan: OutputPlan, exc: BaseException) -> ItemResult:
@@ -176,9 +207,13 @@ def describe_instances(instances: Instances) -> str:
 def write_result(plan: OutputPlan, image: LoadedImage, instances: Instances, job: Job) -> ItemResult:
     """Write one input's outputs (JSON last: the completion mark)."""
     record = instances_record(
-        instances, image_path=str(plan.source), model=job.model_info, settings=job.settings
+        instances,
+        image_path=str(plan.source),
+        model=job.model_info,
+        settings=job.settings,
+        polygons="polygons" in job.save,
     )
-    write_outputs(plan.paths(job.save), image.pixels, instances, record)
+    write_outputs(plan.paths(job.save), image.pixels, instances, record, categories=job.categories)
     return ItemResult(plan, "done", len(instances), record=record, summary=describe_instances(instances))
 
 

@@ -42,6 +42,13 @@ class LocalEngine:
         return {"name": self.name, "workers": 1}
 
     def run(self, plans: Sequence[OutputPlan], job: Job, emit: Emit) -> bool:
+        """Run ``plans`` as :class:`segcli.engines.Engine` describes; True if interrupted.
+
+        Up to ``lookahead`` images are decoded ahead; a batch of ``job.batch_size`` goes
+        through the model in this thread; its writes queue on the write threads, and the
+        oldest is waited for (and reported) once more than ``2 * write_workers + batch_size``
+        are pending.
+        """
         interrupted = False
         lookahead = max(2 * job.batch_size, self.decode_workers + 1)
         writes: deque[tuple[OutputPlan, Future[ItemResult]]] = deque()
@@ -76,25 +83,29 @@ class LocalEngine:
                         else:
                             writes.append((plan, writer.submit(write_result, plan, image, outcome, job)))
                     while len(writes) > 2 * self.write_workers + job.batch_size:
-                        self._finish_write(emit, *writes.popleft())
+                        result = self._written(*writes[0])  # an interrupt here leaves it queued
+                        writes.popleft()
+                        emit(result)
             except KeyboardInterrupt:
                 interrupted = True
                 for _, fut in reads:
                     fut.cancel()
-            # Finish the writes already started: that work is good and must not be lost.
+            # Finish and report the writes already started: that work is good and must not
+            # be lost. A second Ctrl-C only interrupts the wait; the write is waited for again.
             while writes:
                 try:
-                    self._finish_write(emit, *writes.popleft())
+                    result = self._written(*writes[0])
                 except KeyboardInterrupt:
                     interrupted = True
+                    continue
+                writes.popleft()
+                emit(result)
         return interrupted
 
     @staticmethod
-    def _finish_write(emit: Emit, plan: OutputPlan, fut: Future[ItemResult]) -> None:
+    def _written(plan: OutputPlan, fut: Future[ItemResult]) -> ItemResult:
+        """Wait for one write; its result, or its failure as a result."""
         try:
-            result = fut.result()
-        except KeyboardInterrupt:
-            raise
+            return fut.result()
         except Exception as exc:
-            result = write_failure(plan, exc)
-        emit(result)
+            return write_failure(plan, exc)

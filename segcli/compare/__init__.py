@@ -1,0 +1,78 @@
+"""``segcli compare semantic-vs-instance``: one image as classification, detection, semantic and
+instance segmentation, and the numbers that tell the last two apart.
+
+- :mod:`segcli.compare.stats`: the per-class numbers and the ``segcli.compare/1`` record;
+- :mod:`segcli.compare.figure`: the four panels and the 2x2 figure;
+- :mod:`segcli.compare.run`: one image end to end (:func:`run_compare`).
+
+``segcli compare proposals`` (the same image at several RPN proposal counts) lives in
+:mod:`segcli.compare.proposals`, imported on its own.
+
+Nothing here imports torch until a semantic model is run.
+"""
+
+from __future__ import annotations
+
+from segcli.compare.figure import (
+    PANEL_TITLES,
+    ClassificationAnnotator,
+    GridLayout,
+    PanelBox,
+    SemanticAnnotator,
+    compare_panels,
+    compose_figure,
+    grid_layout,
+    panel_size,
+    resize_label_map,
+    semantic_color,
+    title_font,
+)
+from segcli.compare.run import (
+    SEMANTIC_SOURCES,
+    CompareResult,
+    check_semantic_source,
+    compare_paths,
+    run_compare,
+    write_compare,
+)
+from segcli.compare.stats import (
+    CONNECTIVITY,
+    SCHEMA,
+    VOC_TO_COCO,
+    ClassStats,
+    class_stats,
+    coco_name,
+    compare_record,
+    count_regions,
+    voc_names_as_coco,
+)
+
+__all__ = [
+    "CONNECTIVITY",
+    "PANEL_TITLES",
+    "SCHEMA",
+    "SEMANTIC_SOURCES",
+    "VOC_TO_COCO",
+    "ClassStats",
+    "ClassificationAnnotator",
+    "CompareResult",
+    "GridLayout",
+    "PanelBox",
+    "SemanticAnnotator",
+    "check_semantic_source",
+    "class_stats",
+    "coco_name",
+    "compare_panels",
+    "compare_paths",
+    "compare_record",
+    "compose_figure",
+    "count_regions",
+    "grid_layout",
+    "panel_size",
+    "resize_label_map",
+    "run_compare",
+    "semantic_color",
+    "title_font",
+    "voc_names_as_coco",
+    "write_compare",
+]

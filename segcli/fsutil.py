@@ -1,0 +1,63 @@
+"""Writing files atomically: a reader sees the old file or the new one, never half of one.
+
+Every output segcli writes goes through :func:`atomic_path`: the data is written to a
+hidden sibling ``.<name>.XXXXXXXX.part`` and renamed onto the target. A run killed
+mid-write leaves only ``.part`` files, which the next batch run removes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+UMASK = os.umask(0)
+os.umask(UMASK)
+"""The process umask, read once: temp files get the permissions a plain ``open`` would give."""
+
+TEMP_SUFFIX = ".part"
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is a temporary file or folder made by :func:`atomic_path`."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+
+
+@contextmanager
+def atomic_path(path: Path, *, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to fill; on success rename it onto ``path``.
+
+    With ``directory=True`` the temporary is an empty folder (an existing folder at
+    ``path`` is replaced). On any error, KeyboardInterrupt included, the temporary is
+    removed and ``path`` is left as it was.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix = f".{path.name}."
+    if directory:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=path.parent))
+        tmp.chmod(0o777 & ~UMASK)
+    else:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=path.parent)
+        os.fchmod(fd, 0o666 & ~UMASK)
+        os.close(fd)
+        tmp = Path(name)
+    try:
+        yield tmp
+        if directory and path.is_dir():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)

@@ -1,0 +1,268 @@
+"""Weights: one loader for every registered model, detection and semantic alike.
+
+A model's weights come from torchvision's weights API and cache (``TORCH_HOME``), from
+the file bundled with segcli (``blocks``) or from a local checkpoint (``--weights``,
+``--semantic-weights``). Checkpoints are read with ``torch.load(weights_only=True)``, so a
+file cannot run code, and checked against the architecture before use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import urllib.error
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torchvision.models._api import WeightsEnum
+
+from segcli.errors import SegcliError, first_line
+from segcli.registry import ModelSpec, Task, get_spec
+
+DOWNLOAD_TIMEOUT_S = 30.0
+
+
+# --------------------------------------------------------------------------- devices
+def resolve_device(text: str = "auto") -> torch.device:
+    """``auto`` prefers CUDA, then Apple's MPS, then the CPU; absent devices are errors."""
+    text = text.strip().lower()
+    if text == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise SegcliError(f"unknown device {text!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SegcliError(f"--device {text}: CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise SegcliError(f"--device {text}: this machine has {count} CUDA device(s)")
+        return device
+    if device.type == "mps":
+        if not _mps_available():
+            raise SegcliError(f"--device {text}: Apple MPS is not available on this machine")
+        return device
+    raise SegcliError(f"unsupported device {text!r}; use auto, cpu, cuda, cuda:N or mps")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+# --------------------------------------------------------------------------- files
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """The file's sha256 (hex), cached by path, size and modification time."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        _SHA_CACHE[key] = digest.hexdigest()
+    return _SHA_CACHE[key]
+
+
+def torchvision_cache_file(weights: WeightsEnum) -> Path:
+    """Where torchvision's weights API keeps (or would keep) ``weights``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+
+
+def fetch_torchvision_weights(
+    weights: WeightsEnum, *, progress: bool = True, option: str = "--weights"
+) -> Path:
+    """The cached file of a torchvision weights enum member, downloading it if needed.
+
+    Goes through ``weights.get_state_dict`` (torchvision's own download, hash check
+    and cache) so the file lands exactly where a plain torchvision user's does.
+    ``option`` is the command-line option that the offline error offers instead.
+    """
+    cached = torchvision_cache_file(weights)
+    if cached.is_file():
+        return cached
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        weights.get_state_dict(progress=progress, check_hash=True)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise SegcliError(
+            f"the COCO weights {cached.name} are not in the cache ({cached.parent}) and could "
+            f"not be downloaded ({reason}). On a connected machine download {weights.url} "
+            f"into {cached.parent}/ (set TORCH_HOME to move the cache), or pass "
+            f"{option} PATH to a local checkpoint."
+        ) from None
+    except RuntimeError as exc:  # torchvision's hash check failed
+        raise SegcliError(f"downloaded {cached.name} is damaged: {exc}".splitlines()[0]) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+    return cached
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], tuple[str, ...] | None]:
+    """A state dict (and optional category names) from a checkpoint file.
+
+    Accepted: a state dict, or a dict holding one under ``model`` or ``state_dict``,
+    optionally beside ``categories`` (a list of names, index 0 the background).
+    The file is loaded with ``weights_only=True``: it cannot run code.
+    """
+    import pickle
+    import zipfile
+
+    if not path.exists():
+        raise SegcliError(f"checkpoint {path} does not exist")
+    if not path.is_file():
+        raise SegcliError(f"checkpoint {path} is not a file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" in str(exc) or "global" in str(exc).lower():
+            raise SegcliError(
+                f"checkpoint {path} was refused: it holds Python objects that could run code, "
+                "and segcli only loads plain tensors (torch.load weights_only=True)"
+            ) from None
+        raise SegcliError(f"checkpoint {path} is not a readable PyTorch file ({first_line(exc)})") from None
+    except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, OSError, KeyError) as exc:
+        raise SegcliError(
+            f"checkpoint {path} is not a readable PyTorch file (truncated or another format?): "
+            f"{first_line(exc)}"
+        ) from None
+    categories: tuple[str, ...] | None = None
+    if isinstance(obj, dict):
+        if "categories" in obj:
+            cats = obj["categories"]
+            if not isinstance(cats, (list, tuple)) or not all(isinstance(c, str) for c in cats):
+                raise SegcliError(f"checkpoint {path}: 'categories' must be a list of names")
+            categories = tuple(cats)
+        for key in ("model", "state_dict"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj:
+        raise SegcliError(
+            f"checkpoint {path} holds a {type(obj).__name__}, not a state dict "
+            "(expected a dict of tensors, or one under 'model' or 'state_dict')"
+        )
+    bad = [k for k, v in obj.items() if not isinstance(v, Tensor)]
+    if bad:
+        raise SegcliError(
+            f"checkpoint {path} is not a state dict: {len(bad)} entries are not tensors (e.g. {bad[0]!r})"
+        )
+    return obj, categories
+
+
+def check_fits(module: nn.Module, state: dict[str, Tensor], path: Path, spec: ModelSpec) -> None:
+    """Raise a one-line :class:`SegcliError` unless ``state`` loads into ``module`` strictly."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in own if k in state and own[k].shape != state[k].shape]
+    if not (missing or unexpected or mismatched):
+        return
+    option = spec.model_option
+    cls_key = "roi_heads.box_predictor.cls_score.weight"
+    if not missing and not unexpected and cls_key in mismatched:
+        raise SegcliError(
+            f"checkpoint {path} has {state[cls_key].shape[0]} classes but {option} {spec.name} "
+            f"has {own[cls_key].shape[0]}; save {{'model': state_dict, 'categories': [...]}} "
+            "so segcli knows the class names"
+        )
+    example = (missing or unexpected or mismatched)[0]
+    raise SegcliError(
+        f"checkpoint {path} does not fit {spec.architecture} ({option} {spec.name}): "
+        f"{len(missing)} missing keys, {len(unexpected)} unexpected keys, "
+        f"{len(mismatched)} of another shape (first: {example})"
+    )
+
+
+# --------------------------------------------------------------------------- loading
+@dataclass(frozen=True)
+class Loaded:
+    """A registered model, built, with its weights loaded, in eval mode on ``device``."""
+
+    module: nn.Module
+    spec: ModelSpec
+    categories: tuple[str, ...]  # index = class id, 0 the background
+    weights: str  # a path, "torchvision:<weights name>" or "bundled:<file name>"
+    sha256: str
+    device: torch.device
+
+    def info(self) -> dict[str, str]:
+        """What run files record about the model."""
+        return {
+            "name": self.spec.name,
+            "architecture": self.spec.architecture,
+            "weights": self.weights,
+            "sha256": self.sha256,
+        }
+
+
+def _weights_file(spec: ModelSpec, weights: str | Path | None, progress: bool) -> tuple[Path, str]:
+    """The checkpoint to read and how run files name it."""
+    if weights is not None:
+        path = Path(weights).expanduser()
+        return path, str(path)
+    tv_weights = spec.torchvision_weights
+    if tv_weights is not None:
+        path = fetch_torchvision_weights(tv_weights, progress=progress, option=spec.weights_option)
+        return path, f"torchvision:{tv_weights}"
+    if spec.bundled_weights is not None:
+        if not spec.bundled_weights.is_file():
+            raise SegcliError(
+                f"the bundled weights of {spec.model_option} {spec.name} are missing "
+                f"({spec.bundled_weights}); reinstall segcli or pass {spec.weights_option} PATH"
+            )
+        return spec.bundled_weights, f"bundled:{spec.bundled_weights.name}"
+    raise SegcliError(f"{spec.model_option} {spec.name} has no weights; pass {spec.weights_option} PATH")
+
+
+def load_model(
+    model: str | ModelSpec = "coco",
+    *,
+    task: Task = "instance",
+    weights: str | Path | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+) -> Loaded:
+    """Build a registered model and load its weights; eval mode, on ``device``.
+
+    ``model`` is a spec or a name looked up in the registry for ``task``. Category names
+    come from the checkpoint when it holds them, else from the spec. A local checkpoint of a
+    model with an auxiliary classifier may leave out the ``aux_classifier`` keys; that head is
+    never used for inference anyway.
+    """
+    spec = model if isinstance(model, ModelSpec) else get_spec(model, task)
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    path, source = _weights_file(spec, weights, progress)
+    state, ckpt_categories = read_checkpoint(path)
+    categories = ckpt_categories or spec.categories
+    aux = spec.aux_loss and any(k.startswith("aux_classifier.") for k in state)
+    module = spec.build(len(categories), aux)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    check_fits(module, state, path, spec)
+    module.load_state_dict(state)
+    if aux:
+        module.aux_classifier = None  # only the main head's output is used
+    module.eval().to(dev)
+    return Loaded(
+        module=module,
+        spec=spec,
+        categories=categories,
+        weights=source,
+        sha256=file_sha256(path),
+        device=dev,
+    )

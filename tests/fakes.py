@@ -1,0 +1,120 @@
+"""A segmenter without a model, so engines, runs and writers are tested in milliseconds.
+
+seg = FakeSegmenter(fail_on={13: RuntimeError("boom")})  # calls with a 13 px wide image fail
+[inst] = seg([np.zeros((10, 20, 3), np.uint8)])         # two instances, from literals
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segcli.instances import Instances
+from segcli.settings import Settings
+
+FAKE_CATEGORIES = ("__background__", "cube", "sphere", "cylinder")
+FAKE_SETTINGS = Settings(
+    score_threshold=0.5,
+    nms_iou=0.5,
+    proposals=300,
+    max_detections=100,
+    mask_threshold=0.5,
+    classes=None,
+    min_size=64,
+    max_size=96,
+)
+
+
+def two_instances(image_size: tuple[int, int]) -> Instances:
+    """A cube on the top-left quarter (0.9) and a sphere on the bottom half (0.6).
+
+    Sizes down to 2x2 pixels work; the cube's mask covers every pixel of its box,
+    the sphere's leaves its first column empty (so mask extent != box).
+    """
+    h, w = image_size
+    cube = np.zeros((h, w), bool)
+    cube[: max(h // 2, 1), : max(w // 2, 1)] = True
+    sphere = np.zeros((h, w), bool)
+    sphere[h // 2 :, 1:] = True
+    return Instances.from_full_masks(
+        [cube, sphere],
+        scores=[0.9, 0.6],
+        class_ids=[1, 2],
+        class_names=["cube", "sphere"],
+        boxes=[[0, 0, max(w // 2, 1), max(h // 2, 1)], [0, h // 2, w, h]],
+    )
+
+
+class FakeSegmenter:
+    """Deterministic stand-in for :class:`segcli.predictor.Segmenter`.
+
+    Every image gets :func:`two_instances` of its size. ``fail_on`` maps an image
+    width to the exception a call containing such an image raises (KeyboardInterrupt
+    included), so tests give each input its own width to pick the one that fails.
+    ``calls`` records the batch size of every call, failed calls included.
+    """
+
+    def __init__(
+        self,
+        *,
+        fail_on: Mapping[int, BaseException] | None = None,
+        settings: Settings = FAKE_SETTINGS,
+        sha256: str = "f" * 64,
+    ) -> None:
+        self.fail_on = dict(fail_on or {})
+        self.settings = settings
+        self.sha256 = sha256
+        self.calls: list[int] = []
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return FAKE_CATEGORIES
+
+    def model_info(self) -> dict[str, str]:
+        return {"name": "fake", "architecture": "fake", "weights": "literals", "sha256": self.sha256}
+
+    def __call__(self, images: Sequence[np.ndarray]) -> list[Instances]:
+        self.calls.append(len(images))
+        for image in images:
+            exc = self.fail_on.get(int(image.shape[1]))
+            if exc is not None:
+                raise exc
+        return [two_instances((int(im.shape[0]), int(im.shape[1]))) for im in images]
+
+
+def write_images(folder: Path, widths: Mapping[str, int], height: int = 8) -> list[Path]:
+    """Write one small PNG per ``name: width`` under ``folder`` (subfolders allowed); sorted paths."""
+    paths = []
+    for name, width in widths.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pixels = np.full((height, width, 3), (width * 7) % 256, np.uint8)
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return sorted(paths)
+
+
+def use_fake_in_cli(
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    fail_on: Mapping[int, BaseException] | None = None,
+    sha256: str = "f" * 64,
+) -> list[FakeSegmenter]:
+    """Make the CLI load a :class:`FakeSegmenter` (its settings: the options given, on
+    :data:`FAKE_SETTINGS`); returns the list of fakes it made, for their ``calls``."""
+    import segcli.cli
+    from segcli.options import ModelOptions
+
+    made: list[FakeSegmenter] = []
+
+    def load(opts: ModelOptions, *, quiet: bool = False) -> FakeSegmenter:
+        settings = opts.settings().with_defaults(FAKE_SETTINGS)
+        made.append(FakeSegmenter(fail_on=fail_on, settings=settings, sha256=sha256))
+        return made[-1]
+
+    monkeypatch.setattr(segcli.cli, "load_segmenter", load)
+    return made
