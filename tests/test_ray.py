@@ -76,11 +76,15 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 SAVE_ALL = ["--save", "overlay,json,masks,idmap"]
 
 
+RUN_FILES = ("run.json", "coco.json", "coco-results.json")
+"""Files of the whole run (compared on their own), not of one image."""
+
+
 def _snapshot(out: Path) -> dict[str, bytes]:
     return {
         p.relative_to(out).as_posix(): p.read_bytes()
         for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name not in ("run.json", "coco.json")
+        if p.is_file() and p.name not in RUN_FILES
     }
 
 
@@ -137,6 +141,9 @@ def test_same_outputs_as_the_local_engine(local_out: Path, ray_out: Path) -> Non
     assert any(k.endswith(".masks/000.png") for k in ray) and any(k.endswith(".idmap.png") for k in ray)
     assert [k for k in ray if ray[k] != local[k]] == [], "byte-identical JSON, overlays, masks, id maps"
     assert _coco(ray_out) == _coco(local_out)
+    results = [out / "coco-results.json" for out in (local_out, ray_out)]
+    assert all(p.is_file() for p in results)
+    assert results[0].read_bytes() == results[1].read_bytes()
     runs = [json.loads((out / "run.json").read_text()) for out in (local_out, ray_out)]
     for key in ("status", "counts", "settings", "model", "save", "failed"):
         assert runs[0][key] == runs[1][key], key
@@ -433,7 +440,7 @@ def test_ctrl_c_stops_the_ray_job_and_a_rerun_resumes(tmp_path: Path, ray_cluste
     assert result.exit_code == 0, result.output
     rerun = json.loads((out / "run.json").read_text())["counts"]
     assert rerun["skipped"] == finished and rerun["done"] == 40 - finished, "nothing done is redone"
-    assert len(list(out.glob("*.json"))) == 42 and not list(out.rglob("*.part"))
+    assert len(list(out.glob("scene*.json"))) == 40 and not list(out.rglob("*.part"))
 
 
 # --------------------------------------------------------------------------- connecting
