@@ -292,12 +292,14 @@ class PidSpec:
     def build(self, *, progress: bool = False) -> Any:
         segmenter = SegmenterSpec("blocks", device="cpu", settings=TINY).build()
         Path(self.folder, f"{os.getpid()}.pid").write_text("")
-        return SlowSegmenter(segmenter, self.delay)
+        return SlowSegmenter(segmenter, self.delay, Path(self.folder, f"{os.getpid()}.busy"))
 
 
 class SlowSegmenter:
-    def __init__(self, inner: Any, delay: float) -> None:
-        self.inner, self.delay = inner, delay
+    """Marks its process busy (a ``PID.busy`` file) while it segments."""
+
+    def __init__(self, inner: Any, delay: float, busy: Path) -> None:
+        self.inner, self.delay, self.busy = inner, delay, busy
         self.settings = inner.settings
         self.categories = inner.categories
 
@@ -305,8 +307,11 @@ class SlowSegmenter:
         return self.inner.model_info()
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[Instances]:
+        self.busy.write_text("")
         time.sleep(self.delay)
-        return self.inner(images)
+        out = self.inner(images)
+        self.busy.unlink()
+        return out
 
 
 class Results(BatchEvents):
@@ -330,8 +335,11 @@ def test_a_killed_worker_is_replaced_and_every_image_is_done_once(
     spec = PidSpec(str(pids))
     killed: list[int] = []
 
-    def kill_a_worker() -> None:  # kill -9 one actor process while both are busy
-        victim = int(sorted(pids.glob("*.pid"))[0].stem)
+    def kill_a_worker() -> None:  # kill -9 an actor process in the middle of an image
+        deadline = time.monotonic() + 60
+        while not list(pids.glob("*.busy")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        victim = int(sorted(pids.glob("*.busy"))[0].stem)
         os.kill(victim, signal.SIGKILL)
         killed.append(victim)
 
@@ -343,7 +351,7 @@ def test_a_killed_worker_is_replaced_and_every_image_is_done_once(
             out,
             SegmenterSpec("blocks", device="cpu", settings=TINY).build,  # the driver's: no pid file
             options=BatchOptions(save=("overlay", "json", "masks", "idmap")),
-            engine=lambda seg: RayEngine(spec, workers=2, rows_per_task=2),
+            engine=lambda seg: RayEngine(spec, workers=2, rows_per_task=1),
             events=events,
         )
     assert outcome.exit_code == 0 and outcome.summary["status"] == "complete"
