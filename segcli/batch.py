@@ -98,6 +98,32 @@ def discover(
     return Discovery(files=files, problems=problems)
 
 
+def read_list(list_file: Path) -> tuple[Path, list[Path]]:
+    """The inputs named in a list file (``--from-list``) and their common root.
+
+    One path per line; blank lines and lines starting with ``#`` are skipped,
+    surrounding whitespace is dropped, repeats count once. A relative path is
+    relative to the list file's folder. Outputs mirror the paths under the deepest
+    folder holding every listed file (the root), as for a folder run on that root.
+    Files are not checked here: a missing one fails its own entry when it is read.
+    """
+    try:
+        data = list_file.read_bytes()
+    except OSError as exc:
+        raise SegcliError(f"cannot read --from-list {list_file} ({exc.strerror or exc})") from None
+    base = list_file.parent.absolute()
+    files: dict[str, None] = {}
+    for raw in data.splitlines():
+        line = os.fsdecode(raw.strip())
+        if not line or line.startswith("#"):
+            continue
+        files.setdefault(os.path.normpath(os.path.join(base, os.path.expanduser(line))), None)
+    if not files:
+        raise SegcliError(f"--from-list {list_file} names no files")
+    root = Path(os.path.commonpath([os.path.dirname(f) for f in files]))
+    return root, [Path(f) for f in files]
+
+
 def remove_stale_temp_files(out_dir: Path) -> int:
     """Remove ``.*.part`` files/folders left by a killed run; returns how many."""
     removed = 0
@@ -405,6 +431,9 @@ def run_batch(
     files: Sequence[Path] | None = None,
 ) -> BatchOutcome:
     """Segment every image under ``folder`` into ``output``; resumable; prints nothing.
+
+    ``files``: these inputs instead of discovering ``folder`` (``--from-list``, see
+    :func:`read_list`); every one must lie under ``folder``, which keys the outputs.
 
     ``load`` returns the segmenter; it is called after discovery, so that a bad folder
     is reported before any model loads (pass ``lambda: seg`` for a loaded one). The

@@ -396,15 +396,16 @@ def predict(
 @model_options
 def batch(
     folder: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
-            help="Folder of images and videos, searched recursively.",
+            help="Folder of images and videos, searched recursively (or use --from-list).",
             metavar="FOLDER",
             exists=True,
             file_okay=False,
             show_default=False,
         ),
-    ],
+    ] = None,
+    *,
     model_opts: ModelOptions,
     output: OutputOpt = Path("segcli-out"),
     save: SaveOpt = None,
@@ -441,18 +442,72 @@ def batch(
     max_frames: MaxFramesOpt = None,
     track: TrackOpt = True,
     quiet: QuietOpt = False,
+    from_list: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-list",
+            help="Text file of image paths, one a line (relative: to its folder), instead of FOLDER.",
+            dir_okay=False,
+        ),
+    ] = None,
+    engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray (a Ray cluster).")] = (
+        "local"
+    ),
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Ray cluster [RAY_ADDRESS, else start a local one].")
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Ray workers [all GPUs or CPUs].")] = None,
+    gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", help="GPUs per Ray worker.")] = 0.0,
+    cpus_per_worker: Annotated[
+        float | None, typer.Option("--cpus-per-worker", help="CPUs (torch threads) per Ray worker [1].")
+    ] = None,
 ) -> None:
-    """Segment every image and video under a folder; resumable.
+    """Segment every image and video under a folder (or in --from-list); resumable.
 
     Outputs mirror the folder's tree; run.json and coco.json sum up the run. Run the same
     command again after a crash or Ctrl-C and it does only what is missing.
     """
-    from segcli.batch import BatchOptions, run_batch
+    from segcli.batch import BatchOptions, read_list, run_batch
     from segcli.writers import DEFAULT_SAVE, parse_save
 
+    if (folder is None) == (from_list is None):
+        _usage_error("give a FOLDER or --from-list FILE (one of them)")
+    ray_options = {
+        "--ray-address": ray_address,
+        "--workers": workers,
+        "--gpus-per-worker": gpus_per_worker or None,
+        "--cpus-per-worker": cpus_per_worker,
+    }
+    if engine not in ("local", "ray"):
+        _usage_error(f"unknown --engine {engine!r}; choose from local, ray")
+    if engine == "local" and any(v is not None for v in ray_options.values()):
+        used = next(k for k, v in ray_options.items() if v is not None)
+        _usage_error(f"{used} needs --engine ray")
     kinds = parse_save(save) if save is not None else DEFAULT_SAVE
     model_opts.settings()  # bad values fail before the output folder is made
     model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
+    ray_engine = None
+    if engine == "ray":
+        from segcli.engines.ray import RayEngine, RayMissing, import_ray
+
+        try:
+            import_ray()
+            ray_engine = RayEngine(
+                model_opts.spec(),
+                address=ray_address,
+                workers=workers,
+                cpus_per_worker=cpus_per_worker,
+                gpus_per_worker=gpus_per_worker,
+            )
+        except (RayMissing, SegcliError) as exc:
+            _usage_error(str(exc))
+    files = None
+    if from_list is not None:
+        try:
+            folder, files = read_list(from_list)
+        except SegcliError as exc:
+            _usage_error(str(exc))
+    assert folder is not None
     options = BatchOptions(
         save=kinds,
         overwrite=overwrite,
@@ -470,7 +525,9 @@ def batch(
             output,
             lambda: load_segmenter(model_opts, quiet=quiet),
             options=options,
+            engine=None if ray_engine is None else lambda _driver_segmenter: ray_engine,
             events=_progress_events(progress, quiet),
+            files=files,
         )
     _print_summary(outcome.summary, output, outcome.coco_path)
     if outcome.exit_code:

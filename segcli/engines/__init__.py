@@ -257,12 +257,17 @@ def process_plans(segmenter: SegmenterLike, plans: Sequence[OutputPlan], job: Jo
 
 
 def get_engine(name: str, segmenter: SegmenterLike, **options: Any) -> Engine:
-    """The engine called ``name`` (``local``; ``ray`` once installed)."""
+    """The engine called ``name``: ``local`` (on ``segmenter``) or ``ray`` (``options`` must
+    name a ``source``, e.g. a :class:`SegmenterSpec`; the workers build their own)."""
     if name == "local":
         from segcli.engines.local import LocalEngine
 
         return LocalEngine(segmenter, **options)
-    raise SegcliError(f"unknown --engine {name!r}; choose from local")
+    if name == "ray":
+        from segcli.engines.ray import RayEngine
+
+        return RayEngine(**options)
+    raise SegcliError(f"unknown --engine {name!r}; choose from local, ray")
 
 
 __all__ = [
