@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -19,7 +20,7 @@ import cv2
 import numpy as np
 
 from segcli.errors import SegcliError
-from segcli.fsutil import atomic_path, atomic_write_bytes
+from segcli.fsutil import NAME_MAX, atomic_path, atomic_write_bytes, name_bytes, truncate_name
 from segcli.instances import PLACEHOLDER_CLASSES, Instances
 from segcli.masks import rle_encode
 from segcli.render import Annotator, OverlayAnnotator
@@ -42,9 +43,43 @@ def parse_save(text: str) -> tuple[str, ...]:
 
 
 # --------------------------------------------------------------------------- planning
+OUTPUT_SUFFIXES = {
+    "json": ".json",
+    "overlay": ".overlay{ext}",  # .jpg for JPEG inputs, else .png
+    "masks": ".masks",
+    "idmap": ".idmap.png",
+}
+LONGEST_SUFFIX = len(".compare.json")
+"""The longest suffix segcli adds to an input's name (``compare`` writes ``.compare.json``)."""
+MAX_BASE_BYTES = NAME_MAX - LONGEST_SUFFIX
+"""Longer input names are shortened (see :func:`fit_name`) so that every derived name fits."""
+RESERVED_NAMES = frozenset({"run.json", "coco.json", ".segcli-output"})
+"""Files a run writes at the top of its output folder: no input's outputs may take these names."""
+
+
+def path_tag(text: str) -> str:
+    """8 hex digits from ``text`` (its on-disk bytes): the suffix that keeps outputs apart."""
+    return hashlib.sha1(os.fsencode(text)).hexdigest()[:8]
+
+
+def fit_name(name: str, key: str, limit: int = MAX_BASE_BYTES) -> str:
+    """``name`` if it fits in ``limit`` bytes, else ``<prefix>~<path_tag(key)><suffix>``.
+
+    Deterministic (the same ``key`` gives the same name, so a resumed run finds its outputs),
+    unique (the tag comes from the whole ``key``), the image suffix kept for readers.
+    """
+    if name_bytes(name) <= limit:
+        return name
+    suffix = Path(name).suffix
+    if name_bytes(suffix) > 16:
+        suffix = ""
+    tag = f"~{path_tag(key)}{suffix}"
+    return truncate_name(name, limit - name_bytes(tag)) + tag
+
+
 @dataclass(frozen=True)
 class OutputPlan:
-    """Where one input's outputs go. ``key`` is the input's path relative to the run's root."""
+    """Where one input's outputs go. ``key`` is ``base`` relative to the output folder (unique per run)."""
 
     source: Path
     key: str
@@ -52,42 +87,59 @@ class OutputPlan:
 
     def paths(self, save: Iterable[str]) -> dict[str, Path]:
         name = self.base.name
-        overlay_ext = ".jpg" if self.source.suffix.lower() in (".jpg", ".jpeg") else ".png"
-        names = {
-            "json": f"{name}.json",
-            "overlay": f"{name}.overlay{overlay_ext}",
-            "masks": f"{name}.masks",
-            "idmap": f"{name}.idmap.png",
-        }
-        return {kind: self.base.with_name(names[kind]) for kind in save}
+        ext = ".jpg" if self.source.suffix.lower() in (".jpg", ".jpeg") else ".png"
+        return {kind: self.base.with_name(name + OUTPUT_SUFFIXES[kind].format(ext=ext)) for kind in save}
+
+
+def _output_names(name: str) -> set[str]:
+    """Every name (case-folded) an input whose output base is ``name`` may write."""
+    return {
+        (name + suffix.format(ext=ext)).casefold()
+        for suffix in OUTPUT_SUFFIXES.values()
+        for ext in (".jpg", ".png")
+    }
 
 
 def plan_outputs(sources: Sequence[Path], out_dir: Path, root: Path | None = None) -> list[OutputPlan]:
     """One plan per source; outputs mirror the tree under ``root`` (or use bare names).
 
-    Two sources never share an output: a name that collides (also when it differs
-    only in case, for case-insensitive disks) gets a suffix made from its path.
+    Two sources never share an output, and no output takes the name of a folder the tree
+    needs (an input folder ``a.png.json/`` beside ``a.png``) or of a run file: such a name
+    (also when it differs only in case, for case-insensitive disks) gets a suffix made from
+    its path. Names too long for the file system are shortened (:func:`fit_name`).
     """
-    rels = []
-    for src in sources:
-        if root is not None:
-            rels.append(src.relative_to(root))
-        else:
-            rels.append(Path(src.name))
+    rels = [src.relative_to(root) if root is not None else Path(src.name) for src in sources]
     counts: dict[str, int] = {}
     for rel in rels:
         counts[rel.as_posix().casefold()] = counts.get(rel.as_posix().casefold(), 0) + 1
+    folders = {parent.as_posix().casefold() for rel in rels for parent in rel.parents}
     plans = []
     for src, rel in zip(sources, rels):
-        if counts[rel.as_posix().casefold()] > 1:
-            tag = hashlib.sha1(str(src.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:8]
-            rel = rel.with_name(f"{rel.name}~{tag}")
-        plans.append(OutputPlan(source=src, key=rel.as_posix(), base=out_dir / rel))
+        name = rel.name
+        clash = counts[rel.as_posix().casefold()] > 1 or any(
+            (rel.parent / out).as_posix().casefold() in folders for out in _output_names(name)
+        )
+        if rel.parent == Path(".") and _output_names(name) & RESERVED_NAMES:
+            clash = True
+        if clash:
+            tag = path_tag(str(src.resolve()))
+            name = fit_name(f"{name}~{tag}", str(src.resolve()), MAX_BASE_BYTES)
+        else:
+            name = fit_name(name, rel.as_posix())
+        parent = rel.parent
+        if parent.parts and parent.parts[0].casefold() in RESERVED_NAMES:  # an input folder "run.json/"
+            top = parent.parts[0]
+            parent = Path(f"{top}~{path_tag(top)}", *parent.parts[1:])
+        plans.append(OutputPlan(source=src, key=(parent / name).as_posix(), base=out_dir / parent / name))
     return plans
 
 
 def outputs_complete(paths: dict[str, Path]) -> bool:
-    return all(p.exists() for p in paths.values())
+    """Whether every output exists (a path the file system refuses counts as missing)."""
+    try:
+        return all(p.exists() for p in paths.values())
+    except OSError:
+        return False
 
 
 # --------------------------------------------------------------------------- JSON
@@ -124,7 +176,21 @@ def instances_record(
 
 
 def dumps(obj: Any) -> bytes:
-    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    """``obj`` as one line of UTF-8 JSON.
+
+    A path that is not valid UTF-8 (a POSIX file name may hold any bytes) reaches here as a
+    string with lone surrogates (Python's ``surrogateescape``: byte 0xff is U+DCFF). They are
+    written as JSON escapes (``\\udcff``), so the file is valid UTF-8 and nothing is lost:
+    ``os.fsencode(json.loads(text)["image"]["path"])`` gives back the original bytes, and
+    ``Path(json.loads(text)["image"]["path"])`` opens the file.
+    """
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return text.encode("utf-8", JSON_ERRORS)
+
+
+JSON_ERRORS = "backslashreplace"
+"""The codec error handler that writes a lone surrogate as the JSON escape ``\\udcXX``."""
+
 
 
 # --------------------------------------------------------------------------- images
@@ -194,7 +260,7 @@ def write_coco(
     n_images = n_ann = 0
     with (
         atomic_path(path) as tmp,
-        open(tmp, "w", encoding="utf-8") as out,
+        open(tmp, "w", encoding="utf-8", errors=JSON_ERRORS) as out,
         tempfile.TemporaryFile("w+", encoding="utf-8") as anns,
     ):
         out.write('{"info":' + json.dumps(info) + ',"licenses":[],"images":[')

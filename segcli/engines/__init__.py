@@ -159,8 +159,8 @@ def read_input(plan: OutputPlan, job: Job) -> LoadedImage:
 
 
 def read_failure(plan: OutputPlan, exc: BaseException) -> ItemResult:
-    if isinstance(exc, SegcliError):
-        return ItemResult(plan, "failed", reason=first_line(exc))
+    if isinstance(exc, SegcliError):  # whole: one line, unless the path itself holds a newline
+        return ItemResult(plan, "failed", reason=str(exc))
     return ItemResult(plan, "failed", reason=f"{plan.source}: cannot read ({first_line(exc)})")
 
 
