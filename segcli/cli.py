@@ -5,30 +5,52 @@ Nothing here imports torch at module level, so ``segcli --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
+import click
 import typer
-from rich.markup import escape
+from typer.core import TyperGroup
 
 from segcli import __version__
-from segcli.errors import SegcliError, first_line
+from segcli.errors import SegcliError, UsageError, first_line
 from segcli.options import DeviceOpt, HelpWithModelDefaults, ModelOptions, model_options
 from segcli.settings import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
+    from rich.text import Text
 
     from segcli.batch import BatchEvents
     from segcli.engines import ItemResult, SegmenterLike
     from segcli.predictor import Segmenter
 
+GLOBAL_OPTIONS = ("--debug", "--version")
+
+
+class RootGroup(TyperGroup):
+    """The ``segcli`` group: ``--debug`` and ``--version`` work after the command too
+    (``segcli predict x.jpg --debug``); they are moved in front of it before parsing. An
+    argument after ``--`` is never moved (a file called ``--debug``)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        moved = [a for a in args[:end] if a in GLOBAL_OPTIONS]
+        if moved:
+            args = moved + [a for a in args[:end] if a not in GLOBAL_OPTIONS] + args[end:]
+        return super().parse_args(ctx, args)
+
+
 app = typer.Typer(
     name="segcli",
+    cls=RootGroup,
     help="Instance segmentation from the command line (torchvision Mask R-CNN).",
     no_args_is_help=True,
     add_completion=False,
@@ -54,50 +76,111 @@ def err_console() -> Console:
 
 _state = {"debug": False}
 
+
+# --------------------------------------------------------------------------- printing
+# Every line the CLI prints goes through say(): the text is plain (never Rich markup, so a
+# path like "[red]x[/].jpg" or "x\\" prints as it is) and shown() makes it one printable line.
+def shown(text: object) -> str:
+    """``text`` as one printable line: bytes that are not UTF-8 (POSIX names may hold any) as
+    ``\\xff``, and newlines, tabs, terminal escapes and other control characters as escapes
+    (``\\n``, ``\\x1b``); everything else as it is."""
+    raw = str(text)
+    if raw.isprintable():
+        return raw
+    raw = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in raw)
+
+
+def plain(text: object, style: str = "") -> Text:
+    """A Rich ``Text`` of :func:`shown` ``text``: never parsed as markup (table cells, titles)."""
+    from rich.text import Text
+
+    return Text(shown(text), style=style)
+
+
+def say(text: object, *, console: Console | None = None, label: str = "", style: str = "") -> None:
+    """Print ``text`` as one plain line (stdout unless ``console``), after ``label`` in ``style``."""
+    from rich.text import Text
+
+    line = Text.assemble((label, style), " ") if label else Text()
+    line.append(shown(text))
+    (console or out_console()).print(line, highlight=False, soft_wrap=True)
+
+
+def fail(text: object, *, console: Console | None = None, label: str = "error:") -> None:
+    """``say`` a problem on stderr (or ``console``), after a red label."""
+    say(text, console=console or err_console(), label=label, style="bold red")
+
+
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE: what a shell reports for a Unix tool whose reader went away."""
+
+
+def _silence_stdio() -> None:
+    """Point stdout and stderr at /dev/null, so that nothing (the final flush included)
+    complains about a reader that has gone."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def write_stdout(data: bytes) -> None:
+    """Write ``data`` to stdout now; a closed stdout (``>&-``) is a broken pipe."""
+    if sys.stdout is None:
+        raise BrokenPipeError(errno.EPIPE, "stdout is closed")
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_INTERRUPTED = 130
 
 
 def cli_errors(func: F) -> F:
-    """Turn ``SegcliError`` (and any surprise) into one line on stderr and exit 1."""
+    """Turn ``SegcliError`` (and any surprise) into one line on stderr and exit 1 (2 for a
+    ``UsageError``); a reader that went away (``| head``) ends the command quietly, 141."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except SegcliError as exc:
-            if _state["debug"]:
-                import traceback
+            try:
+                return func(*args, **kwargs)
+            except typer.Exit:
+                raise
+            except SegcliError as exc:
+                if _state["debug"]:
+                    import traceback
 
-                traceback.print_exc()
-            err_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err_console().print("interrupted", highlight=False)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        except Exception as exc:
-            if _state["debug"]:
-                import traceback
+                    traceback.print_exc()
+                fail(exc)
+                raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
+            except KeyboardInterrupt:
+                say("interrupted", console=err_console())
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+            except BrokenPipeError:
+                raise
+            except Exception as exc:
+                if _state["debug"]:
+                    import traceback
 
-                traceback.print_exc()
-            name, line = type(exc).__name__, first_line(exc)
-            detail = f"{name}: {escape(line)}" if line != name else name
-            err_console().print(
-                f"[bold red]error:[/] unexpected {detail} (run with --debug for the traceback)",
-                highlight=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(1) from None
+                    traceback.print_exc()
+                name, line = type(exc).__name__, first_line(exc)
+                detail = f"{name}: {line}" if line != name else name
+                fail(f"unexpected {detail} (run with --debug for the traceback)")
+                raise typer.Exit(1) from None
+        except BrokenPipeError:
+            _silence_stdio()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
 
     return wrapper  # type: ignore[return-value]
 
 
 def _version(value: bool) -> None:
     if value:
-        out_console().print(f"segcli {__version__}", highlight=False)
+        say(f"segcli {__version__}")
         raise typer.Exit()
 
 
@@ -136,22 +219,28 @@ def load_segmenter(opts: ModelOptions, *, quiet: bool = False) -> Segmenter:
 
 def _say_loaded(what: str, info: Mapping[str, object], device: object) -> None:
     """One line on stderr: which model (name, architecture, weights) runs on which device."""
-    err_console().print(
+    say(
         f"{what} {info['name']} ({info['architecture']}, {info['weights']}) on {device}",
-        highlight=False,
-        markup=False,
+        console=err_console(),
     )
 
 
 def _check_writable(out_dir: Path) -> None:
-    import tempfile
+    """Make ``out_dir`` and write its output marker (which proves it writable), or fail in one line."""
+    from segcli.writers import mark_output
 
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
-            pass
+        mark_output(out_dir)
     except OSError as exc:
         raise SegcliError(f"cannot write to output folder {out_dir} ({exc.strerror or exc})") from None
+
+
+def _check_run_options(batch_size: int = 1, max_pixels: int | None = None) -> None:
+    """Usage errors of the options outside ``ModelOptions`` (before any model loads)."""
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if max_pixels is not None and max_pixels < 1:
+        raise UsageError(f"--max-pixels must be at least 1, got {max_pixels}")
 
 
 def _progress(quiet: bool) -> Progress:
@@ -179,7 +268,7 @@ def _progress(quiet: bool) -> Progress:
 
 
 def _print_failed(console: Console, result: ItemResult) -> None:
-    console.print(f"[red]failed:[/] {escape(result.reason)}", highlight=False, soft_wrap=True)
+    fail(result.reason, console=console, label="failed:")
 
 
 # --------------------------------------------------------------------------- predict
@@ -187,9 +276,7 @@ def _print_failed(console: Console, result: ItemResult) -> None:
 @cli_errors
 @model_options
 def predict(
-    images: Annotated[
-        list[Path], typer.Argument(help="Image files.", exists=True, dir_okay=False, readable=False)
-    ],
+    images: Annotated[list[Path], typer.Argument(help="Image files.", exists=True, readable=False)],
     model_opts: ModelOptions,
     output: OutputOpt = Path("segcli-out"),
     save: SaveOpt = None,
@@ -210,10 +297,14 @@ def predict(
     from segcli.writers import DEFAULT_SAVE, dumps, parse_save, plan_outputs
 
     if json_out not in (None, "-"):
-        raise SegcliError(f"--json takes '-' (stdout), got {json_out!r}; use --save json for files")
+        raise UsageError(f"--json takes '-' (stdout), got {json_out!r}; use --save json for files")
     to_stdout = json_out == "-"
     kinds = parse_save(save) if save is not None else (() if to_stdout else DEFAULT_SAVE)
-    model_opts.settings()  # bad values fail before the output folder is made
+    model_opts.check()  # usage errors before the output folder is made or a model loads
+    _check_run_options(batch_size, max_pixels)
+    for image in images:
+        if image.is_dir():
+            raise UsageError(f"{image} is a folder: use segcli batch {image} for folders")
     if kinds:
         _check_writable(output)
     seg = load_segmenter(model_opts, quiet=quiet)
@@ -225,21 +316,15 @@ def predict(
             _print_failed(err_console(), result)
             return
         if to_stdout and result.record is not None:
-            sys.stdout.buffer.write(dumps(result.record))
-            sys.stdout.flush()
+            write_stdout(dumps(result.record))
         if not quiet:
             where = ", ".join(str(p) for p in result.plan.paths(kinds).values())
-            human.print(
-                f"{result.plan.source}: {result.summary}" + (f" -> {where}" if where else ""),
-                highlight=False,
-                markup=False,
-                soft_wrap=True,
-            )
+            say(f"{result.plan.source}: {result.summary}" + (f" -> {where}" if where else ""), console=human)
 
     job = Job.for_segmenter(seg, kinds, batch_size=batch_size, max_pixels=max_pixels)
     report = run_plans(plans, job, LocalEngine(seg), overwrite=True, on_result=on_result)
     if report.interrupted:
-        err_console().print(f"interrupted after {report.count('done')} of {len(plans)} images")
+        say(f"interrupted after {report.count('done')} of {len(plans)} images", console=err_console())
         raise typer.Exit(EXIT_INTERRUPTED)
     if report.failed:
         raise typer.Exit(1)
@@ -250,7 +335,7 @@ def predict(
 @cli_errors
 @model_options
 def batch(
-    folder: Annotated[Path, typer.Argument(help="Folder of images.", exists=True, file_okay=False)],
+    folder: Annotated[Path, typer.Argument(help="Folder of images.", exists=True)],
     model_opts: ModelOptions,
     output: OutputOpt = Path("segcli-out"),
     save: SaveOpt = None,
@@ -263,11 +348,13 @@ def batch(
     quiet: QuietOpt = False,
 ) -> None:
     """Segment every image under FOLDER; outputs mirror its tree. Resumable."""
-    from segcli.batch import BatchOptions, run_batch
+    from segcli.batch import BatchOptions, check_folders, run_batch
     from segcli.writers import DEFAULT_SAVE, parse_save
 
     kinds = parse_save(save) if save is not None else DEFAULT_SAVE
-    model_opts.settings()  # bad values fail before the output folder is made
+    model_opts.check()  # usage errors before the output folder is made or a model loads
+    _check_run_options(batch_size, max_pixels)
+    check_folders(folder, output)
     options = BatchOptions(
         save=kinds, overwrite=overwrite, recursive=recursive, batch_size=batch_size, max_pixels=max_pixels
     )
@@ -296,14 +383,17 @@ def _progress_events(progress: Progress, quiet: bool) -> BatchEvents:
 
         def discovered(self, files: int, problems: Sequence[tuple[Path, str]]) -> None:
             for path, why in problems:
-                progress.console.print(
-                    f"[red]failed:[/] {escape(f'{path}: {why}')}", highlight=False, soft_wrap=True
-                )
+                fail(f"{path}: {why}", console=progress.console, label="failed:")
+
+        def skipped_outputs(self, folders: Sequence[Path]) -> None:
+            for folder in folders:
+                say(f"skipped {folder}: an earlier segcli output folder", console=progress.console)
 
         def started(self, total: int, stale_removed: int) -> None:
             if stale_removed and not quiet:
-                progress.console.print(
-                    f"removed {stale_removed} temporary file(s) left by an interrupted run"
+                say(
+                    f"removed {stale_removed} temporary file(s) left by an interrupted run",
+                    console=progress.console,
                 )
             progress.update(task, total=total, visible=True)
 
@@ -329,13 +419,12 @@ def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None
     table.add_row(
         str(counts["done"]),
         str(counts["skipped"]),
-        f"[red]{counts['failed']}[/]" if counts["failed"] else "0",
+        plain(counts["failed"], "red") if counts["failed"] else "0",
         str(counts["instances"]),
         f"{summary['seconds']:.1f} s",
         f"{rate:.2f}" if rate else "-",
     )
     out_console().print(table)
-    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
     say(f"run report: {output / 'run.json'}")
     if coco_path is not None:
         say(f"COCO file:  {coco_path}")
@@ -350,7 +439,6 @@ def demo(output: OutputOpt = Path("segcli-demo"), device: DeviceOpt = "auto") ->
 
     with err_console().status("segmenting the example scenes with the bundled blocks model"):
         result = run_demo(output, device=device, compare=_demo_compare)
-    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
     say(f"segcli demo wrote everything under {output}/")
     say(f"  inputs   {result.inputs}/  (generated block scenes)")
     for kind, path in result.predict.items():
@@ -414,7 +502,8 @@ def compare_semantic_vs_instance(
     from segcli.compare import check_semantic_source, run_compare
 
     source = check_semantic_source(semantic, semantic_weights)
-    model_opts.settings()  # bad values fail before the output folder is made
+    model_opts.check()  # usage errors before the output folder is made or a model loads
+    _check_run_options(max_pixels=max_pixels)
     _check_writable(output)
     semantic_model = None
     if source != "derived":
@@ -429,7 +518,6 @@ def compare_semantic_vs_instance(
     result = run_compare(seg, image, output, semantic_model=semantic_model, max_pixels=max_pixels)
     if not quiet:
         _print_compare(result.record)
-    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
     say(f"figure: {result.figure_path}")
     say(f"JSON:   {result.json_path}")
 
@@ -438,7 +526,7 @@ def _print_compare(record: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(
-        title=escape(f"{Path(record['image']['path']).name}: semantic ({record['semantic']}) vs instance"),
+        title=plain(f"{Path(record['image']['path']).name}: semantic ({record['semantic']}) vs instance"),
         show_header=True,
         header_style="bold",
     )
@@ -447,7 +535,7 @@ def _print_compare(record: dict[str, Any]) -> None:
         table.add_column(col, justify="right")
     for row in record["classes"]:
         table.add_row(
-            escape(row["label"]),
+            plain(row["label"]),
             str(row["instances"]),
             str(row["semantic_regions"]),
             str(row["semantic_pixels"]),
@@ -459,4 +547,14 @@ def _print_compare(record: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    """The ``segcli`` entry point. A standard stream closed at start (``>&-``) is pointed at
+    /dev/null first, so that no file segcli opens takes its number."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
     app()

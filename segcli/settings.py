@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from segcli.errors import SegcliError
+from segcli.errors import UsageError
 
 DEFAULT_MAX_PIXELS = 150_000_000
 """Images declaring more pixels are refused before decoding (``--max-pixels``). A limit on
@@ -35,15 +35,15 @@ class Settings:
         for name in ("score_threshold", "nms_iou", "mask_threshold"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
-                raise SegcliError(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
+                raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
         for name in ("proposals", "max_detections", "min_size", "max_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise SegcliError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.min_size and self.max_size and self.min_size > self.max_size:
-            raise SegcliError(f"--min-size ({self.min_size}) must not exceed --max-size ({self.max_size})")
+            raise UsageError(f"--min-size ({self.min_size}) must not exceed --max-size ({self.max_size})")
         if self.classes is not None and not self.classes:
-            raise SegcliError("--classes is empty: name at least one class")
+            raise UsageError("--classes is empty: name at least one class")
 
     def with_defaults(self, defaults: Settings) -> Settings:
         """Fill every ``None`` from ``defaults``."""
@@ -65,5 +65,5 @@ def parse_classes(text: str | None) -> tuple[str, ...] | None:
         return None
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     if not names:
-        raise SegcliError(f"--classes {text!r} names no class")
+        raise UsageError(f"--classes {text!r} names no class")
     return names

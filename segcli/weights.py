@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models._api import WeightsEnum
 
-from segcli.errors import SegcliError, first_line
+from segcli.errors import SegcliError, UsageError, first_line
 from segcli.registry import ModelSpec, Task, get_spec
 
 DOWNLOAD_TIMEOUT_S = 30.0
@@ -41,7 +41,7 @@ def resolve_device(text: str = "auto") -> torch.device:
     try:
         device = torch.device(text)
     except RuntimeError:
-        raise SegcliError(f"unknown device {text!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        raise UsageError(f"unknown device {text!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cpu":
         return device
     if device.type == "cuda":
@@ -55,7 +55,7 @@ def resolve_device(text: str = "auto") -> torch.device:
         if not _mps_available():
             raise SegcliError(f"--device {text}: Apple MPS is not available on this machine")
         return device
-    raise SegcliError(f"unsupported device {text!r}; use auto, cpu, cuda, cuda:N or mps")
+    raise UsageError(f"unsupported device {text!r}; use auto, cpu, cuda, cuda:N or mps")
 
 
 def _mps_available() -> bool:

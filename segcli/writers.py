@@ -19,7 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from segcli.errors import SegcliError
+from segcli.errors import SegcliError, UsageError
 from segcli.fsutil import NAME_MAX, atomic_path, atomic_write_bytes, name_bytes, truncate_name
 from segcli.instances import PLACEHOLDER_CLASSES, Instances
 from segcli.masks import rle_encode
@@ -34,7 +34,7 @@ def parse_save(text: str) -> tuple[str, ...]:
     kinds = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
     unknown = [k for k in kinds if k not in OUTPUT_KINDS]
     if unknown or not kinds:
-        raise SegcliError(
+        raise UsageError(
             f"--save {text!r}: unknown output {unknown[0]!r}; choose from {', '.join(OUTPUT_KINDS)}"
             if unknown
             else "--save names no output"
@@ -142,6 +142,23 @@ def outputs_complete(paths: dict[str, Path]) -> bool:
         return False
 
 
+OUTPUT_MARKER = ".segcli-output"
+"""A file in every folder segcli writes outputs to; ``batch`` does not descend into such folders."""
+
+
+def mark_output(out_dir: Path) -> None:
+    """Create ``out_dir`` (and parents) and write its :data:`OUTPUT_MARKER` if missing.
+
+    Written at the start of a run, before any output: a later ``batch`` over a folder that
+    holds this one skips it instead of segmenting overlays. An error here (read-only disk,
+    ``out_dir`` a file) is the caller's first sign that the folder cannot be written.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    marker = out_dir / OUTPUT_MARKER
+    if not marker.is_file():
+        atomic_write_bytes(marker, b"segcli output folder: segcli batch does not descend into it.\n")
+
+
 # --------------------------------------------------------------------------- JSON
 def instances_record(
     instances: Instances,
@@ -190,7 +207,6 @@ def dumps(obj: Any) -> bytes:
 
 JSON_ERRORS = "backslashreplace"
 """The codec error handler that writes a lone surrogate as the JSON escape ``\\udcXX``."""
-
 
 
 # --------------------------------------------------------------------------- images

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from segcli.errors import SegcliError, first_line
+from segcli.errors import SegcliError, UsageError, first_line
 from segcli.imageio import DEFAULT_MAX_PIXELS, LoadedImage, read_image
 from segcli.instances import Instances
 from segcli.settings import Settings
@@ -84,7 +84,7 @@ class Job:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise SegcliError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
 
     @classmethod
     def for_segmenter(
@@ -255,7 +255,7 @@ def get_engine(name: str, segmenter: SegmenterLike, **options: Any) -> Engine:
         from segcli.engines.local import LocalEngine
 
         return LocalEngine(segmenter, **options)
-    raise SegcliError(f"unknown --engine {name!r}; choose from local")
+    raise UsageError(f"unknown --engine {name!r}; choose from local")
 
 
 __all__ = [
