@@ -106,7 +106,9 @@ def _open_regular(path: Path) -> BinaryIO:
             raise SegcliError(f"{path}: is {kind}, not an image file")
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
+        fh = os.fdopen(fd, "rb")
+        fh.raw.name = os.fspath(path)  # type: ignore[attr-defined]  # as open(path) names it
+        return fh
     except BaseException:
         os.close(fd)
         raise
