@@ -59,19 +59,27 @@ app = typer.Typer(
 )
 
 
+def _console(stderr: bool) -> Console:
+    from rich.console import Console
+
+    class CliConsole(Console):
+        def on_broken_pipe(self) -> None:
+            """Rich would exit 1 here; let :func:`cli_errors` end quietly with 141 instead."""
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    return CliConsole(stderr=stderr)
+
+
 @functools.cache
 def out_console() -> Console:
     """Rich console on stdout (created on first use: ``--help`` never imports Rich's console)."""
-    from rich.console import Console
-
-    return Console()
+    return _console(stderr=False)
 
 
 @functools.cache
 def err_console() -> Console:
-    from rich.console import Console
-
-    return Console(stderr=True)
+    return _console(stderr=True)
 
 
 _state = {"debug": False}
