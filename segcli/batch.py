@@ -8,6 +8,7 @@ threaded pipeline; the loop that skips complete inputs is :func:`run_plans`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -16,16 +17,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segcli.engines import Engine, ItemResult, Job, SegmenterLike, Status
 from segcli.engines.local import LocalEngine
 from segcli.errors import SegcliError, UsageError
+from segcli.formats import yolo_data_yaml
 from segcli.fsutil import atomic_write_bytes, is_temp_name
 from segcli.imageio import DEFAULT_MAX_PIXELS, is_image_path
+from segcli.instances import PLACEHOLDER_CLASSES
 from segcli.writers import (
     DEFAULT_SAVE,
     OUTPUT_MARKER,
+    YOLO_DIR,
     OutputPlan,
     dumps,
     mark_output,
@@ -33,6 +37,9 @@ from segcli.writers import (
     plan_outputs,
     write_coco,
 )
+
+if TYPE_CHECKING:
+    from pycocotools.coco import COCO
 
 RUN_SCHEMA = "segcli.run/1"
 
@@ -220,6 +227,12 @@ def check_previous_run(out_dir: Path, job: Job) -> None:
             f"{out_dir} holds results of other weights ({old.get('model', {}).get('weights')}); "
             "pass --overwrite to redo them, or choose another --output"
         )
+    was = "polygons" in old.get("save", ())
+    if was != ("polygons" in job.save) and "json" in job.save:
+        raise SegcliError(
+            f"{out_dir} holds JSON {'with' if was else 'without'} polygons; pass --overwrite to redo it "
+            f"{'without' if was else 'with'} them, or choose another --output"
+        )
 
 
 def write_run_files(
@@ -229,8 +242,13 @@ def write_run_files(
     job: Job,
     categories: Sequence[str],
     input_dir: Path,
+    ground_truth: COCO | None = None,
 ) -> Path | None:
-    """Write ``run.json`` and, when per-image JSON is saved, ``coco.json``."""
+    """Write ``run.json`` and, when per-image JSON is saved, ``coco.json`` and
+    ``coco-results.json`` (image and category ids from ``ground_truth`` when given);
+    with YOLO-seg labels, ``yolo/data.yaml`` and a ``yolo/images`` link to the input folder."""
+    from segcli.exports import write_coco_results
+
     coco_path = None
     if "json" in job.save:
         json_paths = ((plan, plan.paths(["json"])["json"]) for plan in plans)
@@ -243,10 +261,30 @@ def write_run_files(
         info = {
             "description": f"segcli {job.model_info.get('name')} on {input_dir}",
             "date_created": summary["finished"],
+            "segcli": {"model": job.model_info, "settings": job.settings},
         }
         write_coco(coco_path, entries, categories, info)
+        write_coco_results(out_dir / "coco-results.json", entries, categories, ground_truth)
+    if "yolo" in job.save:
+        write_yolo_dataset(out_dir, categories, input_dir)
     atomic_write_bytes(out_dir / "run.json", dumps(summary))
     return coco_path
+
+
+def write_yolo_dataset(out_dir: Path, categories: Sequence[str], input_dir: Path | None) -> Path:
+    """``<out>/yolo/data.yaml`` (class names) and, for a folder run, ``<out>/yolo/images``: a
+    link to the input folder, so that Ultralytics finds each label at its image's path with
+    ``images`` -> ``labels``. Returns the data.yaml path."""
+    root = out_dir / YOLO_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    names = [c for c in categories if c not in PLACEHOLDER_CLASSES]
+    data = yolo_data_yaml(names, path=str(root.absolute()), train="images", val="images")
+    atomic_write_bytes(root / "data.yaml", data.encode("utf-8"))
+    link = root / "images"
+    if input_dir is not None and not link.exists() and not link.is_symlink():
+        with contextlib.suppress(OSError):  # no symlinks here (e.g. Windows without rights)
+            link.symlink_to(input_dir.absolute(), target_is_directory=True)
+    return root / "data.yaml"
 
 
 # --------------------------------------------------------------------------- one batch run
@@ -259,6 +297,7 @@ class BatchOptions:
     recursive: bool = True
     batch_size: int = 1
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    coco_ids_from: Path | None = None  # a COCO ground truth: coco-results.json uses its ids
 
 
 @dataclass
@@ -317,25 +356,39 @@ def run_batch(
     options: BatchOptions | None = None,
     engine: Callable[[SegmenterLike], Engine] | None = None,
     events: BatchEvents | None = None,
+    files: Sequence[Path] | None = None,
 ) -> BatchOutcome:
     """Segment every image under ``folder`` into ``output``; resumable; prints nothing.
 
     ``load`` returns the segmenter; it is called after discovery, so that a bad folder
     is reported before any model loads (pass ``lambda: seg`` for a loaded one). The
     segmenter's ``model_info``/``settings`` identify the run. ``engine`` builds the
-    engine from it (default: the local threaded engine on that segmenter).
+    engine from it (default: the local threaded engine on that segmenter). ``files``
+    (paths under ``folder``) replaces discovery: exactly those inputs, in that order.
+    With ``options.coco_ids_from``, the ground truth is read and every input matched
+    to one of its images by file name before the model loads.
     """
     opts = options or BatchOptions()
     events = events or BatchEvents()
     started = datetime.now(timezone.utc)
     check_folders(folder, output)
-    found = discover(folder, recursive=opts.recursive, exclude=[output])
+    if files is None:
+        found = discover(folder, recursive=opts.recursive, exclude=[output])
+    else:
+        found = Discovery(files=list(files), problems=[])
     events.discovered(len(found.files), found.problems)
     if found.outputs:
         events.skipped_outputs(found.outputs)
-    if not found.files and not found.problems:
+    if files is None and not found.files and not found.problems:
         hint = "; subfolders were not searched (--no-recursive)" if not opts.recursive else ""
         raise SegcliError(f"no images found in {folder}{hint}")
+    ground_truth = None
+    if opts.coco_ids_from is not None:
+        from segcli.evaluate import load_ground_truth, match_images
+
+        ground_truth = load_ground_truth(opts.coco_ids_from)
+        names = [f.relative_to(folder).as_posix() for f in found.files]
+        match_images(ground_truth.dataset["images"], names, source="input")
     mark_output(output)
     seg = load()
     eng = engine(seg) if engine is not None else LocalEngine(seg)
@@ -355,7 +408,7 @@ def run_batch(
         problems=found.problems,
         started=started,
     )
-    coco_path = write_run_files(output, summary, plans, job, seg.categories, folder)
+    coco_path = write_run_files(output, summary, plans, job, seg.categories, folder, ground_truth)
     return BatchOutcome(
         report=report,
         summary=summary,

@@ -1,4 +1,4 @@
-"""Output files: overlay images, per-image JSON, mask PNGs, id maps, COCO files.
+"""Output files: overlay images, per-image JSON, mask PNGs, id maps, COCO, YOLO-seg and LabelMe files.
 
 Every file is written atomically (temp file + rename); the per-image JSON is
 written last, so its presence marks an image as done.
@@ -20,17 +20,21 @@ import cv2
 import numpy as np
 
 from segcli.errors import SegcliError, UsageError
+from segcli.formats import coco_polygons, labelme_record, yolo_class_index, yolo_lines
 from segcli.fsutil import NAME_MAX, atomic_path, atomic_write_bytes, name_bytes, truncate_name
 from segcli.instances import PLACEHOLDER_CLASSES, Instances
 from segcli.masks import rle_encode
 from segcli.render import Annotator, OverlayAnnotator
 
 SCHEMA = "segcli.instances/1"
-OUTPUT_KINDS = ("overlay", "json", "masks", "idmap")
+OUTPUT_KINDS = ("overlay", "json", "masks", "idmap", "polygons", "yolo", "labelme")
 DEFAULT_SAVE = ("overlay", "json")
+YOLO_DIR = "yolo"
+LABELME_DIR = "labelme"
 
 
 def parse_save(text: str) -> tuple[str, ...]:
+    """``--save`` as output kinds; ``polygons`` lives in the JSON, so it brings ``json`` along."""
     kinds = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
     unknown = [k for k in kinds if k not in OUTPUT_KINDS]
     if unknown or not kinds:
@@ -39,12 +43,15 @@ def parse_save(text: str) -> tuple[str, ...]:
             if unknown
             else "--save names no output"
         )
+    if "polygons" in kinds and "json" not in kinds:
+        kinds = (*kinds, "json")
     return kinds
 
 
 # --------------------------------------------------------------------------- planning
 OUTPUT_SUFFIXES = {
     "json": ".json",
+    "polygons": ".json",  # polygons are a field of the JSON
     "overlay": ".overlay{ext}",  # .jpg for JPEG inputs, else .png
     "masks": ".masks",
     "idmap": ".idmap.png",
@@ -53,8 +60,10 @@ LONGEST_SUFFIX = len(".compare.json")
 """The longest suffix segcli adds to an input's name (``compare`` writes ``.compare.json``)."""
 MAX_BASE_BYTES = NAME_MAX - LONGEST_SUFFIX
 """Longer input names are shortened (see :func:`fit_name`) so that every derived name fits."""
-RESERVED_NAMES = frozenset({"run.json", "coco.json", ".segcli-output"})
-"""Files a run writes at the top of its output folder: no input's outputs may take these names."""
+RESERVED_NAMES = frozenset(
+    {"run.json", "coco.json", "coco-results.json", ".segcli-output", YOLO_DIR, LABELME_DIR}
+)
+"""What a run writes at the top of its output folder: no input's outputs may take these names."""
 
 
 def path_tag(text: str) -> str:
@@ -79,20 +88,40 @@ def fit_name(name: str, key: str, limit: int = MAX_BASE_BYTES) -> str:
 
 @dataclass(frozen=True)
 class OutputPlan:
-    """Where one input's outputs go. ``key`` is ``base`` relative to the output folder (unique per run)."""
+    """Where one input's outputs go. ``key`` is ``base`` relative to the output folder: the
+    input's path relative to the run's root, unless a suffix had to keep it apart (unique).
+
+    ``stem`` is ``key`` without its extension (unique in the run): YOLO-seg and LabelMe
+    pair a label file with its image by that name (``photo.jpg`` -> ``photo.txt``).
+    """
 
     source: Path
     key: str
     base: Path
+    stem: str = ""
+
+    @property
+    def out_dir(self) -> Path:
+        """The run's output folder (``base`` is ``out_dir / key``)."""
+        return self.base.parents[len(Path(self.key).parts) - 1]
 
     def paths(self, save: Iterable[str]) -> dict[str, Path]:
         name = self.base.name
         ext = ".jpg" if self.source.suffix.lower() in (".jpg", ".jpeg") else ".png"
-        return {kind: self.base.with_name(name + OUTPUT_SUFFIXES[kind].format(ext=ext)) for kind in save}
+        stem = self.stem or Path(self.key).with_suffix("").as_posix()
+        out: dict[str, Path] = {}
+        for kind in save:
+            if kind == "yolo":
+                out[kind] = self.out_dir / YOLO_DIR / "labels" / f"{stem}.txt"
+            elif kind == "labelme":
+                out[kind] = self.out_dir / LABELME_DIR / f"{stem}.json"
+            else:
+                out[kind] = self.base.with_name(name + OUTPUT_SUFFIXES[kind].format(ext=ext))
+        return out
 
 
 def _output_names(name: str) -> set[str]:
-    """Every name (case-folded) an input whose output base is ``name`` may write."""
+    """Every name (case-folded) an input whose output base is ``name`` may write beside it."""
     return {
         (name + suffix.format(ext=ext)).casefold()
         for suffix in OUTPUT_SUFFIXES.values()
@@ -110,27 +139,35 @@ def plan_outputs(sources: Sequence[Path], out_dir: Path, root: Path | None = Non
     """
     rels = [src.relative_to(root) if root is not None else Path(src.name) for src in sources]
     counts: dict[str, int] = {}
+    stems: dict[str, int] = {}
     for rel in rels:
         counts[rel.as_posix().casefold()] = counts.get(rel.as_posix().casefold(), 0) + 1
+        stem = rel.with_suffix("").as_posix().casefold()
+        stems[stem] = stems.get(stem, 0) + 1
     folders = {parent.as_posix().casefold() for rel in rels for parent in rel.parents}
     plans = []
     for src, rel in zip(sources, rels):
-        name = rel.name
+        tag = path_tag(str(src.resolve()))
+        parent, name = rel.parent, rel.name
         clash = counts[rel.as_posix().casefold()] > 1 or any(
-            (rel.parent / out).as_posix().casefold() in folders for out in _output_names(name)
+            (parent / out).as_posix().casefold() in folders for out in _output_names(name)
         )
-        if rel.parent == Path(".") and _output_names(name) & RESERVED_NAMES:
-            clash = True
-        if clash:
-            tag = path_tag(str(src.resolve()))
-            name = fit_name(f"{name}~{tag}", str(src.resolve()), MAX_BASE_BYTES)
-        else:
-            name = fit_name(name, rel.as_posix())
-        parent = rel.parent
+        name = fit_name(f"{name}~{tag}", str(src.resolve())) if clash else fit_name(name, rel.as_posix())
+        stem_name = rel.with_suffix("").name
+        if stems[rel.with_suffix("").as_posix().casefold()] > 1:  # photo.jpg and photo.png: one label name
+            stem_name = f"{stem_name}~{tag}"
+        stem_name = fit_name(stem_name, rel.as_posix(), NAME_MAX - len(".json"))
         if parent.parts and parent.parts[0].casefold() in RESERVED_NAMES:  # an input folder "run.json/"
             top = parent.parts[0]
             parent = Path(f"{top}~{path_tag(top)}", *parent.parts[1:])
-        plans.append(OutputPlan(source=src, key=(parent / name).as_posix(), base=out_dir / parent / name))
+        plans.append(
+            OutputPlan(
+                source=src,
+                key=(parent / name).as_posix(),
+                base=out_dir / parent / name,
+                stem=(parent / stem_name).as_posix(),
+            )
+        )
     return plans
 
 
@@ -166,23 +203,29 @@ def instances_record(
     image_path: str,
     model: dict[str, Any],
     settings: dict[str, Any],
+    polygons: bool = False,
 ) -> dict[str, Any]:
-    """The ``segcli.instances/1`` JSON object of one image."""
+    """The ``segcli.instances/1`` JSON object of one image.
+
+    With ``polygons``, each instance also carries its mask as COCO polygons
+    (``[[x1, y1, x2, y2, ...], ...]``, holes bridged in; see :mod:`segcli.formats`).
+    """
     height, width = instances.image_size
     items = []
     for i in range(len(instances)):
         x1, y1, x2, y2 = (round(float(v), 2) for v in instances.boxes[i])
-        items.append(
-            {
-                "id": i,
-                "category_id": int(instances.class_ids[i]),
-                "label": instances.class_names[i],
-                "score": round(float(instances.scores[i]), 4),
-                "box": [x1, y1, x2, y2],
-                "area": int(instances.areas[i]),
-                "mask": rle_encode(instances.masks[i], instances.mask_boxes[i], instances.image_size),
-            }
-        )
+        item: dict[str, Any] = {
+            "id": i,
+            "category_id": int(instances.class_ids[i]),
+            "label": instances.class_names[i],
+            "score": round(float(instances.scores[i]), 4),
+            "box": [x1, y1, x2, y2],
+            "area": int(instances.areas[i]),
+            "mask": rle_encode(instances.masks[i], instances.mask_boxes[i], instances.image_size),
+        }
+        if polygons:
+            item["polygons"] = coco_polygons(instances, i)
+        items.append(item)
     return {
         "schema": SCHEMA,
         "image": {"path": image_path, "width": width, "height": height},
@@ -236,8 +279,21 @@ def write_outputs(
     instances: Instances,
     record: dict[str, Any],
     annotator: Annotator | None = None,
+    categories: Sequence[str] = (),
 ) -> None:
-    """Write the requested outputs of one image; the JSON (the completion mark) last."""
+    """Write the requested outputs of one image; the JSON (the completion mark) last.
+
+    ``categories`` (the model's class list) numbers the YOLO-seg classes.
+    """
+    if "yolo" in paths:
+        if not categories:
+            raise SegcliError("YOLO-seg labels need the model's class list (categories)")
+        lines = yolo_lines(instances, yolo_class_index(categories, PLACEHOLDER_CLASSES))
+        atomic_write_bytes(paths["yolo"], "".join(f"{line}\n" for line in lines).encode("utf-8"))
+    if "labelme" in paths:
+        target = paths["labelme"]
+        image_path = os.path.relpath(Path(record["image"]["path"]).absolute(), target.parent.absolute())
+        atomic_write_bytes(target, dumps(labelme_record(instances, Path(image_path).as_posix())))
     if "overlay" in paths:
         overlay = (annotator or OverlayAnnotator()).annotate(image, instances)
         atomic_write_bytes(paths["overlay"], encode_image(overlay, paths["overlay"].suffix))
@@ -254,12 +310,17 @@ def write_outputs(
 
 
 # --------------------------------------------------------------------------- COCO
-def coco_categories(categories: Sequence[str]) -> list[dict[str, Any]]:
-    return [
+def coco_categories(categories: Sequence[str], used: Iterable[int] = ()) -> list[dict[str, Any]]:
+    """The model's classes as COCO categories, plus any placeholder slot (``N/A``) in ``used``."""
+    used = set(used)
+    listed = [
         {"id": i, "name": name, "supercategory": "object"}
         for i, name in enumerate(categories)
-        if name not in PLACEHOLDER_CLASSES
+        if name not in PLACEHOLDER_CLASSES or i in used
     ]
+    known = {c["id"] for c in listed}
+    listed += [{"id": i, "name": f"class {i}", "supercategory": "object"} for i in sorted(used - known)]
+    return sorted(listed, key=lambda c: c["id"])
 
 
 def write_coco(
@@ -274,6 +335,7 @@ def write_coco(
     Returns (images, annotations) written.
     """
     n_images = n_ann = 0
+    used: set[int] = set()
     with (
         atomic_path(path) as tmp,
         open(tmp, "w", encoding="utf-8", errors=JSON_ERRORS) as out,
@@ -298,6 +360,7 @@ def write_coco(
             )
             for inst in record["instances"]:
                 n_ann += 1
+                used.add(int(inst["category_id"]))
                 x1, y1, x2, y2 = inst["box"]
                 anns.write(
                     ("," if n_ann > 1 else "")
@@ -306,7 +369,7 @@ def write_coco(
                             "id": n_ann,
                             "image_id": n_images,
                             "category_id": inst["category_id"],
-                            "segmentation": inst["mask"],
+                            "segmentation": inst.get("polygons") or inst["mask"],
                             "area": inst["area"],
                             "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
                             "iscrowd": 0,
@@ -317,5 +380,5 @@ def write_coco(
         out.write('],"annotations":[')
         anns.seek(0)
         shutil.copyfileobj(anns, out)
-        out.write('],"categories":' + json.dumps(coco_categories(categories)) + "}\n")
+        out.write('],"categories":' + json.dumps(coco_categories(categories, used)) + "}\n")
     return n_images, n_ann
