@@ -184,7 +184,11 @@ def get_spec(name: str, task: Task = "instance") -> ModelSpec:
     spec = models.get(name.strip().lower())
     if spec is None:
         kind = "model" if task == "instance" else "semantic model"
-        raise UsageError(f"unknown {kind} {name!r}; choose one of: {', '.join(models)}")
+        from segcli.suggest import did_you_mean
+
+        raise UsageError(
+            f"unknown {kind} {name!r}{did_you_mean(name, models)}; choose one of: {', '.join(models)}"
+        )
     return spec
 
 
@@ -196,6 +200,11 @@ def check_classes(classes: Sequence[str], categories: Sequence[str], model: str)
     lookup = {name.lower(): i for i, name in enumerate(categories) if name not in PLACEHOLDER_CLASSES}
     unknown = [c for c in classes if c.lower() not in lookup]
     if unknown:
-        valid = ", ".join(c for c in categories if c not in PLACEHOLDER_CLASSES)
-        raise UsageError(f"unknown class {unknown[0]!r} for --model {model}; valid: {valid}")
+        from segcli.suggest import did_you_mean
+
+        names = [c for c in categories if c not in PLACEHOLDER_CLASSES]
+        raise UsageError(
+            f"unknown class {unknown[0]!r}{did_you_mean(unknown[0], names)} for --model {model}; "
+            f"valid: {', '.join(names)}"
+        )
     return {c: lookup[c.lower()] for c in classes}
