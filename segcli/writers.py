@@ -57,8 +57,10 @@ OUTPUT_SUFFIXES = {
     "masks": ".masks",
     "idmap": ".idmap.png",
 }
-LONGEST_SUFFIX = len(".compare.json")
-"""The longest suffix segcli adds to an input's name (``compare`` writes ``.compare.json``)."""
+EXTRA_SUFFIXES = (".idmap.preview.png", ".compare.json", ".explain.json", ".proposals.json")
+"""Other names derived from an input's: the id map's colour preview, the figures' JSON."""
+LONGEST_SUFFIX = max(len(x) for x in (*OUTPUT_SUFFIXES.values(), *EXTRA_SUFFIXES))
+"""The longest suffix segcli adds to an input's name (``.idmap.preview.png``)."""
 MAX_BASE_BYTES = NAME_MAX - LONGEST_SUFFIX
 """Longer input names are shortened (see :func:`fit_name`) so that every derived name fits."""
 RESERVED_NAMES = frozenset(
@@ -125,7 +127,7 @@ def _output_names(name: str) -> set[str]:
     """Every name (case-folded) an input whose output base is ``name`` may write beside it."""
     return {
         (name + suffix.format(ext=ext)).casefold()
-        for suffix in OUTPUT_SUFFIXES.values()
+        for suffix in (*OUTPUT_SUFFIXES.values(), EXTRA_SUFFIXES[0])
         for ext in (".jpg", ".png")
     }
 
