@@ -467,6 +467,6 @@ def test_semantic_offline_error_names_its_file_and_torch_stays_quiet(
         load_model("lraspp", task="semantic", device="cpu")
     message = str(err.value)
     assert message.startswith("the lraspp weights lraspp_mobilenet_v3_large-")
-    assert "COCO weights" not in message and "--semantic-weights PATH" in message
+    assert "COCO weights" not in message and "weights=PATH" in message  # the Python hint
     out, errs = capfd.readouterr()
     assert out == "" and errs == "", "torch's own 'Downloading:' line stays hidden"
