@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from segcli.engines import Engine, ItemResult, Job, SegmenterLike, Status
 from segcli.engines.local import LocalEngine
-from segcli.errors import SegcliError
+from segcli.errors import SegcliError, UsageError
 from segcli.formats import yolo_data_yaml
 from segcli.fsutil import atomic_write_bytes, is_temp_name
 from segcli.imageio import DEFAULT_MAX_PIXELS, is_image_path
@@ -30,9 +30,11 @@ from segcli.video import is_video_path
 from segcli.video_run import VideoOptions, earlier_failure, process_video
 from segcli.writers import (
     DEFAULT_SAVE,
+    OUTPUT_MARKER,
     YOLO_DIR,
     OutputPlan,
     dumps,
+    mark_output,
     outputs_complete,
     plan_outputs,
     write_coco,
@@ -49,6 +51,7 @@ RUN_SCHEMA = "segcli.run/1"
 class Discovery:
     files: list[Path]
     problems: list[tuple[Path, str]]  # folders that could not be read
+    outputs: list[Path] = field(default_factory=list)  # segcli output folders, not entered
 
 
 def discover(
@@ -58,7 +61,9 @@ def discover(
     (case-insensitive), sorted by path.
 
     Hidden files and folders are skipped; symlinked folders are followed once
-    (loops are cut); folders in ``exclude`` (e.g. our own output) are never entered.
+    (loops are cut); folders in ``exclude`` (e.g. our own output) are never entered,
+    nor are other segcli output folders (they hold :data:`OUTPUT_MARKER`), which are
+    listed in ``outputs``.
     """
     excluded = {os.path.realpath(p) for p in exclude}
 
@@ -68,12 +73,16 @@ def discover(
     seen: set[str] = set()
     files: list[Path] = []
     problems: list[tuple[Path, str]] = []
+    outputs: list[Path] = []
 
     def walk(folder: Path) -> None:
         real = os.path.realpath(folder)
         if real in seen or real in excluded:
             return
         seen.add(real)
+        if folder != root and (folder / OUTPUT_MARKER).is_file():
+            outputs.append(folder)
+            return
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
@@ -95,7 +104,7 @@ def discover(
                 problems.append((path, f"cannot stat ({exc.strerror or exc})"))
 
     walk(root)
-    return Discovery(files=files, problems=problems)
+    return Discovery(files=files, problems=problems, outputs=outputs)
 
 
 def read_list(list_file: Path) -> tuple[Path, list[Path]]:
@@ -410,6 +419,9 @@ class BatchEvents:
     def discovered(self, files: int, problems: Sequence[tuple[Path, str]]) -> None:
         """Inputs found (before the model loads); ``problems`` are unreadable folders/links."""
 
+    def skipped_outputs(self, folders: Sequence[Path]) -> None:
+        """Folders under the input that hold an earlier segcli output (not entered)."""
+
     def started(self, total: int, stale_removed: int) -> None:
         """The engine is about to run ``total`` planned inputs."""
 
@@ -418,6 +430,19 @@ class BatchEvents:
 
     def video_frame(self, plan: OutputPlan, done: int, total: int | None) -> None:
         """``done`` frames of the video ``plan`` are segmented (of about ``total``)."""
+
+
+def check_folders(folder: Path, output: Path) -> None:
+    """Usage errors of a batch's two folders, before anything is read or written."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is a file, not a folder: use segcli predict for single images")
+    if os.path.realpath(output) == os.path.realpath(folder):
+        raise UsageError(f"--output {output} is the input folder itself; choose another output folder")
+    if (folder / OUTPUT_MARKER).is_file():
+        raise UsageError(
+            f"{folder} is a segcli output folder (it holds {OUTPUT_MARKER}); segmenting it would "
+            f"segment overlays. Remove {folder / OUTPUT_MARKER} to do it anyway"
+        )
 
 
 def run_batch(
@@ -446,11 +471,17 @@ def run_batch(
     opts = options or BatchOptions()
     events = events or BatchEvents()
     started = datetime.now(timezone.utc)
+    check_folders(folder, output)
     if files is None:
         found = discover(folder, recursive=opts.recursive, exclude=[output], videos=opts.videos)
     else:
         found = Discovery(files=list(files), problems=[])
     events.discovered(len(found.files), found.problems)
+    if found.outputs:
+        events.skipped_outputs(found.outputs)
+    if files is None and not found.files and not found.problems:
+        hint = "; subfolders were not searched (--no-recursive)" if not opts.recursive else ""
+        raise SegcliError(f"no images found in {folder}{hint}")
     ground_truth = None
     if opts.coco_ids_from is not None:
         from segcli.evaluate import load_ground_truth, match_images
@@ -458,6 +489,7 @@ def run_batch(
         ground_truth = load_ground_truth(opts.coco_ids_from)
         names = [f.relative_to(folder).as_posix() for f in found.files]
         match_images(ground_truth.dataset["images"], names, source="input")
+    mark_output(output)
     seg = load()
     eng = engine(seg) if engine is not None else LocalEngine(seg)
     job = Job.for_segmenter(seg, opts.save, batch_size=opts.batch_size, max_pixels=opts.max_pixels)

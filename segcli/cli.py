@@ -5,12 +5,16 @@ Nothing here imports torch at module level, so ``segcli --help`` stays fast.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
+import click
 import typer
 from rich.markup import escape
 
@@ -33,6 +37,7 @@ from segcli.settings import DEFAULT_MAX_PIXELS
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
+    from rich.text import Text
 
     from segcli.batch import BatchEvents
     from segcli.engines import ItemResult, SegmenterLike
@@ -41,9 +46,25 @@ if TYPE_CHECKING:
     from segcli.video_run import VideoOptions
     from segcli.writers import OutputPlan
 
+GLOBAL_OPTIONS = ("--debug", "--version")
+
+
+class RootGroup(SuggestingGroup):
+    """The ``segcli`` group: ``--debug`` and ``--version`` work after the command too
+    (``segcli predict x.jpg --debug``); they are moved in front of it before parsing. An
+    argument after ``--`` is never moved (a file called ``--debug``)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        moved = [a for a in args[:end] if a in GLOBAL_OPTIONS]
+        if moved:
+            args = moved + [a for a in args[:end] if a not in GLOBAL_OPTIONS] + args[end:]
+        return super().parse_args(ctx, args)
+
+
 app = typer.Typer(
     name="segcli",
-    cls=SuggestingGroup,
+    cls=RootGroup,
     help="Instance segmentation from the command line (torchvision Mask R-CNN).",
     epilog="Start with [bold]segcli demo[/] (offline, bundled model), then "
     "[bold]segcli predict --help[/]. [bold]segcli models[/] lists the models.",
@@ -51,6 +72,18 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
+
+
+def _console(stderr: bool) -> Console:
+    from rich.console import Console
+
+    class CliConsole(Console):
+        def on_broken_pipe(self) -> None:
+            """Rich would exit 1 here; let :func:`cli_errors` end quietly with 141 instead."""
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    return CliConsole(stderr=stderr)
 
 
 def examples(*lines: str) -> str:
@@ -61,19 +94,73 @@ def examples(*lines: str) -> str:
 @functools.cache
 def out_console() -> Console:
     """Rich console on stdout (created on first use: ``--help`` never imports Rich's console)."""
-    from rich.console import Console
-
-    return Console()
+    return _console(stderr=False)
 
 
 @functools.cache
 def err_console() -> Console:
-    from rich.console import Console
-
-    return Console(stderr=True)
+    return _console(stderr=True)
 
 
 _state = {"debug": False}
+
+
+# --------------------------------------------------------------------------- printing
+# Every line the CLI prints goes through say(): the text is plain (never Rich markup, so a
+# path like "[red]x[/].jpg" or "x\\" prints as it is) and shown() makes it one printable line.
+def shown(text: object) -> str:
+    """``text`` as one printable line: bytes that are not UTF-8 (POSIX names may hold any) as
+    ``\\xff``, and newlines, tabs, terminal escapes and other control characters as escapes
+    (``\\n``, ``\\x1b``); everything else as it is."""
+    raw = str(text)
+    if raw.isprintable():
+        return raw
+    raw = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in raw)
+
+
+def plain(text: object, style: str = "") -> Text:
+    """A Rich ``Text`` of :func:`shown` ``text``: never parsed as markup (table cells, titles)."""
+    from rich.text import Text
+
+    return Text(shown(text), style=style)
+
+
+def say(text: object, *, console: Console | None = None, label: str = "", style: str = "") -> None:
+    """Print ``text`` as one plain line (stdout unless ``console``), after ``label`` in ``style``."""
+    from rich.text import Text
+
+    line = Text.assemble((label, style), " ") if label else Text()
+    line.append(shown(text))
+    (console or out_console()).print(line, highlight=False, soft_wrap=True)
+
+
+def fail(text: object, *, console: Console | None = None, label: str = "error:") -> None:
+    """``say`` a problem on stderr (or ``console``), after a red label."""
+    say(text, console=console or err_console(), label=label, style="bold red")
+
+
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE: what a shell reports for a Unix tool whose reader went away."""
+
+
+def _silence_stdio() -> None:
+    """Point stdout and stderr at /dev/null, so that nothing (the final flush included)
+    complains about a reader that has gone."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def write_stdout(data: bytes) -> None:
+    """Write ``data`` to stdout now; a closed stdout (``>&-``) is a broken pipe."""
+    if sys.stdout is None:
+        raise BrokenPipeError(errno.EPIPE, "stdout is closed")
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -82,46 +169,46 @@ EXIT_INTERRUPTED = 130
 
 def cli_errors(func: F) -> F:
     """Turn ``SegcliError`` (and any surprise) into one line on stderr and exit 1 (2 for a
-    ``UsageError``)."""
+    ``UsageError``); a reader that went away (``| head``) ends the command quietly, 141."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
-        except (typer.Exit, typer.BadParameter):  # usage errors keep their exit code 2
-            raise
-        except SegcliError as exc:
-            if _state["debug"]:
-                import traceback
+            try:
+                return func(*args, **kwargs)
+            except (typer.Exit, typer.BadParameter):  # usage errors keep their exit code 2
+                raise
+            except SegcliError as exc:
+                if _state["debug"]:
+                    import traceback
 
-                traceback.print_exc()
-            if isinstance(exc, UsageError):
-                _usage_error(str(exc))
-            err_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            err_console().print("interrupted", highlight=False)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        except Exception as exc:
-            if _state["debug"]:
-                import traceback
+                    traceback.print_exc()
+                fail(exc, label="usage error:" if isinstance(exc, UsageError) else "error:")
+                raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
+            except KeyboardInterrupt:
+                say("interrupted", console=err_console())
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+            except BrokenPipeError:
+                raise
+            except Exception as exc:
+                if _state["debug"]:
+                    import traceback
 
-                traceback.print_exc()
-            name, line = type(exc).__name__, first_line(exc)
-            detail = f"{name}: {escape(line)}" if line != name else name
-            err_console().print(
-                f"[bold red]error:[/] unexpected {detail} (run with --debug for the traceback)",
-                highlight=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(1) from None
+                    traceback.print_exc()
+                name, line = type(exc).__name__, first_line(exc)
+                detail = f"{name}: {line}" if line != name else name
+                fail(f"unexpected {detail} (run with --debug for the traceback)")
+                raise typer.Exit(1) from None
+        except BrokenPipeError:
+            _silence_stdio()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
 
     return wrapper  # type: ignore[return-value]
 
 
 def _version(value: bool) -> None:
     if value:
-        out_console().print(f"segcli {__version__}", highlight=False)
+        say(f"segcli {__version__}")
         raise typer.Exit()
 
 
@@ -206,10 +293,9 @@ def load_segmenter(opts: ModelOptions, *, quiet: bool = False) -> Segmenter:
 
 def _say_loaded(what: str, info: Mapping[str, object], device: object) -> None:
     """One line on stderr: which model (name, architecture, weights) runs on which device."""
-    err_console().print(
+    say(
         f"{what} {info['name']} ({info['architecture']}, {info['weights']}) on {device}",
-        highlight=False,
-        markup=False,
+        console=err_console(),
     )
 
 
@@ -227,14 +313,21 @@ def _video_options(
 
 
 def _check_writable(out_dir: Path) -> None:
-    import tempfile
+    """Make ``out_dir`` and write its output marker (which proves it writable), or fail in one line."""
+    from segcli.writers import mark_output
 
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
-            pass
+        mark_output(out_dir)
     except OSError as exc:
         raise SegcliError(f"cannot write to output folder {out_dir} ({exc.strerror or exc})") from None
+
+
+def _check_run_options(batch_size: int = 1, max_pixels: int | None = None) -> None:
+    """Usage errors of the options outside ``ModelOptions`` (before any model loads)."""
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if max_pixels is not None and max_pixels < 1:
+        raise UsageError(f"--max-pixels must be at least 1, got {max_pixels}")
 
 
 def _progress(quiet: bool) -> Progress:
@@ -275,7 +368,7 @@ def unique_paths(paths: Sequence[Path]) -> list[Path]:
 
 
 def _print_failed(console: Console, result: ItemResult) -> None:
-    console.print(f"[red]failed:[/] {escape(result.reason)}", highlight=False, soft_wrap=True)
+    fail(result.reason, console=console, label="failed:")
 
 
 # --------------------------------------------------------------------------- predict
@@ -298,7 +391,6 @@ def predict(
             help="Image and video files (images: any format Pillow reads; a file named twice is done once).",
             metavar="IMAGES...",
             exists=True,
-            dir_okay=False,
             readable=False,
             show_default=False,
         ),
@@ -336,12 +428,16 @@ def predict(
     from segcli.writers import DEFAULT_SAVE, dumps, parse_save, plan_outputs
 
     if json_out not in (None, "-"):
-        raise SegcliError(f"--json takes '-' (stdout), got {json_out!r}; use --save json for files")
+        raise UsageError(f"--json takes '-' (stdout), got {json_out!r}; use --save json for files")
     to_stdout = json_out == "-"
     kinds = parse_save(save) if save is not None else (() if to_stdout else DEFAULT_SAVE)
-    model_opts.settings()  # bad values fail before the output folder is made
+    model_opts.check()  # usage errors before the output folder is made or a model loads
+    _check_run_options(batch_size, max_pixels)
     video = _video_options(stride, start, end, max_frames, track, batch_size)
     model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
+    for image in images:
+        if image.is_dir():
+            raise UsageError(f"{image} is a folder: use segcli batch {image} for folders")
     if kinds:
         _check_writable(output)
     seg = load_segmenter(model_opts, quiet=quiet)
@@ -354,17 +450,11 @@ def predict(
             if result.record is None:  # a damaged video still has its summary (for --json -)
                 return
         if to_stdout and result.record is not None:
-            sys.stdout.buffer.write(dumps(result.record))
-            sys.stdout.flush()
+            write_stdout(dumps(result.record))
         if not quiet and result.status != "failed":
             paths = result.plan.paths(kinds) if kinds else {}
             where = ", ".join(str(p) for p in dict.fromkeys(paths.values()))
-            human.print(
-                f"{result.plan.source}: {result.summary}" + (f" -> {where}" if where else ""),
-                highlight=False,
-                markup=False,
-                soft_wrap=True,
-            )
+            say(f"{result.plan.source}: {result.summary}" + (f" -> {where}" if where else ""), console=human)
 
     job = Job.for_segmenter(seg, kinds, batch_size=batch_size, max_pixels=max_pixels)
     report = run_plans(
@@ -376,7 +466,7 @@ def predict(
         write_yolo_dataset(output, seg.categories, None)
     if report.interrupted:
         noun = "inputs" if any(plan.is_video for plan in plans) else "images"
-        err_console().print(f"interrupted after {report.count('done')} of {len(plans)} {noun}")
+        say(f"interrupted after {report.count('done')} of {len(plans)} {noun}", console=err_console())
         raise typer.Exit(EXIT_INTERRUPTED)
     if report.failed:
         raise typer.Exit(1)
@@ -401,7 +491,6 @@ def batch(
             help="Folder of images and videos, searched recursively (or use --from-list).",
             metavar="FOLDER",
             exists=True,
-            file_okay=False,
             show_default=False,
         ),
     ] = None,
@@ -467,7 +556,7 @@ def batch(
     Outputs mirror the folder's tree; run.json and coco.json sum up the run. Run the same
     command again after a crash or Ctrl-C and it does only what is missing.
     """
-    from segcli.batch import BatchOptions, read_list, run_batch
+    from segcli.batch import BatchOptions, check_folders, read_list, run_batch
     from segcli.writers import DEFAULT_SAVE, parse_save
 
     if (folder is None) == (from_list is None):
@@ -484,7 +573,8 @@ def batch(
         used = next(k for k, v in ray_options.items() if v is not None)
         _usage_error(f"{used} needs --engine ray")
     kinds = parse_save(save) if save is not None else DEFAULT_SAVE
-    model_opts.settings()  # bad values fail before the output folder is made
+    model_opts.check()  # usage errors before the output folder is made or a model loads
+    _check_run_options(batch_size, max_pixels)
     model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
     ray_engine = None
     if engine == "ray":
@@ -508,6 +598,7 @@ def batch(
         except SegcliError as exc:
             _usage_error(str(exc))
     assert folder is not None
+    check_folders(folder, output)
     options = BatchOptions(
         save=kinds,
         overwrite=overwrite,
@@ -546,14 +637,17 @@ def _progress_events(progress: Progress, quiet: bool) -> BatchEvents:
 
         def discovered(self, files: int, problems: Sequence[tuple[Path, str]]) -> None:
             for path, why in problems:
-                progress.console.print(
-                    f"[red]failed:[/] {escape(f'{path}: {why}')}", highlight=False, soft_wrap=True
-                )
+                fail(f"{path}: {why}", console=progress.console, label="failed:")
+
+        def skipped_outputs(self, folders: Sequence[Path]) -> None:
+            for folder in folders:
+                say(f"skipped {folder}: an earlier segcli output folder", console=progress.console)
 
         def started(self, total: int, stale_removed: int) -> None:
             if stale_removed and not quiet:
-                progress.console.print(
-                    f"removed {stale_removed} temporary file(s) left by an interrupted run"
+                say(
+                    f"removed {stale_removed} temporary file(s) left by an interrupted run",
+                    console=progress.console,
                 )
             progress.update(task, total=total, visible=True)
 
@@ -587,13 +681,12 @@ def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None
     table.add_row(
         str(counts["done"]),
         str(counts["skipped"]),
-        f"[red]{counts['failed']}[/]" if counts["failed"] else "0",
+        plain(counts["failed"], "red") if counts["failed"] else "0",
         str(counts["instances"]),
         f"{summary['seconds']:.1f} s",
         f"{rate:.2f}" if rate else "-",
     )
     out_console().print(table)
-    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
     say(f"run report: {output / 'run.json'}")
     if coco_path is not None:
         say(f"COCO file:  {coco_path}")
@@ -692,7 +785,8 @@ def eval_command(
         _usage_error(f"{', '.join(given) or 'IMAGES'}: no model runs with --predictions")
     if model_opts.score_threshold is None:
         model_opts = dataclasses.replace(model_opts, score_threshold=EVAL_SCORE_THRESHOLD)
-    model_opts.settings()  # bad values fail before the output folder is made
+    model_opts.check()  # usage errors before the output folder is made or a model loads
+    _check_run_options(batch_size, max_pixels)
     if predictions is None:
         model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
     _check_writable(output)
@@ -709,19 +803,12 @@ def eval_command(
             match_by=match_by,
         )
     if outcome.result is None:
-        err_console().print("interrupted: run the same command again to finish (images done are kept)")
+        say("interrupted: run the same command again to finish (images done are kept)", console=err_console())
         raise typer.Exit(outcome.exit_code)
     _print_eval(outcome.result)
-    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
     say(f"evaluation: {outcome.eval_path}")
     if outcome.plots:
         say(f"PR curves:  {outcome.plots[0].parent}/ ({len(outcome.plots)} PNG)")
-
-
-def _usage_error(message: str) -> NoReturn:
-    """One line on stderr and exit 2: a command line that cannot run as given."""
-    err_console().print(f"[bold red]usage error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 def _fmt(value: float | None) -> str:
@@ -733,9 +820,7 @@ def _print_eval(result: EvalResult) -> None:
 
     from segcli.evaluate import TABLE_STATS
 
-    title = escape(
-        f"{Path(result.ground_truth).name}: {result.images} images, {result.detections} detections"
-    )
+    title = plain(f"{Path(result.ground_truth).name}: {result.images} images, {result.detections} detections")
     table = Table(title=title, header_style="bold")
     table.add_column("")
     for name in TABLE_STATS:
@@ -755,16 +840,16 @@ def _print_eval(result: EvalResult) -> None:
             per_class.add_column(f"{prefix if name == 'AP' else ''}{name}", justify="right")
     for cls in result.classes:
         per_class.add_row(
-            escape(cls.name),
+            plain(cls.name),
             str(cls.instances),
             str(cls.detections),
             *(_fmt(cls.ap[t][name]) for t in types for name in ("AP", "AP50", "AP75")),
         )
     out_console().print(per_class)
     for warning in result.warnings:
-        err_console().print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+        say(warning, console=err_console(), label="warning:", style="yellow")
     for note in result.notes:
-        err_console().print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
+        say(f"note: {note}", console=err_console())
 
 
 # --------------------------------------------------------------------------- discovery
@@ -791,16 +876,15 @@ def models() -> None:
         cached = "bundled" if spec.bundled_weights else "yes" if weights.cached else "no"
         sizes = spec.defaults.min_size, spec.defaults.max_size
         table.add_row(
-            escape(spec.name),
+            plain(spec.name),
             spec.model_option,
-            escape(spec.architecture),
-            escape(weights.path.name if weights.path is not None else weights.source),
-            f"[green]{cached}[/]" if cached != "no" else "[yellow]no[/]",
+            plain(spec.architecture),
+            plain(weights.path.name if weights.path is not None else weights.source),
+            plain(cached, "green" if cached != "no" else "yellow"),
             "/".join(str(v) for v in sizes if v is not None),
             str(weights.classes),
         )
     out_console().print(table)
-    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
     if "cache" in folders:
         say(f"weights cache: {folders['cache']} (TORCH_HOME moves it; a model not cached downloads once)")
     if "bundled" in folders:
@@ -821,7 +905,6 @@ def classes(
     from segcli.weights import class_names
 
     spec = get_spec(model)
-    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
     for class_id, name in class_names(spec):
         say(f"{class_id:>3}  {name}")
 
@@ -931,7 +1014,8 @@ def compare_semantic_vs_instance(
     from segcli.compare import check_semantic_source, run_compare
 
     source = check_semantic_source(semantic, semantic_weights)
-    model_opts.settings()  # bad values fail before the output folder is made
+    model_opts.check()  # usage errors before the output folder is made or a model loads
+    _check_run_options(max_pixels=max_pixels)
     model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
     _check_writable(output)
     semantic_model = None
@@ -952,7 +1036,6 @@ def compare_semantic_vs_instance(
     result = run_compare(seg, image, output, semantic_model=semantic_model, max_pixels=max_pixels)
     if not quiet:
         _print_compare(result.record)
-    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
     say(f"figure: {result.figure_path}")
     say(f"JSON:   {result.json_path}")
 
@@ -961,7 +1044,7 @@ def _print_compare(record: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(
-        title=escape(f"{Path(record['image']['path']).name}: semantic ({record['semantic']}) vs instance"),
+        title=plain(f"{Path(record['image']['path']).name}: semantic ({record['semantic']}) vs instance"),
         show_header=True,
         header_style="bold",
     )
@@ -970,7 +1053,7 @@ def _print_compare(record: dict[str, Any]) -> None:
         table.add_column(col, justify="right")
     for row in record["classes"]:
         table.add_row(
-            escape(row["label"]),
+            plain(row["label"]),
             str(row["instances"]),
             str(row["semantic_regions"]),
             str(row["semantic_pixels"]),
@@ -982,6 +1065,12 @@ def _print_compare(record: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- explain, compare proposals
+def _usage_error(message: str) -> NoReturn:
+    """One line on stderr and exit 2: a usage error, found before any model loads."""
+    fail(message, label="usage error:")
+    raise typer.Exit(2)
+
+
 @compare_app.command(
     "proposals",
     cls=HelpWithModelDefaults,
@@ -1015,7 +1104,8 @@ def compare_proposals_cmd(
             raise SegcliError(f"--repeats must be at least 1, got {repeats}")
         if model_opts.proposals is not None:
             raise SegcliError("compare proposals sets the proposal count itself: give the counts with --n")
-        model_opts.settings()
+        model_opts.check()
+        _check_run_options(max_pixels=max_pixels)
     except SegcliError as exc:
         _usage_error(str(exc))
     _check_writable(output)
@@ -1024,7 +1114,6 @@ def compare_proposals_cmd(
         result = run_compare_proposals(seg, image, output, ns, repeats=repeats, max_pixels=max_pixels)
     if not quiet:
         _print_proposals(result.record)
-    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
     say(f"figure: {result.figure_path}")
     say(f"JSON:   {result.json_path}")
 
@@ -1034,7 +1123,7 @@ def _print_proposals(record: dict[str, Any]) -> None:
 
     ref = record["reference_n"]
     table = Table(
-        title=f"{escape(Path(record['image']['path']).name)}: RPN proposals N (agreement with N = {ref})",
+        title=plain(f"{Path(record['image']['path']).name}: RPN proposals N (agreement with N = {ref})"),
         show_header=True,
         header_style="bold",
     )
@@ -1051,11 +1140,7 @@ def _print_proposals(record: dict[str, Any]) -> None:
             "-" if iou is None else f"{iou:.3f}",
         )
     out_console().print(table)
-    out_console().print(
-        "matched: greedy by score within class at mask IoU >= 0.5, against the largest N",
-        highlight=False,
-        markup=False,
-    )
+    say("matched: greedy by score within class at mask IoU >= 0.5, against the largest N")
 
 
 @app.command(
@@ -1086,7 +1171,8 @@ def explain_cmd(
     try:
         if instance is not None and instance < 0:
             raise SegcliError(f"--instance must be 0 or more, got {instance}")
-        model_opts.settings()
+        model_opts.check()
+        _check_run_options(max_pixels=max_pixels)
     except SegcliError as exc:
         _usage_error(str(exc))
     _check_writable(output)
@@ -1096,7 +1182,6 @@ def explain_cmd(
     result = run_explain(seg, image, output, instance=instance, max_pixels=max_pixels)
     if not quiet:
         _print_explain(result.record)
-    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
     say(f"figure: {result.figure_path}")
     say(f"JSON:   {result.json_path}")
 
@@ -1119,10 +1204,20 @@ def _print_explain(record: dict[str, Any]) -> None:
             + ("" if resized["matches_output"] else " (DIFFERS from the segmenter's mask)")
         )
     for line in lines:
-        out_console().print(line, highlight=False, markup=False)
+        say(line)
 
 
 def main() -> None:
+    """The ``segcli`` entry point. A standard stream closed at start (``>&-``) is pointed at
+    /dev/null first, so that no file segcli opens takes its number."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
     # one name however it starts (the script or python -m segcli): usage lines and the
     # shell completion (--install-completion, _SEGCLI_COMPLETE) say "segcli"
     app(prog_name="segcli")

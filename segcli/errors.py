@@ -11,7 +11,8 @@ class SegcliError(Exception):
 
 
 class UsageError(SegcliError):
-    """A command line that cannot run as given (exit code 2), found before any model loads."""
+    """A bad command line: an option value out of range, an unknown name, the wrong kind of
+    path. The CLI exits 2, and checks all of these before any model loads."""
 
 
 def first_line(exc: BaseException) -> str:

@@ -49,7 +49,7 @@ from segcli.render import (
     instance_color,
     text_geometry,
 )
-from segcli.writers import dumps, encode_image, instances_record
+from segcli.writers import dumps, encode_image, fit_name, instances_record
 
 if TYPE_CHECKING:
     from torchvision.models.detection import MaskRCNN
@@ -611,7 +611,7 @@ def explain_figure(image: np.ndarray, ex: Explanation) -> np.ndarray:
 # --------------------------------------------------------------------------- one image, end to end
 def explain_paths(image_path: Path, out_dir: Path) -> tuple[Path, Path]:
     """``<out>/<image name>.explain.png`` and ``<out>/<image name>.explain.json``."""
-    name = Path(image_path).name
+    name = fit_name(Path(image_path).name, Path(image_path).name)  # too long a name: shortened
     return out_dir / f"{name}.explain.png", out_dir / f"{name}.explain.json"
 
 

@@ -20,6 +20,36 @@ os.umask(UMASK)
 
 TEMP_SUFFIX = ".part"
 
+NAME_MAX = 255
+"""The longest file name, in bytes, of the usual file systems (ext4, XFS, Btrfs, APFS, NTFS)."""
+
+_RANDOM_CHARS = 8
+"""Length of the random part of :mod:`tempfile` names."""
+
+
+def name_bytes(name: str) -> int:
+    """Length of ``name`` on disk, in bytes (non-UTF-8 bytes held as surrogates count one each)."""
+    return len(os.fsencode(name))
+
+
+def truncate_name(name: str, limit: int) -> str:
+    """The longest prefix of ``name`` whose on-disk form fits in ``limit`` bytes (never cuts a
+    character in two, so a UTF-8 name stays valid UTF-8)."""
+    if name_bytes(name) <= limit:
+        return name
+    size = 0
+    for i, char in enumerate(name):
+        size += name_bytes(char)
+        if size > limit:
+            return name[:i]
+    return name
+
+
+def _temp_prefix(name: str) -> str:
+    """``.<name>.``, with ``name`` shortened so that the temporary name fits in NAME_MAX bytes."""
+    room = NAME_MAX - len(TEMP_SUFFIX) - _RANDOM_CHARS - 2
+    return f".{truncate_name(name, room)}."
+
 
 def is_temp_name(name: str) -> bool:
     """Whether ``name`` is a temporary file or folder made by :func:`atomic_path`."""
@@ -35,7 +65,7 @@ def atomic_path(path: Path, *, directory: bool = False) -> Iterator[Path]:
     removed and ``path`` is left as it was.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{path.name}."
+    prefix = _temp_prefix(path.name)
     if directory:
         tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=TEMP_SUFFIX, dir=path.parent))
         tmp.chmod(0o777 & ~UMASK)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -54,12 +58,12 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as im:
+            with _open_regular(path) as fh, Image.open(fh) as im:
                 width, height = im.size
                 if max_pixels is not None and width * height > max_pixels:
                     raise SegcliError(
-                        f"{path}: declares {width}x{height} = {width * height / 1e6:.0f} MP, over "
-                        f"the {max_pixels / 1e6:g} MP limit (raise it with --max-pixels)"
+                        f"{path}: declares {width}x{height} = {pixel_count(width * height)}, over "
+                        f"the {pixel_count(max_pixels)} limit (raise it with --max-pixels)"
                     )
                 if width < 1 or height < 1:
                     raise SegcliError(f"{path}: has no pixels ({width}x{height})")
@@ -82,6 +86,34 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise SegcliError(f"{path}: cannot decode image ({first_line(exc)})") from None
     return LoadedImage(path=path, pixels=pixels, format=fmt)
+
+
+def pixel_count(n: int) -> str:
+    """``1,000 pixels`` below a megapixel, else ``12.3 MP`` (never a misleading ``0 MP``)."""
+    if n < 1_000_000:
+        return f"{n:,} pixels"
+    return f"{n / 1e6:.3g} MP" if n < 100_000_000 else f"{n / 1e6:,.0f} MP"
+
+
+def _open_regular(path: Path) -> BinaryIO:
+    """Open ``path`` for reading if it is a regular file; a FIFO, socket or device is refused
+    at once (opened non-blocking, so a FIFO with no writer cannot hang the read)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            raise SegcliError(f"{path}: is {kind}, not an image file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        fh = os.fdopen(fd, "rb")
+        fh.raw.name = os.fspath(path)  # type: ignore[attr-defined]  # as open(path) names it
+        return fh
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _to_rgb8(im: Image.Image) -> np.ndarray:

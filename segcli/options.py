@@ -198,6 +198,19 @@ class ModelOptions:
         except SegcliError as exc:
             raise UsageError(str(exc)) from None
 
+    def check(self) -> Settings:
+        """Every check that needs no model, for usage errors before anything loads: the
+        settings' values, the model's name, and ``--classes`` against the model's categories
+        (with ``--weights`` the checkpoint may name its own: then the check runs once it is read).
+        Raises :class:`~segcli.errors.UsageError`; returns the settings asked for."""
+        from segcli.registry import check_classes, get_spec
+
+        settings = self.settings()
+        spec = get_spec(self.model)
+        if settings.classes is not None and self.weights is None:
+            check_classes(settings.classes, spec.categories, spec.name)
+        return settings
+
     def spec(self) -> SegmenterSpec:
         """How to build the segmenter (picklable: what a worker process needs)."""
         from segcli.engines import SegmenterSpec

@@ -19,6 +19,7 @@ from segcli.errors import SegcliError
 from segcli.imageio import LoadedImage, read_image
 from segcli.instances import PLACEHOLDER_CLASSES, Instances
 from segcli.precision import prepare_model, resolve_precision
+from segcli.registry import check_classes
 from segcli.settings import Settings
 from segcli.weights import Loaded, load_model, resolve_device
 
@@ -108,18 +109,8 @@ class Segmenter:
     def _class_filter(self, classes: tuple[str, ...] | None) -> Tensor | None:
         if classes is None:
             return None
-        lookup = {
-            name.lower(): i for i, name in enumerate(self.categories) if name not in PLACEHOLDER_CLASSES
-        }
-        unknown = [c for c in classes if c.lower() not in lookup]
-        if unknown:
-            from segcli.suggest import did_you_mean
-
-            raise SegcliError(
-                f"unknown class {unknown[0]!r}{did_you_mean(unknown[0], self.class_names)} for --model "
-                f"{self.loaded.spec.name}; valid: " + ", ".join(self.class_names)
-            )
-        return torch.tensor(sorted({lookup[c.lower()] for c in classes}), device=self.device)
+        ids = check_classes(classes, self.categories, self.loaded.spec.name)
+        return torch.tensor(sorted(set(ids.values())), device=self.device)
 
     def to_tensor(self, image: np.ndarray) -> Tensor:
         """One (H, W, 3) uint8 RGB image as the model's input: CHW float in [0, 1] on the

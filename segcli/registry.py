@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from segcli.errors import SegcliError
+from segcli.errors import SegcliError, UsageError
 from segcli.settings import Settings
 
 if TYPE_CHECKING:
@@ -186,7 +186,25 @@ def get_spec(name: str, task: Task = "instance") -> ModelSpec:
         kind = "model" if task == "instance" else "semantic model"
         from segcli.suggest import did_you_mean
 
-        raise SegcliError(
+        raise UsageError(
             f"unknown {kind} {name!r}{did_you_mean(name, models)}; choose one of: {', '.join(models)}"
         )
     return spec
+
+
+def check_classes(classes: Sequence[str], categories: Sequence[str], model: str) -> dict[str, int]:
+    """``--classes`` names (any case) -> class ids in ``categories``; an unknown name is a
+    :class:`UsageError` listing the valid ones. Torch-free: the CLI checks before loading."""
+    from segcli.instances import PLACEHOLDER_CLASSES
+
+    lookup = {name.lower(): i for i, name in enumerate(categories) if name not in PLACEHOLDER_CLASSES}
+    unknown = [c for c in classes if c.lower() not in lookup]
+    if unknown:
+        from segcli.suggest import did_you_mean
+
+        names = [c for c in categories if c not in PLACEHOLDER_CLASSES]
+        raise UsageError(
+            f"unknown class {unknown[0]!r}{did_you_mean(unknown[0], names)} for --model {model}; "
+            f"valid: {', '.join(names)}"
+        )
+    return {c: lookup[c.lower()] for c in classes}

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from segcli.errors import SegcliError
+from segcli.errors import UsageError
 
 PRECISION_CHOICES: tuple[str, ...] = ("fp32", "bf16", "fp16", "auto")
 """Kept here (not imported from segcli.precision) so that settings never import torch."""
@@ -41,17 +41,17 @@ class Settings:
         for name in ("score_threshold", "nms_iou", "mask_threshold"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
-                raise SegcliError(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
+                raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1], got {value}")
         for name in ("proposals", "max_detections", "min_size", "max_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise SegcliError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.min_size and self.max_size and self.min_size > self.max_size:
-            raise SegcliError(f"--min-size ({self.min_size}) must not exceed --max-size ({self.max_size})")
+            raise UsageError(f"--min-size ({self.min_size}) must not exceed --max-size ({self.max_size})")
         if self.classes is not None and not self.classes:
-            raise SegcliError("--classes is empty: name at least one class")
+            raise UsageError("--classes is empty: name at least one class")
         if self.precision is not None and self.precision not in PRECISION_CHOICES:
-            raise SegcliError(
+            raise UsageError(
                 f"--precision must be one of {', '.join(PRECISION_CHOICES)}; got {self.precision!r}"
             )
 
@@ -75,5 +75,5 @@ def parse_classes(text: str | None) -> tuple[str, ...] | None:
         return None
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     if not names:
-        raise SegcliError(f"--classes {text!r} names no class")
+        raise UsageError(f"--classes {text!r} names no class")
     return names

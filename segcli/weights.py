@@ -8,9 +8,12 @@ file cannot run code, and checked against the architecture before use.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 import socket
+import sys
 import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models._api import WeightsEnum
 
-from segcli.errors import SegcliError, first_line
+from segcli.errors import SegcliError, UsageError, first_line
 from segcli.registry import ModelSpec, Task, get_spec
 
 DOWNLOAD_TIMEOUT_S = 30.0
@@ -38,7 +41,7 @@ def resolve_device(text: str = "auto") -> torch.device:
     try:
         device = torch.device(text)
     except RuntimeError:
-        raise SegcliError(f"unknown device {text!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        raise UsageError(f"unknown device {text!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cpu":
         return device
     if device.type == "cuda":
@@ -52,7 +55,7 @@ def resolve_device(text: str = "auto") -> torch.device:
         if not _mps_available():
             raise SegcliError(f"--device {text}: Apple MPS is not available on this machine")
         return device
-    raise SegcliError(f"unsupported device {text!r}; use auto, cpu, cuda, cuda:N or mps")
+    raise UsageError(f"unsupported device {text!r}; use auto, cpu, cuda, cuda:N or mps")
 
 
 def _mps_available() -> bool:
@@ -113,26 +116,31 @@ def describe_weights(spec: ModelSpec) -> WeightsInfo:
 
 
 def fetch_torchvision_weights(
-    weights: WeightsEnum, *, progress: bool = True, option: str = "weights=PATH"
+    weights: WeightsEnum, *, progress: bool = True, option: str = "weights=PATH", name: str = "COCO"
 ) -> Path:
     """The cached file of a torchvision weights enum member, downloading it if needed.
 
     Goes through ``weights.get_state_dict`` (torchvision's own download, hash check
     and cache) so the file lands exactly where a plain torchvision user's does.
     ``option`` is what the offline error offers instead: ``weights=PATH`` (Python) or
-    ``--weights PATH`` (the command line).
+    ``--weights PATH`` (the command line); ``name`` the model the error names. torch prints
+    ``Downloading: ...`` on stdout before it tries the network: that line is held back
+    (stdout stays the user's, e.g. ``--json -``) and said on stderr only once the download
+    has worked.
     """
     cached = torchvision_cache_file(weights)
     if cached.is_file():
         return cached
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    held = io.StringIO()
     try:
-        weights.get_state_dict(progress=progress, check_hash=True)
+        with contextlib.redirect_stdout(held):
+            weights.get_state_dict(progress=progress, check_hash=True)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise SegcliError(
-            f"the COCO weights {cached.name} are not in the cache ({cached.parent}) and could "
+            f"the {name} weights {cached.name} are not in the cache ({cached.parent}) and could "
             f"not be downloaded ({reason}). On a connected machine download {weights.url} "
             f"into {cached.parent}/ (set TORCH_HOME to move the cache), or pass "
             f"{option} to a local checkpoint."
@@ -141,6 +149,8 @@ def fetch_torchvision_weights(
         raise SegcliError(f"downloaded {cached.name} is damaged: {exc}".splitlines()[0]) from None
     finally:
         socket.setdefaulttimeout(previous)
+    if progress and held.getvalue():
+        sys.stderr.write(held.getvalue())
     return cached
 
 
@@ -158,6 +168,10 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], tuple[str, ...] | No
         raise SegcliError(f"checkpoint {path} does not exist")
     if not path.is_file():
         raise SegcliError(f"checkpoint {path} is not a file")
+    with path.open("rb") as fh:
+        head = fh.read(len(LEGACY_TORCH_MAGIC))
+    if not (head.startswith(ZIP_MAGIC) or head.startswith(LEGACY_TORCH_MAGIC)):
+        raise SegcliError(f"checkpoint {path} is not a PyTorch checkpoint ({describe_format(head)})")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -196,8 +210,42 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], tuple[str, ...] | No
     return obj, categories
 
 
-def check_fits(module: nn.Module, state: dict[str, Tensor], path: Path, spec: ModelSpec) -> None:
-    """Raise a one-line :class:`SegcliError` unless ``state`` loads into ``module`` strictly."""
+ZIP_MAGIC = b"PK\x03\x04"
+"""``torch.save`` files (since torch 1.6) are zip archives."""
+LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+"""Older ``torch.save`` files: a pickle that starts with torch's magic number 0x1950a86a20f9469cfc6c."""
+_FORMATS = {
+    b"\xff\xd8\xff": "a JPEG image",
+    b"\x89PNG": "a PNG image",
+    b"GIF8": "a GIF image",
+    b"\x80": "a plain Python pickle",
+    b"\x89HDF": "an HDF5 file (Keras?)",
+    b"\x08": "perhaps an ONNX or TensorFlow protobuf",
+}
+
+
+def describe_format(head: bytes) -> str:
+    """What the first bytes of a file that is no PyTorch checkpoint suggest it is."""
+    for magic, what in _FORMATS.items():
+        if head.startswith(magic):
+            return f"it looks like {what}"
+    if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head):
+        return "it looks like text"
+    return "empty" if not head else "unknown format"
+
+
+def check_fits(
+    module: nn.Module,
+    state: dict[str, Tensor],
+    path: Path,
+    spec: ModelSpec,
+    checkpoint_categories: tuple[str, ...] | None = None,
+) -> None:
+    """Raise a one-line :class:`SegcliError` unless ``state`` loads into ``module`` strictly.
+
+    ``module`` was built with ``checkpoint_categories`` when the checkpoint names its own
+    categories, else with the spec's: a class-count mismatch is told against the right one.
+    """
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -207,10 +255,16 @@ def check_fits(module: nn.Module, state: dict[str, Tensor], path: Path, spec: Mo
     option = spec.model_option
     cls_key = "roi_heads.box_predictor.cls_score.weight"
     if not missing and not unexpected and cls_key in mismatched:
+        weights_n = state[cls_key].shape[0]
+        if checkpoint_categories is not None:
+            raise SegcliError(
+                f"checkpoint {path} names {len(checkpoint_categories)} categories (background "
+                f"included) but its weights have {weights_n} classes; fix its 'categories' list"
+            )
         raise SegcliError(
-            f"checkpoint {path} has {state[cls_key].shape[0]} classes but {option} {spec.name} "
-            f"has {own[cls_key].shape[0]}; save {{'model': state_dict, 'categories': [...]}} "
-            "so segcli knows the class names"
+            f"checkpoint {path} has {weights_n} classes (background included) but {option} "
+            f"{spec.name} has {len(spec.categories)}; save {{'model': state_dict, 'categories': "
+            "[...]} so segcli knows the class names"
         )
     example = (missing or unexpected or mismatched)[0]
     raise SegcliError(
@@ -257,7 +311,9 @@ def _weights_file(
         return path, str(path)
     tv_weights = spec.torchvision_weights
     if tv_weights is not None:
-        path = fetch_torchvision_weights(tv_weights, progress=progress, option=weights_hint(spec, cli))
+        path = fetch_torchvision_weights(
+            tv_weights, progress=progress, option=weights_hint(spec, cli), name=spec.name
+        )
         return path, f"torchvision:{tv_weights}"
     if spec.bundled_weights is not None:
         if not spec.bundled_weights.is_file():
@@ -294,7 +350,7 @@ def load_model(
     aux = spec.aux_loss and any(k.startswith("aux_classifier.") for k in state)
     module = spec.build(len(categories), aux)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    check_fits(module, state, path, spec)
+    check_fits(module, state, path, spec, ckpt_categories)
     module.load_state_dict(state)
     if aux:
         module.aux_classifier = None  # only the main head's output is used

@@ -20,9 +20,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from segcli.errors import SegcliError
+from segcli.errors import SegcliError, UsageError
 from segcli.formats import coco_polygons, labelme_record, yolo_class_index, yolo_lines
-from segcli.fsutil import atomic_path, atomic_write_bytes
+from segcli.fsutil import NAME_MAX, atomic_path, atomic_write_bytes, name_bytes, truncate_name
 from segcli.instances import PLACEHOLDER_CLASSES, Instances
 from segcli.masks import rle_encode
 from segcli.render import Annotator, OverlayAnnotator, instance_color
@@ -40,7 +40,7 @@ def parse_save(text: str) -> tuple[str, ...]:
     kinds = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
     unknown = [k for k in kinds if k not in OUTPUT_KINDS]
     if unknown or not kinds:
-        raise SegcliError(
+        raise UsageError(
             f"--save {text!r}: unknown output {unknown[0]!r}; choose from {', '.join(OUTPUT_KINDS)}"
             if unknown
             else "--save names no output"
@@ -51,9 +51,49 @@ def parse_save(text: str) -> tuple[str, ...]:
 
 
 # --------------------------------------------------------------------------- planning
+OUTPUT_SUFFIXES = {
+    "json": ".json",
+    "polygons": ".json",  # polygons are a field of the JSON
+    "overlay": ".overlay{ext}",  # .jpg for JPEG inputs, else .png
+    "masks": ".masks",
+    "idmap": ".idmap.png",
+}
+EXTRA_SUFFIXES = (".idmap.preview.png", ".compare.json", ".explain.json", ".proposals.json")
+"""Other names derived from an input's: the id map's colour preview, the figures' JSON."""
+LONGEST_SUFFIX = max(len(x) for x in (*OUTPUT_SUFFIXES.values(), *EXTRA_SUFFIXES))
+"""The longest suffix segcli adds to an input's name (``.idmap.preview.png``)."""
+MAX_BASE_BYTES = NAME_MAX - LONGEST_SUFFIX
+"""Longer input names are shortened (see :func:`fit_name`) so that every derived name fits."""
+RESERVED_NAMES = frozenset(
+    {"run.json", "coco.json", "coco-results.json", ".segcli-output", YOLO_DIR, LABELME_DIR}
+)
+"""What a run writes at the top of its output folder: no input's outputs may take these names."""
+
+
+def path_tag(text: str) -> str:
+    """8 hex digits from ``text`` (its on-disk bytes): the suffix that keeps outputs apart."""
+    return hashlib.sha1(os.fsencode(text)).hexdigest()[:8]
+
+
+def fit_name(name: str, key: str, limit: int = MAX_BASE_BYTES) -> str:
+    """``name`` if it fits in ``limit`` bytes, else ``<prefix>~<path_tag(key)><suffix>``.
+
+    Deterministic (the same ``key`` gives the same name, so a resumed run finds its outputs),
+    unique (the tag comes from the whole ``key``), the image suffix kept for readers.
+    """
+    if name_bytes(name) <= limit:
+        return name
+    suffix = Path(name).suffix
+    if name_bytes(suffix) > 16:
+        suffix = ""
+    tag = f"~{path_tag(key)}{suffix}"
+    return truncate_name(name, limit - name_bytes(tag)) + tag
+
+
 @dataclass(frozen=True)
 class OutputPlan:
-    """Where one input's outputs go. ``key`` is the input's path relative to the run's root.
+    """Where one input's outputs go. ``key`` is ``base`` relative to the output folder: the
+    input's path relative to the run's root, unless a suffix had to keep it apart (unique).
 
     ``stem`` is ``key`` without its extension (unique in the run): YOLO-seg and LabelMe
     pair a label file with its image by that name (``photo.jpg`` -> ``photo.txt``).
@@ -77,14 +117,7 @@ class OutputPlan:
         if self.is_video:
             return video_paths(self.base, save)
         name = self.base.name
-        overlay_ext = ".jpg" if self.source.suffix.lower() in (".jpg", ".jpeg") else ".png"
-        names = {
-            "json": f"{name}.json",
-            "polygons": f"{name}.json",  # polygons are a field of the JSON
-            "overlay": f"{name}.overlay{overlay_ext}",
-            "masks": f"{name}.masks",
-            "idmap": f"{name}.idmap.png",
-        }
+        ext = ".jpg" if self.source.suffix.lower() in (".jpg", ".jpeg") else ".png"
         stem = self.stem or Path(self.key).with_suffix("").as_posix()
         out: dict[str, Path] = {}
         for kind in save:
@@ -93,7 +126,7 @@ class OutputPlan:
             elif kind == "labelme":
                 out[kind] = self.out_dir / LABELME_DIR / f"{stem}.json"
             else:
-                out[kind] = self.base.with_name(names[kind])
+                out[kind] = self.base.with_name(name + OUTPUT_SUFFIXES[kind].format(ext=ext))
         return out
 
 
@@ -119,39 +152,80 @@ def video_paths(base: Path, save: Iterable[str]) -> dict[str, Path]:
     return paths
 
 
+def _output_names(name: str) -> set[str]:
+    """Every name (case-folded) an input whose output base is ``name`` may write beside it."""
+    return {
+        (name + suffix.format(ext=ext)).casefold()
+        for suffix in (*OUTPUT_SUFFIXES.values(), EXTRA_SUFFIXES[0])
+        for ext in (".jpg", ".png")
+    }
+
+
 def plan_outputs(sources: Sequence[Path], out_dir: Path, root: Path | None = None) -> list[OutputPlan]:
     """One plan per source; outputs mirror the tree under ``root`` (or use bare names).
 
-    Two sources never share an output: a name that collides (also when it differs
-    only in case, for case-insensitive disks) gets a suffix made from its path.
+    Two sources never share an output, and no output takes the name of a folder the tree
+    needs (an input folder ``a.png.json/`` beside ``a.png``) or of a run file: such a name
+    (also when it differs only in case, for case-insensitive disks) gets a suffix made from
+    its path. Names too long for the file system are shortened (:func:`fit_name`).
     """
-    rels = []
-    for src in sources:
-        if root is not None:
-            rels.append(src.relative_to(root))
-        else:
-            rels.append(Path(src.name))
+    rels = [src.relative_to(root) if root is not None else Path(src.name) for src in sources]
     counts: dict[str, int] = {}
-    for rel in rels:
-        counts[rel.as_posix().casefold()] = counts.get(rel.as_posix().casefold(), 0) + 1
     stems: dict[str, int] = {}
     for rel in rels:
+        counts[rel.as_posix().casefold()] = counts.get(rel.as_posix().casefold(), 0) + 1
         stem = rel.with_suffix("").as_posix().casefold()
         stems[stem] = stems.get(stem, 0) + 1
+    folders = {parent.as_posix().casefold() for rel in rels for parent in rel.parents}
     plans = []
     for src, rel in zip(sources, rels):
-        tag = hashlib.sha1(str(src.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:8]
-        stem = rel.with_suffix("").as_posix()
-        if stems[stem.casefold()] > 1:  # photo.jpg and photo.png: label files cannot both be photo.*
-            stem = f"{stem}~{tag}"
-        if counts[rel.as_posix().casefold()] > 1:
-            rel = rel.with_name(f"{rel.name}~{tag}")
-        plans.append(OutputPlan(source=src, key=rel.as_posix(), base=out_dir / rel, stem=stem))
+        tag = path_tag(str(src.resolve()))
+        parent, name = rel.parent, rel.name
+        clash = counts[rel.as_posix().casefold()] > 1 or any(
+            (parent / out).as_posix().casefold() in folders for out in _output_names(name)
+        )
+        name = fit_name(f"{name}~{tag}", str(src.resolve())) if clash else fit_name(name, rel.as_posix())
+        stem_name = rel.with_suffix("").name
+        if stems[rel.with_suffix("").as_posix().casefold()] > 1:  # photo.jpg and photo.png: one label name
+            stem_name = f"{stem_name}~{tag}"
+        stem_name = fit_name(stem_name, rel.as_posix(), NAME_MAX - len(".json"))
+        if parent.parts and parent.parts[0].casefold() in RESERVED_NAMES:  # an input folder "run.json/"
+            top = parent.parts[0]
+            parent = Path(f"{top}~{path_tag(top)}", *parent.parts[1:])
+        plans.append(
+            OutputPlan(
+                source=src,
+                key=(parent / name).as_posix(),
+                base=out_dir / parent / name,
+                stem=(parent / stem_name).as_posix(),
+            )
+        )
     return plans
 
 
 def outputs_complete(paths: dict[str, Path]) -> bool:
-    return all(p.exists() for p in paths.values())
+    """Whether every output exists (a path the file system refuses counts as missing)."""
+    try:
+        return all(p.exists() for p in paths.values())
+    except OSError:
+        return False
+
+
+OUTPUT_MARKER = ".segcli-output"
+"""A file in every folder segcli writes outputs to; ``batch`` does not descend into such folders."""
+
+
+def mark_output(out_dir: Path) -> None:
+    """Create ``out_dir`` (and parents) and write its :data:`OUTPUT_MARKER` if missing.
+
+    Written at the start of a run, before any output: a later ``batch`` over a folder that
+    holds this one skips it instead of segmenting overlays. An error here (read-only disk,
+    ``out_dir`` a file) is the caller's first sign that the folder cannot be written.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    marker = out_dir / OUTPUT_MARKER
+    if not marker.is_file():
+        atomic_write_bytes(marker, b"segcli output folder: segcli batch does not descend into it.\n")
 
 
 # --------------------------------------------------------------------------- JSON
@@ -194,7 +268,20 @@ def instances_record(
 
 
 def dumps(obj: Any) -> bytes:
-    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    """``obj`` as one line of UTF-8 JSON.
+
+    A path that is not valid UTF-8 (a POSIX file name may hold any bytes) reaches here as a
+    string with lone surrogates (Python's ``surrogateescape``: byte 0xff is U+DCFF). They are
+    written as JSON escapes (``\\udcff``), so the file is valid UTF-8 and nothing is lost:
+    ``os.fsencode(json.loads(text)["image"]["path"])`` gives back the original bytes, and
+    ``Path(json.loads(text)["image"]["path"])`` opens the file.
+    """
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n"
+    return text.encode("utf-8", JSON_ERRORS)
+
+
+JSON_ERRORS = "backslashreplace"
+"""The codec error handler that writes a lone surrogate as the JSON escape ``\\udcXX``."""
 
 
 # --------------------------------------------------------------------------- images
@@ -312,7 +399,7 @@ def write_coco(
     used: set[int] = set()
     with (
         atomic_path(path) as tmp,
-        open(tmp, "w", encoding="utf-8") as out,
+        open(tmp, "w", encoding="utf-8", errors=JSON_ERRORS) as out,
         tempfile.TemporaryFile("w+", encoding="utf-8") as anns,
     ):
         out.write('{"info":' + json.dumps(info) + ',"licenses":[],"images":[')

@@ -160,7 +160,7 @@ def test_unknown_class_lists_valid_ones(tmp_path: Path, blocks_ckpt: Path, photo
             *FAST,
         ],
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error
     assert "dragon" in result.stderr and "cube, sphere, cylinder" in result.stderr
 
 
@@ -186,16 +186,17 @@ def test_class_filter_keeps_only_named_classes(tmp_path: Path, blocks_ckpt: Path
 
 
 @pytest.mark.parametrize(
-    ("args", "pattern"),
+    ("args", "pattern", "code"),
     [
-        (["--score-threshold", "1.5"], "must be in [0, 1]"),
-        (["--device", "cuda:7"], "cuda"),
-        (["--save", "overlay,pdf"], "unknown output 'pdf'"),
-        (["--min-size", "900", "--max-size", "100"], "must not exceed"),
+        (["--score-threshold", "1.5"], "must be in [0, 1]", 2),
+        (["--device", "cuda:7"], "cuda", 1),  # a valid name, absent on this machine
+        (["--device", "tpu"], "unknown device 'tpu'", 2),
+        (["--save", "overlay,pdf"], "unknown output 'pdf'", 2),
+        (["--min-size", "900", "--max-size", "100"], "must not exceed", 2),
     ],
 )
 def test_bad_options_are_one_line_errors(
-    tmp_path: Path, blocks_ckpt: Path, photo_dir: Path, args: list[str], pattern: str
+    tmp_path: Path, blocks_ckpt: Path, photo_dir: Path, args: list[str], pattern: str, code: int
 ) -> None:
     result = runner.invoke(
         app,
@@ -211,9 +212,9 @@ def test_bad_options_are_one_line_errors(
             *args,
         ],
     )
-    assert result.exit_code == 1
+    assert result.exit_code == code
     [line] = result.stderr.splitlines()
-    assert line.startswith("error: ") and pattern in line
+    assert line.startswith("usage error: " if code == 2 else "error: ") and pattern in line
 
 
 def test_offline_coco_error_through_cli(tmp_path: Path, photo_dir: Path) -> None:
@@ -290,7 +291,7 @@ def test_bad_option_fails_before_any_model_loads(tmp_path: Path, monkeypatch: py
     image.write_bytes(b"never read")
     for command in (["predict", str(image)], ["batch", str(tmp_path)]):
         result = runner.invoke(app, [*command, "-o", str(tmp_path / "o"), "--mask-threshold", "7"])
-        assert result.exit_code == 1 and "--mask-threshold must be in [0, 1], got 7.0" in result.stderr
+        assert result.exit_code == 2 and "--mask-threshold must be in [0, 1], got 7.0" in result.stderr
     assert loaded == [] and not (tmp_path / "o").exists()
 
 

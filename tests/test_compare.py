@@ -365,7 +365,7 @@ def test_cli_rejects_a_bad_semantic_source_before_loading_anything(tiny_image: P
     result = CliRunner().invoke(
         app, ["compare", "semantic-vs-instance", str(tiny_image), "--semantic", "bogus", "-o", str(tmp_path)]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "unknown --semantic 'bogus'" in result.output
     assert "Traceback" not in result.output
 

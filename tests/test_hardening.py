@@ -28,6 +28,7 @@ from segcli.instances import Instances
 from segcli.options import ModelOptions
 from segcli.predictor import Segmenter
 from segcli.settings import Settings
+from segcli.writers import OUTPUT_MARKER
 from tests.conftest import BATCH_FAST as FAST
 from tests.conftest import PHOTOS, random_image
 from tests.fakes import use_fake_in_cli
@@ -115,6 +116,8 @@ def test_disk_full_leaves_no_file_that_looks_complete(
     root.mkdir()
     shutil.copy(PHOTOS / "chelsea.jpg", root)
     out = tmp_path / "out"
+    out.mkdir()
+    (out / OUTPUT_MARKER).write_bytes(b"")  # the disk fills up after the run has started
     use_fake_in_cli(monkeypatch)
     result = runner.invoke(app, ["batch", str(root), "-o", str(out), *FAST])
     assert result.exit_code == 1
@@ -142,8 +145,8 @@ def test_errors_are_one_line_and_escaped(tmp_path: Path, monkeypatch: pytest.Mon
     """A user error is exactly one line on stderr, and a path is printed as written (no Rich markup)."""
     use_fake_in_cli(monkeypatch)
     result = runner.invoke(app, ["batch", str(PHOTOS), "-o", str(tmp_path / "o"), "--nms-iou", "2"])
-    assert result.exit_code == 1
-    assert result.stderr.splitlines() == ["error: --nms-iou must be in [0, 1], got 2.0"]
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == ["usage error: --nms-iou must be in [0, 1], got 2.0"]
     root = tmp_path / "[bold]in"
     root.mkdir()
     (root / "[red]x.jpg").write_bytes(b"not an image")
@@ -285,7 +288,7 @@ def test_unreadable_file_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     real_open = PIL.Image.open
 
     def guarded(fp: Any, *args: Any, **kwargs: Any) -> Any:
-        if Path(fp).name == "locked.jpg":
+        if Path(getattr(fp, "name", fp)).name == "locked.jpg":
             raise PermissionError(errno.EACCES, "Permission denied", str(fp))
         return real_open(fp, *args, **kwargs)
 

@@ -116,8 +116,12 @@ def test_decompression_bomb_refused_before_decoding(tmp_path: Path) -> None:
         SegcliError, match=r"declares 30000x30000 = 900 MP, over the 150 MP limit.*--max-pixels"
     ):
         read_image(bomb)
-    with pytest.raises(SegcliError, match=r"over the 0\.0001 MP limit"):
+    with pytest.raises(SegcliError, match=r"over the 100 pixels limit"):
         read_image(bomb, max_pixels=100)
+    small = tmp_path / "small.png"
+    small.write_bytes(_png_header_only(600, 400))
+    with pytest.raises(SegcliError, match=r"declares 600x400 = 240,000 pixels, over the 1,000 pixels limit"):
+        read_image(small, max_pixels=1000)  # never "0 MP"
 
 
 @pytest.mark.parametrize(

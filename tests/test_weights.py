@@ -12,6 +12,7 @@ from segcli.blocks.arch import CATEGORIES, build_blocks_maskrcnn
 from segcli.errors import SegcliError
 from segcli.registry import MODELS, SEMANTIC_MODELS, get_spec
 from segcli.weights import load_model, read_checkpoint, resolve_device, torchvision_cache_file
+from tests.conftest import PHOTOS
 
 
 def test_offline_coco_weights_give_one_actionable_message(tmp_path: Path) -> None:
@@ -57,10 +58,10 @@ def test_malicious_checkpoint_is_refused_and_not_executed(tmp_path: Path) -> Non
         load_model("blocks", weights=path, device="cpu")
     assert "\n" not in str(err.value)
     assert not marker.exists(), "the checkpoint's code ran"
-    # A raw pickle (not a torch zip file) is refused the same way.
+    # A raw pickle (not a torch zip file) is refused before torch reads it.
     raw = tmp_path / "evil.pkl"
     raw.write_bytes(pickle.dumps(_Evil(marker)))
-    with pytest.raises(SegcliError):
+    with pytest.raises(SegcliError, match="not a PyTorch checkpoint"):
         load_model("blocks", weights=raw, device="cpu")
     assert not marker.exists()
 
@@ -75,8 +76,24 @@ def test_wrong_architecture_counts_keys(blocks_ckpt: Path) -> None:
 def test_wrong_class_count_is_explained(tmp_path: Path) -> None:
     path = tmp_path / "six.pt"
     torch.save(build_blocks_maskrcnn(num_classes=6).state_dict(), path)
-    with pytest.raises(SegcliError, match="has 6 classes but --model blocks has 4"):
+    with pytest.raises(SegcliError, match=r"has 6 classes \(background included\) but --model blocks has 4"):
         load_model("blocks", weights=path, device="cpu")
+
+
+def test_class_count_mismatch_inside_a_checkpoint_blames_the_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint whose 'categories' disagree with its own weights: the message names the
+    checkpoint's two numbers (it used to say the checkpoint had 4 and the model 6, inverted)."""
+    path = tmp_path / "mixed.pt"
+    cats = [*CATEGORIES, "apple", "pear"]
+    torch.save(
+        {"model": build_blocks_maskrcnn(num_classes=len(CATEGORIES)).state_dict(), "categories": cats}, path
+    )
+    with pytest.raises(SegcliError) as err:
+        load_model("blocks", weights=path, device="cpu")
+    assert (
+        f"names {len(cats)} categories (background included) but its weights have {len(CATEGORIES)}"
+        in str(err.value)
+    )
 
 
 def test_checkpoint_categories_name_the_classes(tmp_path: Path) -> None:
@@ -91,8 +108,11 @@ def test_checkpoint_categories_name_the_classes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "pattern"),
     [
-        (b"", "not a readable PyTorch file"),
-        (b"hello, I am a text file\n", "not a readable PyTorch file"),
+        (b"", r"is not a PyTorch checkpoint \(empty\)"),
+        (b"hello, I am a text file\n", r"is not a PyTorch checkpoint \(it looks like text\)"),
+        ((PHOTOS / "coffee.jpg").read_bytes(), r"is not a PyTorch checkpoint \(it looks like a JPEG image\)"),
+        (pickle.dumps({"a": 1}), r"is not a PyTorch checkpoint \(it looks like a plain Python pickle\)"),
+        (b"PK\x03\x04 not really a zip", "not a readable PyTorch file"),
     ],
 )
 def test_non_checkpoints_are_clear_errors(tmp_path: Path, content: bytes, pattern: str) -> None:

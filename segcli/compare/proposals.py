@@ -31,7 +31,7 @@ from segcli.errors import SegcliError
 from segcli.imageio import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_image
 from segcli.instances import Instances
 from segcli.render import Color, OverlayAnnotator, instance_color
-from segcli.writers import dumps, encode_image, instances_record
+from segcli.writers import dumps, encode_image, fit_name, instances_record
 
 if TYPE_CHECKING:
     from segcli.predictor import Segmenter
@@ -339,7 +339,7 @@ def proposals_figure(image: np.ndarray, comparison: ProposalsComparison) -> np.n
 # --------------------------------------------------------------------------- one image, end to end
 def proposals_paths(image_path: Path, out_dir: Path) -> tuple[Path, Path]:
     """``<out>/<image name>.proposals.png`` and ``<out>/<image name>.proposals.json``."""
-    name = Path(image_path).name
+    name = fit_name(Path(image_path).name, Path(image_path).name)  # too long a name: shortened
     return out_dir / f"{name}.proposals.png", out_dir / f"{name}.proposals.json"
 
 

@@ -16,10 +16,10 @@ import numpy as np
 
 from segcli.compare.figure import compare_panels, compose_figure, count_lines
 from segcli.compare.stats import ClassStats, class_stats, compare_record, voc_names_as_coco
-from segcli.errors import SegcliError
+from segcli.errors import UsageError
 from segcli.imageio import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_image
 from segcli.registry import SEMANTIC_MODELS
-from segcli.writers import dumps, encode_image
+from segcli.writers import dumps, encode_image, fit_name
 
 if TYPE_CHECKING:
     from segcli.predictor import Segmenter
@@ -33,10 +33,10 @@ def check_semantic_source(source: str, weights: Path | None = None) -> str:
     """Validate ``--semantic`` (and that ``--semantic-weights`` goes with a model)."""
     name = source.strip().lower()
     if name not in SEMANTIC_SOURCES:
-        raise SegcliError(f"unknown --semantic {source!r}; choose one of: {', '.join(SEMANTIC_SOURCES)}")
+        raise UsageError(f"unknown --semantic {source!r}; choose one of: {', '.join(SEMANTIC_SOURCES)}")
     if weights is not None and name == "derived":
         *rest, last = SEMANTIC_MODELS
-        raise SegcliError(
+        raise UsageError(
             f"--semantic-weights needs a semantic model: pass --semantic {', '.join(rest)} or {last}"
         )
     return name
@@ -44,8 +44,9 @@ def check_semantic_source(source: str, weights: Path | None = None) -> str:
 
 # --------------------------------------------------------------------------- files
 def compare_paths(image_path: Path, out_dir: Path) -> tuple[Path, Path]:
-    """``<out>/<image name>.compare.png`` and ``<out>/<image name>.compare.json``."""
-    name = Path(image_path).name
+    """``<out>/<image name>.compare.png`` and ``<out>/<image name>.compare.json`` (a name too
+    long for the file system shortened as batch outputs are, :func:`segcli.writers.fit_name`)."""
+    name = fit_name(Path(image_path).name, Path(image_path).name)
     return out_dir / f"{name}.compare.png", out_dir / f"{name}.compare.json"
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from segcli.errors import SegcliError, first_line
+from segcli.errors import SegcliError, UsageError, first_line
 from segcli.imageio import DEFAULT_MAX_PIXELS, LoadedImage, read_image
 from segcli.instances import Instances
 from segcli.settings import Settings
@@ -86,7 +86,7 @@ class Job:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
-            raise SegcliError(f"--batch-size must be at least 1, got {self.batch_size}")
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
 
     @classmethod
     def for_segmenter(
@@ -162,8 +162,8 @@ def read_input(plan: OutputPlan, job: Job) -> LoadedImage:
 
 
 def read_failure(plan: OutputPlan, exc: BaseException) -> ItemResult:
-    if isinstance(exc, SegcliError):
-        return ItemResult(plan, "failed", reason=first_line(exc))
+    if isinstance(exc, SegcliError):  # whole: one line, unless the path itself holds a newline
+        return ItemResult(plan, "failed", reason=str(exc))
     return ItemResult(plan, "failed", reason=f"{plan.source}: cannot read ({first_line(exc)})")
 
 
@@ -267,7 +267,7 @@ def get_engine(name: str, segmenter: SegmenterLike, **options: Any) -> Engine:
         from segcli.engines.ray import RayEngine
 
         return RayEngine(**options)
-    raise SegcliError(f"unknown --engine {name!r}; choose from local, ray")
+    raise UsageError(f"unknown --engine {name!r}; choose from local, ray")
 
 
 __all__ = [
