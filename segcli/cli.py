@@ -56,7 +56,7 @@ _state = {"debug": False}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C; 143 after SIGTERM (segcli.signals)
 
 
 def cli_errors(func: F) -> F:
@@ -64,8 +64,11 @@ def cli_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from segcli.signals import interrupt_exit_code, stop_on_sigterm, terminated
+
         try:
-            return func(*args, **kwargs)
+            with stop_on_sigterm():
+                return func(*args, **kwargs)
         except typer.Exit:
             raise
         except SegcliError as exc:
@@ -76,8 +79,8 @@ def cli_errors(func: F) -> F:
             err_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            err_console().print("interrupted", highlight=False)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            err_console().print("terminated (SIGTERM)" if terminated() else "interrupted", highlight=False)
+            raise typer.Exit(interrupt_exit_code()) from None
         except Exception as exc:
             if _state["debug"]:
                 import traceback
@@ -239,8 +242,11 @@ def predict(
     job = Job.for_segmenter(seg, kinds, batch_size=batch_size, max_pixels=max_pixels)
     report = run_plans(plans, job, LocalEngine(seg), overwrite=True, on_result=on_result)
     if report.interrupted:
-        err_console().print(f"interrupted after {report.count('done')} of {len(plans)} images")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        from segcli.signals import interrupt_exit_code, terminated
+
+        how = "terminated (SIGTERM)" if terminated() else "interrupted"
+        err_console().print(f"{how} after {report.count('done')} of {len(plans)} images")
+        raise typer.Exit(interrupt_exit_code())
     if report.failed:
         raise typer.Exit(1)
 
@@ -281,6 +287,15 @@ def batch(
             events=_progress_events(progress, quiet),
         )
     _print_summary(outcome.summary, output, outcome.coco_path)
+    if outcome.report.interrupted:
+        from segcli.signals import interrupt_exit_code, terminated
+
+        if terminated():
+            err_console().print(
+                "terminated (SIGTERM): finished outputs are kept; run the same command again to resume",
+                highlight=False,
+            )
+        raise typer.Exit(interrupt_exit_code())
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
 
@@ -321,8 +336,10 @@ def _progress_events(progress: Progress, quiet: bool) -> BatchEvents:
 def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None) -> None:
     from rich.table import Table
 
+    from segcli.batch import status_title
+
     counts = summary["counts"]
-    table = Table(title=f"segcli batch: {summary['status']}", show_header=True, header_style="bold")
+    table = Table(title=f"segcli batch: {status_title(summary)}", show_header=True, header_style="bold")
     for col in ("done", "skipped", "failed", "instances", "time", "img/s"):
         table.add_column(col, justify="right")
     rate = summary["images_per_second"]

@@ -1,7 +1,8 @@
 """Output files: overlay images, per-image JSON, mask PNGs, id maps, COCO files.
 
-Every file is written atomically (temp file + rename); the per-image JSON is
-written last, so its presence marks an image as done.
+Every file is written atomically (temp file + fsync + rename); the per-image JSON is
+written last, after the other outputs are on the disk, so a JSON that parses
+(:func:`read_record`) marks an image as done, also after a power cut.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import cv2
 import numpy as np
 
 from segcli.errors import SegcliError
-from segcli.fsutil import atomic_path, atomic_write_bytes
+from segcli.fsutil import atomic_path, atomic_write_bytes, fsync_dir
 from segcli.instances import PLACEHOLDER_CLASSES, Instances
 from segcli.masks import rle_encode
 from segcli.render import Annotator, OverlayAnnotator
@@ -87,7 +88,27 @@ def plan_outputs(sources: Sequence[Path], out_dir: Path, root: Path | None = Non
 
 
 def outputs_complete(paths: dict[str, Path]) -> bool:
-    return all(p.exists() for p in paths.values())
+    """All outputs exist and the per-image JSON, if among them, is a complete record."""
+    if not all(p.exists() for p in paths.values()):
+        return False
+    return "json" not in paths or read_record(paths["json"]) is not None
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The ``segcli.instances/1`` record at ``path``, or None if it is missing, empty,
+    truncated or not such a record (a file to redo, not to trust)."""
+    try:
+        record = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if (
+        not isinstance(record, dict)
+        or record.get("schema") != SCHEMA
+        or not isinstance(record.get("image"), dict)
+        or not isinstance(record.get("instances"), list)
+    ):
+        return None
+    return record
 
 
 # --------------------------------------------------------------------------- JSON
@@ -168,7 +189,11 @@ def write_outputs(
         ids = instances.label_map(np.arange(1, len(instances) + 1), dtype=np.uint16)
         atomic_write_bytes(paths["idmap"], encode_image(ids, ".png"))
     if "json" in paths:
+        if len(paths) > 1:
+            fsync_dir(paths["json"].parent)  # the other outputs are durable before the mark
         atomic_write_bytes(paths["json"], dumps(record))
+    if paths:
+        fsync_dir(next(iter(paths.values())).parent)
 
 
 # --------------------------------------------------------------------------- COCO
@@ -199,7 +224,9 @@ def write_coco(
     ):
         out.write('{"info":' + json.dumps(info) + ',"licenses":[],"images":[')
         for file_name, json_path in entries:
-            record = json.loads(json_path.read_text(encoding="utf-8"))
+            record = read_record(json_path)
+            if record is None:
+                raise SegcliError(f"{json_path}: not a complete segcli.instances/1 record; rerun to redo it")
             n_images += 1
             image = record["image"]
             out.write(
