@@ -294,6 +294,7 @@ def batch(
             err_console().print(
                 "terminated (SIGTERM): finished outputs are kept; run the same command again to resume",
                 highlight=False,
+                soft_wrap=True,
             )
         raise typer.Exit(interrupt_exit_code())
     if outcome.exit_code:
