@@ -9,6 +9,7 @@ threaded pipeline; the loop that skips complete inputs is :func:`run_plans`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,14 +20,27 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segcli.engines import Engine, ItemResult, Job, SegmenterLike, Status
 from segcli.engines.local import LocalEngine
 from segcli.errors import SegcliError
+from segcli.formats import yolo_data_yaml
 from segcli.fsutil import atomic_write_bytes, fsync_dir, is_temp_name
 from segcli.imageio import DEFAULT_MAX_PIXELS, is_image_path
-from segcli.writers import DEFAULT_SAVE, OutputPlan, dumps, plan_outputs, read_record, write_coco
+from segcli.instances import PLACEHOLDER_CLASSES
+from segcli.writers import (
+    DEFAULT_SAVE,
+    YOLO_DIR,
+    OutputPlan,
+    dumps,
+    plan_outputs,
+    read_record,
+    write_coco,
+)
+
+if TYPE_CHECKING:
+    from pycocotools.coco import COCO
 
 RUN_SCHEMA = "segcli.run/2"
 LOCK_NAME = ".segcli.lock"
@@ -189,6 +203,19 @@ def check_record(record: dict[str, Any], job: Job, where: Path) -> None:
         )
 
 
+def _check_polygons(record: dict[str, Any], job: Job, where: Path) -> None:
+    """Refuse a per-image JSON with polygons into a run without them, or the other way round."""
+    items = [i for i in record["instances"] if isinstance(i, dict)]
+    if not items or "json" not in job.save:
+        return  # no instance: the record is the same either way
+    was = "polygons" in items[0]
+    if was != ("polygons" in job.save):
+        raise SegcliError(
+            f"{where} holds JSON {'with' if was else 'without'} polygons; pass --overwrite to redo it "
+            f"{'without' if was else 'with'} them, or choose another --output"
+        )
+
+
 def partition_plans(
     plans: Sequence[OutputPlan], job: Job, *, overwrite: bool = False
 ) -> tuple[list[ItemResult], list[OutputPlan]]:
@@ -210,6 +237,7 @@ def partition_plans(
         record = read_record(json_path) if json_path.is_file() else None
         if record is not None:
             check_record(record, job, json_path)
+            _check_polygons(record, job, json_path)
         complete = all(p.exists() for p in paths.values()) and ("json" not in paths or record is not None)
         if complete:
             instances = len(record["instances"]) if record is not None else 0
@@ -371,8 +399,15 @@ def check_previous_run(out_dir: Path, job: Job) -> None:
         old = json.loads(previous.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
-    if isinstance(old, dict):
-        check_record(old, job, out_dir)
+    if not isinstance(old, dict):
+        return
+    check_record(old, job, out_dir)
+    was = "polygons" in old.get("save", ())
+    if was != ("polygons" in job.save) and "json" in job.save:
+        raise SegcliError(
+            f"{out_dir} holds JSON {'with' if was else 'without'} polygons; pass --overwrite to redo it "
+            f"{'without' if was else 'with'} them, or choose another --output"
+        )
 
 
 def write_run_json(out_dir: Path, record: dict[str, Any]) -> None:
@@ -391,12 +426,17 @@ def write_run_files(
     job: Job,
     categories: Sequence[str],
     input_dir: Path,
+    ground_truth: COCO | None = None,
 ) -> Path | None:
-    """Write ``coco.json`` (when per-image JSON is saved), then ``run.json``.
+    """Write ``coco.json`` and ``coco-results.json`` (when per-image JSON is saved; image and
+    category ids from ``ground_truth`` when given), YOLO-seg's ``yolo/data.yaml`` and
+    ``yolo/images`` link (with YOLO-seg labels), then ``run.json``.
 
-    ``run.json`` is written even if ``coco.json`` cannot be (a full disk): then the summary
+    ``run.json`` is written even if the others cannot be (a full disk): then the summary
     says why under ``coco_error`` and this raises a one-line :class:`SegcliError` after.
     """
+    from segcli.exports import write_coco_results
+
     coco_path = None
     coco_error = None
     if "json" in job.save:
@@ -410,9 +450,11 @@ def write_run_files(
         info = {
             "description": f"segcli {job.model_info.get('name')} on {input_dir}",
             "date_created": summary["finished"],
+            "segcli": {"model": job.model_info, "settings": job.settings},
         }
         try:
             write_coco(coco_path, entries, categories, info)
+            write_coco_results(out_dir / "coco-results.json", entries, categories, ground_truth)
         except OSError as exc:
             coco_error = f"cannot write {coco_path} ({exc.strerror or exc})"
         except SegcliError as exc:
@@ -420,10 +462,32 @@ def write_run_files(
         if coco_error is not None:
             summary["coco_error"] = coco_error
             coco_path = None
+    if "yolo" in job.save and coco_error is None:
+        try:
+            write_yolo_dataset(out_dir, categories, input_dir)
+        except OSError as exc:
+            coco_error = f"cannot write {out_dir / YOLO_DIR} ({exc.strerror or exc})"
+            summary["coco_error"] = coco_error
     write_run_json(out_dir, summary)
     if coco_error is not None:
         raise SegcliError(coco_error)
     return coco_path
+
+
+def write_yolo_dataset(out_dir: Path, categories: Sequence[str], input_dir: Path | None) -> Path:
+    """``<out>/yolo/data.yaml`` (class names) and, for a folder run, ``<out>/yolo/images``: a
+    link to the input folder, so that Ultralytics finds each label at its image's path with
+    ``images`` -> ``labels``. Returns the data.yaml path."""
+    root = out_dir / YOLO_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    names = [c for c in categories if c not in PLACEHOLDER_CLASSES]
+    data = yolo_data_yaml(names, path=str(root.absolute()), train="images", val="images")
+    atomic_write_bytes(root / "data.yaml", data.encode("utf-8"))
+    link = root / "images"
+    if input_dir is not None and not link.exists() and not link.is_symlink():
+        with contextlib.suppress(OSError):  # no symlinks here (e.g. Windows without rights)
+            link.symlink_to(input_dir.absolute(), target_is_directory=True)
+    return root / "data.yaml"
 
 
 # --------------------------------------------------------------------------- one batch run
@@ -436,6 +500,7 @@ class BatchOptions:
     recursive: bool = True
     batch_size: int = 1
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    coco_ids_from: Path | None = None  # a COCO ground truth: coco-results.json uses its ids
 
 
 @dataclass
@@ -478,19 +543,33 @@ def run_batch(
     options: BatchOptions | None = None,
     engine: Callable[[SegmenterLike], Engine] | None = None,
     events: BatchEvents | None = None,
+    files: Sequence[Path] | None = None,
 ) -> BatchOutcome:
     """Segment every image under ``folder`` into ``output``; resumable; prints nothing.
 
     ``load`` returns the segmenter; it is called after discovery, so that a bad folder
     is reported before any model loads (pass ``lambda: seg`` for a loaded one). The
     segmenter's ``model_info``/``settings`` identify the run. ``engine`` builds the
-    engine from it (default: the local threaded engine on that segmenter).
+    engine from it (default: the local threaded engine on that segmenter). ``files``
+    (paths under ``folder``) replaces discovery: exactly those inputs, in that order.
+    With ``options.coco_ids_from``, the ground truth is read and every input matched
+    to one of its images by file name before the model loads.
     """
     opts = options or BatchOptions()
     events = events or BatchEvents()
     started = datetime.now(timezone.utc)
-    found = discover(folder, recursive=opts.recursive, exclude=[output])
+    if files is None:
+        found = discover(folder, recursive=opts.recursive, exclude=[output])
+    else:
+        found = Discovery(files=list(files), problems=[])
     events.discovered(len(found.files), found.problems)
+    ground_truth = None
+    if opts.coco_ids_from is not None:
+        from segcli.evaluate import load_ground_truth, match_images
+
+        ground_truth = load_ground_truth(opts.coco_ids_from)
+        names = [f.relative_to(folder).as_posix() for f in found.files]
+        match_images(ground_truth.dataset["images"], names, source="input")
     with lock_output(output):
         seg = load()
         eng = engine(seg) if engine is not None else LocalEngine(seg)
@@ -524,7 +603,7 @@ def run_batch(
             started=started,
             inputs=len(plans),
         )
-        coco_path = write_run_files(output, summary, plans, job, seg.categories, folder)
+        coco_path = write_run_files(output, summary, plans, job, seg.categories, folder, ground_truth)
     return BatchOutcome(
         report=report,
         summary=summary,

@@ -9,7 +9,7 @@ import functools
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.markup import escape
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from segcli.batch import BatchEvents
     from segcli.engines import ItemResult, SegmenterLike
+    from segcli.evaluate import EvalResult
     from segcli.predictor import Segmenter
 
 app = typer.Typer(
@@ -119,7 +120,10 @@ def _root(
 OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder.", file_okay=False)]
 SaveOpt = Annotated[
     str | None,
-    typer.Option("--save", help="Comma-separated outputs: overlay, json, masks, idmap [overlay,json]."),
+    typer.Option(
+        "--save",
+        help="Comma-separated outputs: overlay, json, masks, idmap, polygons, yolo, labelme [overlay,json].",
+    ),
 ]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Images per forward pass (helps on GPU).")]
 MaxPixelsOpt = Annotated[
@@ -231,7 +235,7 @@ def predict(
             sys.stdout.buffer.write(dumps(result.record))
             sys.stdout.flush()
         if not quiet:
-            where = ", ".join(str(p) for p in result.plan.paths(kinds).values())
+            where = ", ".join(str(p) for p in dict.fromkeys(result.plan.paths(kinds).values()))
             human.print(
                 f"{result.plan.source}: {result.summary}" + (f" -> {where}" if where else ""),
                 highlight=False,
@@ -241,6 +245,10 @@ def predict(
 
     job = Job.for_segmenter(seg, kinds, batch_size=batch_size, max_pixels=max_pixels)
     report = run_plans(plans, job, LocalEngine(seg), overwrite=True, on_result=on_result)
+    if "yolo" in kinds:
+        from segcli.batch import write_yolo_dataset
+
+        write_yolo_dataset(output, seg.categories, None)
     if report.interrupted:
         from segcli.signals import interrupt_exit_code, terminated
 
@@ -264,6 +272,16 @@ def batch(
         bool, typer.Option("--recursive/--no-recursive", help="Descend into subfolders.")
     ] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo inputs whose outputs exist.")] = False,
+    coco_ids_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--coco-ids-from",
+            help="COCO ground truth whose image and category ids coco-results.json uses (matched by file "
+            "name and class name).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     batch_size: BatchSizeOpt = 1,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     quiet: QuietOpt = False,
@@ -275,7 +293,12 @@ def batch(
     kinds = parse_save(save) if save is not None else DEFAULT_SAVE
     model_opts.settings()  # bad values fail before the output folder is made
     options = BatchOptions(
-        save=kinds, overwrite=overwrite, recursive=recursive, batch_size=batch_size, max_pixels=max_pixels
+        save=kinds,
+        overwrite=overwrite,
+        recursive=recursive,
+        batch_size=batch_size,
+        max_pixels=max_pixels,
+        coco_ids_from=coco_ids_from,
     )
     _check_writable(output)
     with _progress(quiet) as progress:
@@ -357,6 +380,153 @@ def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None
     say(f"run report: {output / 'run.json'}")
     if coco_path is not None:
         say(f"COCO file:  {coco_path}")
+        results = coco_path.with_name("coco-results.json")
+        if results.is_file():
+            say(f"COCO results (for COCO.loadRes): {results}")
+    yolo = output / "yolo" / "data.yaml"
+    if "yolo" in summary.get("save", ()) and yolo.is_file():
+        say(f"YOLO-seg dataset: {yolo}")
+
+
+# --------------------------------------------------------------------------- eval
+EVAL_SCORE_THRESHOLD = 0.05
+"""``segcli eval``'s default score threshold when it runs the model (COCO's convention)."""
+
+
+class _EvalHelp(HelpWithModelDefaults):
+    """Model-option help as for the other commands, but eval's own score-threshold default."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        for param in self.params:
+            if param.name == "score_threshold":
+                param.help = f"Drop detections below this score [{EVAL_SCORE_THRESHOLD}, COCO's convention]."  # type: ignore[attr-defined]
+        super().format_help(ctx, formatter)
+
+
+@app.command("eval", cls=_EvalHelp)
+@cli_errors
+@model_options
+def eval_command(
+    ground_truth: Annotated[
+        Path, typer.Argument(help="COCO ground-truth JSON.", exists=True, dir_okay=False, readable=False)
+    ],
+    model_opts: ModelOptions,
+    images: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Folder the ground truth's file_name is relative to [its own folder].", file_okay=False
+        ),
+    ] = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--predictions",
+            help="Evaluate this coco.json (from a run) or COCO results list instead of running the model.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    match_by: Annotated[
+        str, typer.Option("--match-by", help="Match categories by 'name' (case-insensitive) or 'id'.")
+    ] = "name",
+    output: OutputOpt = Path("segcli-out"),
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo images whose outputs exist.")] = False,
+    batch_size: BatchSizeOpt = 1,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    quiet: QuietOpt = False,
+) -> None:
+    """Evaluate against a COCO ground truth: box and mask AP, per-class AP, eval.json, PR plots.
+
+    Without --predictions, segments the ground truth's images first (resumable, into -o),
+    at --score-threshold 0.05 unless told otherwise (COCO's convention).
+    """
+    import dataclasses
+
+    from segcli.batch import BatchOptions
+    from segcli.evaluate import MATCH_BY, run_eval
+
+    if match_by not in MATCH_BY:
+        _usage_error(f"--match-by {match_by!r}: choose from {', '.join(MATCH_BY)}")
+    defaults = ModelOptions()
+    given = [
+        "--" + f.name.replace("_", "-")
+        for f in dataclasses.fields(ModelOptions)
+        if getattr(model_opts, f.name) != getattr(defaults, f.name)
+    ]
+    if predictions is not None and (given or images is not None):
+        _usage_error(f"{', '.join(given) or 'IMAGES'}: no model runs with --predictions")
+    if model_opts.score_threshold is None:
+        model_opts = dataclasses.replace(model_opts, score_threshold=EVAL_SCORE_THRESHOLD)
+    model_opts.settings()  # bad values fail before the output folder is made
+    _check_writable(output)
+    options = BatchOptions(save=("json",), overwrite=overwrite, batch_size=batch_size, max_pixels=max_pixels)
+    with _progress(quiet or predictions is not None) as progress:
+        outcome = run_eval(
+            ground_truth,
+            output,
+            images=images,
+            predictions=predictions,
+            load=lambda: load_segmenter(model_opts, quiet=quiet),
+            options=options,
+            events=_progress_events(progress, quiet),
+            match_by=match_by,
+        )
+    if outcome.result is None:
+        err_console().print("interrupted: run the same command again to finish (images done are kept)")
+        raise typer.Exit(outcome.exit_code)
+    _print_eval(outcome.result)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"evaluation: {outcome.eval_path}")
+    if outcome.plots:
+        say(f"PR curves:  {outcome.plots[0].parent}/ ({len(outcome.plots)} PNG)")
+
+
+def _usage_error(message: str) -> None:
+    err_console().print(f"[bold red]usage error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _print_eval(result: EvalResult) -> None:
+    from rich.table import Table
+
+    from segcli.evaluate import TABLE_STATS
+
+    title = escape(
+        f"{Path(result.ground_truth).name}: {result.images} images, {result.detections} detections"
+    )
+    table = Table(title=title, header_style="bold")
+    table.add_column("")
+    for name in TABLE_STATS:
+        table.add_column("AR@100" if name == "AR100" else name, justify="right")
+    for iou_type, label in (("bbox", "box"), ("segm", "mask")):
+        if iou_type in result.stats:
+            table.add_row(label, *(_fmt(result.stats[iou_type][name]) for name in TABLE_STATS))
+    out_console().print(table)
+    per_class = Table(title="per class: ground-truth instances, detections, AP", header_style="bold")
+    per_class.add_column("class", no_wrap=True)
+    per_class.add_column("GT", justify="right")
+    per_class.add_column("det", justify="right")
+    types = [t for t in ("bbox", "segm") if t in result.stats]
+    for iou_type in types:
+        prefix = "box " if iou_type == "bbox" else "mask "
+        for name in ("AP", "AP50", "AP75"):
+            per_class.add_column(f"{prefix if name == 'AP' else ''}{name}", justify="right")
+    for cls in result.classes:
+        per_class.add_row(
+            escape(cls.name),
+            str(cls.instances),
+            str(cls.detections),
+            *(_fmt(cls.ap[t][name]) for t in types for name in ("AP", "AP50", "AP75")),
+        )
+    out_console().print(per_class)
+    for warning in result.warnings:
+        err_console().print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    for note in result.notes:
+        err_console().print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- demo
@@ -394,7 +564,7 @@ def _demo_compare(seg: SegmenterLike, image: Path, out_dir: Path) -> dict[str, P
 
 # --------------------------------------------------------------------------- compare
 compare_app = typer.Typer(
-    help="Figures that show what instance segmentation adds.",
+    help="Figures that compare: semantic vs instance segmentation, RPN proposal counts.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
@@ -474,6 +644,139 @@ def _print_compare(record: dict[str, Any]) -> None:
     if not record["classes"]:
         table.add_row("[dim](no objects found)[/]", "0", "0", "0", "0")
     out_console().print(table)
+
+
+# --------------------------------------------------------------------------- explain, compare proposals
+def _usage_error(message: str) -> NoReturn:
+    """One line on stderr and exit 2: a usage error, found before any model loads."""
+    err_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@compare_app.command("proposals", cls=HelpWithModelDefaults)
+@cli_errors
+@model_options
+def compare_proposals_cmd(
+    image: Annotated[Path, typer.Argument(help="Image file.", exists=True, dir_okay=False, readable=False)],
+    model_opts: ModelOptions,
+    n: Annotated[
+        str, typer.Option("--n", help="Comma-separated RPN proposal counts to compare [10,100,300,1000].")
+    ] = "10,100,300,1000",
+    repeats: Annotated[int, typer.Option("--repeats", help="Timed runs per N; the median is reported.")] = 3,
+    output: OutputOpt = Path("segcli-out"),
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    quiet: QuietOpt = False,
+) -> None:
+    """One image at several RPN proposal counts N: detections, seconds per image, agreement.
+
+    Writes <image>.proposals.png (one panel per N) and <image>.proposals.json.
+    """
+    from segcli.compare.proposals import parse_ns, run_compare_proposals
+
+    try:
+        ns = parse_ns(n)
+        if repeats < 1:
+            raise SegcliError(f"--repeats must be at least 1, got {repeats}")
+        if model_opts.proposals is not None:
+            raise SegcliError("compare proposals sets the proposal count itself: give the counts with --n")
+        model_opts.settings()
+    except SegcliError as exc:
+        _usage_error(str(exc))
+    _check_writable(output)
+    seg = load_segmenter(model_opts, quiet=quiet)
+    with err_console().status(f"segmenting at N = {', '.join(map(str, ns))} ({repeats} timed runs each)"):
+        result = run_compare_proposals(seg, image, output, ns, repeats=repeats, max_pixels=max_pixels)
+    if not quiet:
+        _print_proposals(result.record)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"figure: {result.figure_path}")
+    say(f"JSON:   {result.json_path}")
+
+
+def _print_proposals(record: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    ref = record["reference_n"]
+    table = Table(
+        title=f"{escape(Path(record['image']['path']).name)}: RPN proposals N (agreement with N = {ref})",
+        show_header=True,
+        header_style="bold",
+    )
+    for col in ("N", "s/image", "detections", "matched", "agreement", "mean mask IoU"):
+        table.add_column(col, justify="right")
+    for run in record["runs"]:
+        share, iou = run["agreement"], run["mean_iou"]
+        table.add_row(
+            str(run["n"]),
+            f"{run['seconds_per_image']:.3f}",
+            str(run["detections"]),
+            f"{run['matched']}/{len(record['runs'][-1]['instances'])}",
+            "-" if share is None else f"{share:.2f}",
+            "-" if iou is None else f"{iou:.3f}",
+        )
+    out_console().print(table)
+    out_console().print(
+        "matched: greedy by score within class at mask IoU >= 0.5, against the largest N",
+        highlight=False,
+        markup=False,
+    )
+
+
+@app.command("explain", cls=HelpWithModelDefaults)
+@cli_errors
+@model_options
+def explain_cmd(
+    image: Annotated[Path, typer.Argument(help="Image file.", exists=True, dir_okay=False, readable=False)],
+    model_opts: ModelOptions,
+    instance: Annotated[
+        int | None,
+        typer.Option("--instance", help="Which detection's mask to follow (0 = the top score) [top score]."),
+    ] = None,
+    output: OutputOpt = Path("segcli-out"),
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    quiet: QuietOpt = False,
+) -> None:
+    """The network's stages on one image: proposals, box branch and NMS, one raw mask, overlay.
+
+    Writes <image>.explain.png (six panels) and <image>.explain.json.
+    """
+    try:
+        if instance is not None and instance < 0:
+            raise SegcliError(f"--instance must be 0 or more, got {instance}")
+        model_opts.settings()
+    except SegcliError as exc:
+        _usage_error(str(exc))
+    _check_writable(output)
+    seg = load_segmenter(model_opts, quiet=quiet)
+    from segcli.explain import run_explain
+
+    result = run_explain(seg, image, output, instance=instance, max_pixels=max_pixels)
+    if not quiet:
+        _print_explain(result.record)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    say(f"figure: {result.figure_path}")
+    say(f"JSON:   {result.json_path}")
+
+
+def _print_explain(record: dict[str, Any]) -> None:
+    p, b, inst = record["proposals"], record["box_branch"], record["instance"]
+    lines = [
+        f"RPN: {p['count']} proposals kept (top N = {p['top_n']}), the first {p['drawn']} drawn",
+        f"box branch: {b['proposals']} proposals scored, {b['before_nms']} boxes above "
+        f"{b['score_threshold']:g} before NMS, {b['after_nms']} after",
+    ]
+    if inst is None:
+        lines.append("no detection: no mask to follow")
+    else:
+        size, resized = inst["mask_head"]["size"], inst["resized"]
+        lines.append(
+            f"mask of detection {inst['id']} ({inst['label']} {inst['score']:.2f}): "
+            f"{size[0]}x{size[1]} -> {resized['width']}x{resized['height']} box, "
+            f"p > {resized['threshold']:g}: {resized['area']} pixels"
+            + ("" if resized["matches_output"] else " (DIFFERS from the segmenter's mask)")
+        )
+    for line in lines:
+        out_console().print(line, highlight=False, markup=False)
 
 
 def main() -> None:

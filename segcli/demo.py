@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segcli.batch import BatchOptions, run_batch, run_plans
+from segcli.batch import BatchOptions, run_batch, run_plans, write_yolo_dataset
 from segcli.engines import Job, SegmenterLike, SegmenterSpec
 from segcli.engines.local import LocalEngine
 from segcli.writers import OUTPUT_KINDS, plan_outputs
@@ -49,6 +49,7 @@ def run_demo(
     seed_case = inputs / SEED_CASE
     [plan] = plan_outputs([seed_case], out_dir / "predict")
     run_plans([plan], Job.for_segmenter(seg, OUTPUT_KINDS), LocalEngine(seg), overwrite=True)
+    write_yolo_dataset(out_dir / "predict", seg.categories, None)
 
     batch_dir = out_dir / "batch"
     outcome = run_batch(inputs, batch_dir, lambda: seg, options=BatchOptions(save=DEMO_SAVE, overwrite=True))

@@ -1,4 +1,4 @@
-"""Output files: overlay images, per-image JSON, mask PNGs, id maps, COCO files.
+"""Output files: overlay images, per-image JSON, mask PNGs, id maps, COCO, YOLO-seg and LabelMe files.
 
 Every file is written atomically (temp file + fsync + rename); the per-image JSON is
 written last, after the other outputs are on the disk, so a JSON that parses
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -20,17 +21,21 @@ import cv2
 import numpy as np
 
 from segcli.errors import SegcliError
+from segcli.formats import coco_polygons, labelme_record, yolo_class_index, yolo_lines
 from segcli.fsutil import atomic_path, atomic_write_bytes, fsync_dir
 from segcli.instances import PLACEHOLDER_CLASSES, Instances
 from segcli.masks import rle_encode
 from segcli.render import Annotator, OverlayAnnotator
 
 SCHEMA = "segcli.instances/1"
-OUTPUT_KINDS = ("overlay", "json", "masks", "idmap")
+OUTPUT_KINDS = ("overlay", "json", "masks", "idmap", "polygons", "yolo", "labelme")
 DEFAULT_SAVE = ("overlay", "json")
+YOLO_DIR = "yolo"
+LABELME_DIR = "labelme"
 
 
 def parse_save(text: str) -> tuple[str, ...]:
+    """``--save`` as output kinds; ``polygons`` lives in the JSON, so it brings ``json`` along."""
     kinds = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
     unknown = [k for k in kinds if k not in OUTPUT_KINDS]
     if unknown or not kinds:
@@ -39,28 +44,50 @@ def parse_save(text: str) -> tuple[str, ...]:
             if unknown
             else "--save names no output"
         )
+    if "polygons" in kinds and "json" not in kinds:
+        kinds = (*kinds, "json")
     return kinds
 
 
 # --------------------------------------------------------------------------- planning
 @dataclass(frozen=True)
 class OutputPlan:
-    """Where one input's outputs go. ``key`` is the input's path relative to the run's root."""
+    """Where one input's outputs go. ``key`` is the input's path relative to the run's root.
+
+    ``stem`` is ``key`` without its extension (unique in the run): YOLO-seg and LabelMe
+    pair a label file with its image by that name (``photo.jpg`` -> ``photo.txt``).
+    """
 
     source: Path
     key: str
     base: Path
+    stem: str = ""
+
+    @property
+    def out_dir(self) -> Path:
+        """The run's output folder (``base`` is ``out_dir / key``)."""
+        return self.base.parents[len(Path(self.key).parts) - 1]
 
     def paths(self, save: Iterable[str]) -> dict[str, Path]:
         name = self.base.name
         overlay_ext = ".jpg" if self.source.suffix.lower() in (".jpg", ".jpeg") else ".png"
         names = {
             "json": f"{name}.json",
+            "polygons": f"{name}.json",  # polygons are a field of the JSON
             "overlay": f"{name}.overlay{overlay_ext}",
             "masks": f"{name}.masks",
             "idmap": f"{name}.idmap.png",
         }
-        return {kind: self.base.with_name(names[kind]) for kind in save}
+        stem = self.stem or Path(self.key).with_suffix("").as_posix()
+        out: dict[str, Path] = {}
+        for kind in save:
+            if kind == "yolo":
+                out[kind] = self.out_dir / YOLO_DIR / "labels" / f"{stem}.txt"
+            elif kind == "labelme":
+                out[kind] = self.out_dir / LABELME_DIR / f"{stem}.json"
+            else:
+                out[kind] = self.base.with_name(names[kind])
+        return out
 
 
 def plan_outputs(sources: Sequence[Path], out_dir: Path, root: Path | None = None) -> list[OutputPlan]:
@@ -78,12 +105,19 @@ def plan_outputs(sources: Sequence[Path], out_dir: Path, root: Path | None = Non
     counts: dict[str, int] = {}
     for rel in rels:
         counts[rel.as_posix().casefold()] = counts.get(rel.as_posix().casefold(), 0) + 1
+    stems: dict[str, int] = {}
+    for rel in rels:
+        stem = rel.with_suffix("").as_posix().casefold()
+        stems[stem] = stems.get(stem, 0) + 1
     plans = []
     for src, rel in zip(sources, rels):
+        tag = hashlib.sha1(str(src.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        stem = rel.with_suffix("").as_posix()
+        if stems[stem.casefold()] > 1:  # photo.jpg and photo.png: label files cannot both be photo.*
+            stem = f"{stem}~{tag}"
         if counts[rel.as_posix().casefold()] > 1:
-            tag = hashlib.sha1(str(src.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:8]
             rel = rel.with_name(f"{rel.name}~{tag}")
-        plans.append(OutputPlan(source=src, key=rel.as_posix(), base=out_dir / rel))
+        plans.append(OutputPlan(source=src, key=rel.as_posix(), base=out_dir / rel, stem=stem))
     return plans
 
 
@@ -118,23 +152,29 @@ def instances_record(
     image_path: str,
     model: dict[str, Any],
     settings: dict[str, Any],
+    polygons: bool = False,
 ) -> dict[str, Any]:
-    """The ``segcli.instances/1`` JSON object of one image."""
+    """The ``segcli.instances/1`` JSON object of one image.
+
+    With ``polygons``, each instance also carries its mask as COCO polygons
+    (``[[x1, y1, x2, y2, ...], ...]``, holes bridged in; see :mod:`segcli.formats`).
+    """
     height, width = instances.image_size
     items = []
     for i in range(len(instances)):
         x1, y1, x2, y2 = (round(float(v), 2) for v in instances.boxes[i])
-        items.append(
-            {
-                "id": i,
-                "category_id": int(instances.class_ids[i]),
-                "label": instances.class_names[i],
-                "score": round(float(instances.scores[i]), 4),
-                "box": [x1, y1, x2, y2],
-                "area": int(instances.areas[i]),
-                "mask": rle_encode(instances.masks[i], instances.mask_boxes[i], instances.image_size),
-            }
-        )
+        item: dict[str, Any] = {
+            "id": i,
+            "category_id": int(instances.class_ids[i]),
+            "label": instances.class_names[i],
+            "score": round(float(instances.scores[i]), 4),
+            "box": [x1, y1, x2, y2],
+            "area": int(instances.areas[i]),
+            "mask": rle_encode(instances.masks[i], instances.mask_boxes[i], instances.image_size),
+        }
+        if polygons:
+            item["polygons"] = coco_polygons(instances, i)
+        items.append(item)
     return {
         "schema": SCHEMA,
         "image": {"path": image_path, "width": width, "height": height},
@@ -175,8 +215,21 @@ def write_outputs(
     instances: Instances,
     record: dict[str, Any],
     annotator: Annotator | None = None,
+    categories: Sequence[str] = (),
 ) -> None:
-    """Write the requested outputs of one image; the JSON (the completion mark) last."""
+    """Write the requested outputs of one image; the JSON (the completion mark) last.
+
+    ``categories`` (the model's class list) numbers the YOLO-seg classes.
+    """
+    if "yolo" in paths:
+        if not categories:
+            raise SegcliError("YOLO-seg labels need the model's class list (categories)")
+        lines = yolo_lines(instances, yolo_class_index(categories, PLACEHOLDER_CLASSES))
+        atomic_write_bytes(paths["yolo"], "".join(f"{line}\n" for line in lines).encode("utf-8"))
+    if "labelme" in paths:
+        target = paths["labelme"]
+        image_path = os.path.relpath(Path(record["image"]["path"]).absolute(), target.parent.absolute())
+        atomic_write_bytes(target, dumps(labelme_record(instances, Path(image_path).as_posix())))
     if "overlay" in paths:
         overlay = (annotator or OverlayAnnotator()).annotate(image, instances)
         atomic_write_bytes(paths["overlay"], encode_image(overlay, paths["overlay"].suffix))
@@ -188,21 +241,27 @@ def write_outputs(
             raise SegcliError(f"an id map holds at most 65534 instances, got {len(instances)}")
         ids = instances.label_map(np.arange(1, len(instances) + 1), dtype=np.uint16)
         atomic_write_bytes(paths["idmap"], encode_image(ids, ".png"))
-    if "json" in paths:
-        if len(paths) > 1:
-            fsync_dir(paths["json"].parent)  # the other outputs are durable before the mark
-        atomic_write_bytes(paths["json"], dumps(record))
-    if paths:
-        fsync_dir(next(iter(paths.values())).parent)
+    json_path = paths.get("json")
+    # The other outputs' renames are durable before the mark (they may live in other folders).
+    for folder in dict.fromkeys(p.parent for p in paths.values() if p != json_path):
+        fsync_dir(folder)
+    if json_path is not None:
+        atomic_write_bytes(json_path, dumps(record))
+        fsync_dir(json_path.parent)
 
 
 # --------------------------------------------------------------------------- COCO
-def coco_categories(categories: Sequence[str]) -> list[dict[str, Any]]:
-    return [
+def coco_categories(categories: Sequence[str], used: Iterable[int] = ()) -> list[dict[str, Any]]:
+    """The model's classes as COCO categories, plus any placeholder slot (``N/A``) in ``used``."""
+    used = set(used)
+    listed = [
         {"id": i, "name": name, "supercategory": "object"}
         for i, name in enumerate(categories)
-        if name not in PLACEHOLDER_CLASSES
+        if name not in PLACEHOLDER_CLASSES or i in used
     ]
+    known = {c["id"] for c in listed}
+    listed += [{"id": i, "name": f"class {i}", "supercategory": "object"} for i in sorted(used - known)]
+    return sorted(listed, key=lambda c: c["id"])
 
 
 def write_coco(
@@ -217,6 +276,7 @@ def write_coco(
     Returns (images, annotations) written.
     """
     n_images = n_ann = 0
+    used: set[int] = set()
     with (
         atomic_path(path) as tmp,
         open(tmp, "w", encoding="utf-8") as out,
@@ -243,6 +303,7 @@ def write_coco(
             )
             for inst in record["instances"]:
                 n_ann += 1
+                used.add(int(inst["category_id"]))
                 x1, y1, x2, y2 = inst["box"]
                 anns.write(
                     ("," if n_ann > 1 else "")
@@ -251,7 +312,7 @@ def write_coco(
                             "id": n_ann,
                             "image_id": n_images,
                             "category_id": inst["category_id"],
-                            "segmentation": inst["mask"],
+                            "segmentation": inst.get("polygons") or inst["mask"],
                             "area": inst["area"],
                             "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
                             "iscrowd": 0,
@@ -262,5 +323,5 @@ def write_coco(
         out.write('],"annotations":[')
         anns.seek(0)
         shutil.copyfileobj(anns, out)
-        out.write('],"categories":' + json.dumps(coco_categories(categories)) + "}\n")
+        out.write('],"categories":' + json.dumps(coco_categories(categories, used)) + "}\n")
     return n_images, n_ann

@@ -5,6 +5,9 @@ instance segmentation, and the numbers that tell the last two apart.
 - :mod:`segcli.compare.figure`: the four panels and the 2x2 figure;
 - :mod:`segcli.compare.run`: one image end to end (:func:`run_compare`).
 
+``segcli compare proposals`` (the same image at several RPN proposal counts) lives in
+:mod:`segcli.compare.proposals`, imported on its own.
+
 Nothing here imports torch until a semantic model is run.
 """
 

@@ -140,6 +140,32 @@ def panel_size(image_size: tuple[int, int], *, max_side: int = 640, min_side: in
     return max(1, round(h * target / long)), max(1, round(w * target / long))
 
 
+MIN_CANVAS = 240
+"""Panels of very elongated images are centred on a canvas at least this high and wide."""
+
+
+def canvas_size(panel: tuple[int, int], *, min_side: int = MIN_CANVAS) -> tuple[int, int]:
+    """(H, W) of the canvas a panel of ``panel`` = (H, W) is centred on (see :func:`letterbox`)."""
+    return max(panel[0], min_side), max(panel[1], min_side)
+
+
+def letterbox(
+    pixels: np.ndarray, canvas: tuple[int, int], background: tuple[int, int, int] = (246, 246, 246)
+) -> np.ndarray:
+    """``pixels`` (RGB) centred on a ``canvas`` = (H, W) of ``background``: a 6x400 strip
+    still gets a panel its title fits on."""
+    h, w = pixels.shape[:2]
+    if (h, w) == canvas:
+        return pixels
+    if h > canvas[0] or w > canvas[1]:
+        raise ValueError(f"a {h}x{w} panel does not fit a {canvas[0]}x{canvas[1]} canvas")
+    out = np.empty((*canvas, 3), dtype=np.uint8)
+    out[:] = background
+    y0, x0 = (canvas[0] - h) // 2, (canvas[1] - w) // 2
+    out[y0 : y0 + h, x0 : x0 + w] = pixels
+    return out
+
+
 def resize_label_map(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of an (H, W) label array to ``size`` = (H', W')."""
     h, w = labels.shape

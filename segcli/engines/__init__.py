@@ -81,6 +81,7 @@ class Job:
     settings: dict[str, Any]
     batch_size: int = 1
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    categories: tuple[str, ...] = ()  # the model's class list (numbers YOLO-seg classes)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -102,6 +103,7 @@ class Job:
             settings=segmenter.settings.to_dict(),
             batch_size=batch_size,
             max_pixels=max_pixels,
+            categories=tuple(segmenter.categories),
         )
 
 
@@ -205,9 +207,13 @@ def describe_instances(instances: Instances) -> str:
 def write_result(plan: OutputPlan, image: LoadedImage, instances: Instances, job: Job) -> ItemResult:
     """Write one input's outputs (JSON last: the completion mark)."""
     record = instances_record(
-        instances, image_path=str(plan.source), model=job.model_info, settings=job.settings
+        instances,
+        image_path=str(plan.source),
+        model=job.model_info,
+        settings=job.settings,
+        polygons="polygons" in job.save,
     )
-    write_outputs(plan.paths(job.save), image.pixels, instances, record)
+    write_outputs(plan.paths(job.save), image.pixels, instances, record, categories=job.categories)
     return ItemResult(plan, "done", len(instances), record=record, summary=describe_instances(instances))
 
 
