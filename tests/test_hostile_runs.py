@@ -32,7 +32,7 @@ import segcli.writers
 from segcli.batch import LOCK_NAME, BatchOptions, BatchOutcome, run_batch
 from segcli.cli import app
 from segcli.engines import Job
-from segcli.engines.local import LocalEngine
+from segcli.engines.local import BYTES_PER_PIXEL, LocalEngine
 from segcli.errors import SegcliError
 from segcli.imageio import read_image
 from segcli.predictor import sampled_model_input
@@ -297,7 +297,7 @@ def test_budget_caps_decoded_images_held_at_once(tmp_path: Path) -> None:
     seg = FakeSegmenter()
     job = Job.for_segmenter(seg, ("json",), batch_size=6)
     results: list[str] = []
-    engine = LocalEngine(seg, decode_budget=2 * 100 * 100 * 3)  # two images' worth
+    engine = LocalEngine(seg, decode_budget=2 * 100 * 100 * BYTES_PER_PIXEL)  # two images' worth
     assert not engine.run(plans, job, lambda r: results.append(r.status))
     assert results == ["done"] * 6
     assert seg.calls and max(seg.calls) <= 2, f"batches of {seg.calls}: over the budget"

@@ -29,8 +29,12 @@ from segcli.imageio import LoadedImage, declared_pixels
 from segcli.writers import OutputPlan
 
 DECODE_BUDGET_BYTES = 1 << 30
-"""Decoded pixels (RGB bytes, as the files declare them) held at once by read-ahead, the
-batch and pending writes; one image is always allowed, however large."""
+"""Memory for images in flight (read-ahead, the batch, pending writes), counted at
+:data:`BYTES_PER_PIXEL` per pixel the file declares; one image is always allowed, however large."""
+
+BYTES_PER_PIXEL = 9
+"""What one input pixel costs until its outputs are written: the decoded RGB array, the
+overlay drawn on a copy of it and that copy's encoding buffer (3 bytes each)."""
 
 
 class LocalEngine:
@@ -60,7 +64,7 @@ class LocalEngine:
         Up to ``lookahead`` images are decoded ahead; a batch of ``job.batch_size`` goes
         through the model in this thread; its writes queue on the write threads, and the
         oldest is waited for (and reported) once more than ``2 * write_workers + batch_size``
-        are pending. Each input's declared size (3 bytes a pixel) is held against
+        are pending. Each input's declared size (:data:`BYTES_PER_PIXEL`) is held against
         ``decode_budget`` from before its decode until its write ends: no read starts, and
         no batch grows, past the budget unless nothing else is held.
         """
@@ -89,7 +93,7 @@ class LocalEngine:
                         if waiting is None:
                             waiting = next(pending, None)
                             if waiting is not None:
-                                need = 3 * (declared_pixels(waiting.source) or 0)
+                                need = BYTES_PER_PIXEL * (declared_pixels(waiting.source) or 0)
                         if waiting is None:
                             break
                         if cost and held() + need > self.decode_budget:
