@@ -80,7 +80,8 @@ def child(args: argparse.Namespace) -> None:
     job = Job.for_segmenter(seg, ("overlay", "json"), batch_size=len(files))
     LocalEngine(seg).run(plans, job, lambda r: results.append(f"{r.status}: {r.reason or r.summary}"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(json.dumps({"base_gb": base, "peak_gb": peak, "seconds": time.perf_counter() - start, "results": results}))
+    seconds = time.perf_counter() - start
+    print(json.dumps({"base_gb": base, "peak_gb": peak, "seconds": seconds, "results": results}))
 
 
 def main() -> None:

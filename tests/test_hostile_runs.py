@@ -323,12 +323,12 @@ _MEMORY_PROBE = textwrap.dedent(
     limit = vm() + (3 << 30)  # a failure here, not a machine out of memory
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     thin = np.full((1, 100_000, 3), 200, np.uint8)
-    print("shape", tuple(seg.model_input(thin)[0].shape))
     cases = [(seg, thin), (seg, thin.reshape(100_000, 1, 3)), (tiny, np.zeros((384, 512, 3), np.uint8))]
     for s, image in cases:
         [inst] = s([image])
         assert inst.image_size == image.shape[:2]
     print("peak_mb", (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
+    print("shape", tuple(seg.model_input(thin)[0].shape))
     """
 )
 
