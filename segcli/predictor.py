@@ -53,8 +53,8 @@ def sampled_model_input(
 
     Equals ``interpolate(normalize(pad(image / 255)))`` (torchvision's transform) up to float
     rounding (measured: at most 3e-4 in normalised units, < 0.02 of one 8-bit level), but
-    only the rows and columns the resize reads are gathered (in
-    uint8) and converted: memory is O(out_size), whatever the image's size.
+    only the rows and columns the resize reads are gathered (in uint8) and converted:
+    memory is O(out_size), whatever the image's size.
     """
     h, w = int(image.shape[0]), int(image.shape[1])
     r0, r1, hw0, hw1 = _linear_taps(padded[0], out_size[0])
