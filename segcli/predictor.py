@@ -24,11 +24,12 @@ from segcli.weights import Loaded, load_model, resolve_device
 MIN_MODEL_SIDE = 32
 """Images so elongated that a side would shrink below this many model pixels are padded."""
 
-SAMPLED_INPUT_PIXELS = 16_000_000
+SAMPLED_INPUT_PIXELS = 50_000_000
 """Above this many (padded) pixels the model input is computed by sampling (see
-:func:`sampled_model_input`) instead of from a full-size float copy of the image: at most
-(2 x model input) pixels are read and converted, so a 1x100000 strip or a 144 MP image costs
-what the model sees. Below it the input is torchvision's own, bit for bit."""
+:func:`sampled_model_input`) instead of from full-size float copies of the image (12 bytes a
+pixel, twice): at most (2 x model input) pixels are read and converted, so a 1x100000 strip or
+a 144 MP image costs what the model sees. At or below it the input is torchvision's own
+(``module.transform``), bit for bit; a 50 MP image costs about 1.2 GB there."""
 
 
 def _linear_taps(in_size: int, out_size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -225,9 +226,11 @@ class Segmenter:
         before = (h + pad_h, w + pad_w)
         transform = self.module.transform
         if before[0] * before[1] <= SAMPLED_INPUT_PIXELS:
-            tensor = transform.normalize(self.to_tensor(image))
-            tensor, _ = transform.resize(tensor)
-            return tensor, before
+            # module.transform itself (its hooks fire: segcli explain records them); one image,
+            # so the batch holds it alone: crop the size-divisible padding back off.
+            image_list, _ = transform([self.to_tensor(image)])
+            rh, rw = image_list.image_sizes[0]
+            return image_list.tensors[0, :, :rh, :rw], before
         scale = min(float(transform.min_size[-1]) / min(before), float(transform.max_size) / max(before))
         out_size = (max(int(before[0] * scale), 1), max(int(before[1] * scale), 1))
         tensor = sampled_model_input(image, before, out_size, transform.image_mean, transform.image_std)

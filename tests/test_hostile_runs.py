@@ -286,7 +286,7 @@ def test_batch_size_does_not_change_results(tmp_path: Path, blocks_ckpt: Path) -
         assert result.exit_code == 0, result.output
         outputs.append(_files(out))
     assert outputs[0] == outputs[1]
-    assert sum(len(json.loads(v)["instances"]) for k, v in outputs[0].items() if k.endswith(".json")) > 0
+    assert sum(len(json.loads(v)["instances"]) for k, v in outputs[0].items() if k.endswith(".png.json")) > 0
 
 
 # --------------------------------------------------------------------------- 11: memory
