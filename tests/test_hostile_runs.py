@@ -396,3 +396,21 @@ def test_summary_says_done_with_failures(tmp_path: Path, monkeypatch: pytest.Mon
     assert "segcli batch: done with 1 failure" in result.stdout
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["status"] == "done_with_failures" and run["counts"]["total"]["failed"] == 1
+
+
+def test_sampled_path_agrees_with_torchvision_path_and_explain_refuses_it(
+    blocks_ckpt: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import segcli.predictor
+    from segcli.explain import explain
+    from segcli.predictor import Segmenter
+
+    seg = Segmenter("blocks", weights=blocks_ckpt, device="cpu", settings=Settings(min_size=64, max_size=96))
+    image = random_image(90, 120, seed=5)
+    full, size = seg.model_input(image)
+    monkeypatch.setattr(segcli.predictor, "SAMPLED_INPUT_PIXELS", 100)
+    sampled, sampled_size = seg.model_input(image)
+    assert size == sampled_size == (90, 120) and sampled.shape == full.shape
+    assert float((sampled - full).abs().max()) < 1e-3
+    with pytest.raises(SegcliError, match=r"explain records torchvision's own preprocessing.*120x90"):
+        explain(seg, image)
