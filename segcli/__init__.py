@@ -2,9 +2,9 @@
 
 The library API is importable without loading torch until it is used::
 
-    from segcli import Segmenter, read_image
-    seg = Segmenter(model="coco")
-    [instances] = seg([read_image("photo.jpg").pixels])
+    from segcli import Segmenter
+    seg = Segmenter("blocks")                  # the bundled model; "coco" downloads once
+    instances = seg("scene.png")               # a path, an RGB array, or a list of them
 """
 
 from __future__ import annotations

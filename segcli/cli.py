@@ -16,7 +16,16 @@ from rich.markup import escape
 
 from segcli import __version__
 from segcli.errors import SegcliError, first_line
-from segcli.options import DeviceOpt, HelpWithModelDefaults, ModelOptions, model_options
+from segcli.options import (
+    PANEL_MODEL,
+    PANEL_OUTPUTS,
+    PANEL_RUN,
+    DeviceOpt,
+    HelpWithModelDefaults,
+    ModelOptions,
+    SuggestingGroup,
+    model_options,
+)
 from segcli.settings import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
@@ -30,12 +39,19 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="segcli",
+    cls=SuggestingGroup,
     help="Instance segmentation from the command line (torchvision Mask R-CNN).",
+    epilog="Start with [bold]segcli demo[/] (offline, bundled model), then "
+    "[bold]segcli predict --help[/]. [bold]segcli models[/] lists the models.",
     no_args_is_help=True,
-    add_completion=False,
-    rich_markup_mode=None,
+    rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
+
+
+def examples(*lines: str) -> str:
+    """A command's epilog: its example command lines under a heading (Rich markup escaped)."""
+    return "\n".join(["[bold]Examples[/]", *(f"  [cyan]{escape(line)}[/]" for line in lines)])
 
 
 @functools.cache
@@ -117,20 +133,34 @@ def _root(
 
 # --------------------------------------------------------------------------- options
 # The model options (--model ... --max-size) are declared once, in segcli.options.ModelOptions.
-OutputOpt = Annotated[Path, typer.Option("--output", "-o", help="Output folder.", file_okay=False)]
+OutputOpt = Annotated[
+    Path,
+    typer.Option("--output", "-o", help="Output folder.", file_okay=False, rich_help_panel=PANEL_OUTPUTS),
+]
 SaveOpt = Annotated[
     str | None,
     typer.Option(
         "--save",
-        help="Comma-separated outputs: overlay, json, masks, idmap, polygons, yolo, labelme [overlay,json].",
+        help="Comma-separated outputs: overlay, json, masks (one PNG per instance, named 000-label.png), "
+        "idmap (16-bit id map plus a colour preview), polygons, yolo, labelme. Default: overlay,json.",
+        rich_help_panel=PANEL_OUTPUTS,
     ),
 ]
-BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Images per forward pass (helps on GPU).")]
+BatchSizeOpt = Annotated[
+    int,
+    typer.Option("--batch-size", help="Images per forward pass (helps on GPU).", rich_help_panel=PANEL_RUN),
+]
 MaxPixelsOpt = Annotated[
     int,
-    typer.Option("--max-pixels", help="Refuse images declaring more pixels than this (decompression bombs)."),
+    typer.Option(
+        "--max-pixels",
+        help="Refuse images declaring more pixels than this (decompression bombs).",
+        rich_help_panel=PANEL_RUN,
+    ),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or per-image lines.")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar or per-image lines.", rich_help_panel=PANEL_RUN)
+]
 
 
 def load_segmenter(opts: ModelOptions, *, quiet: bool = False) -> Segmenter:
@@ -185,17 +215,47 @@ def _progress(quiet: bool) -> Progress:
     )
 
 
+def unique_paths(paths: Sequence[Path]) -> list[Path]:
+    """``paths`` in order, each file once: a file named twice (also as ``./a.png`` or through
+    another relative path) is processed once."""
+    seen: set[Path] = set()
+    out = []
+    for path in paths:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(path)
+    return out
+
+
 def _print_failed(console: Console, result: ItemResult) -> None:
     console.print(f"[red]failed:[/] {escape(result.reason)}", highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- predict
-@app.command(cls=HelpWithModelDefaults)
+@app.command(
+    cls=HelpWithModelDefaults,
+    epilog=examples(
+        "segcli predict photo.jpg",
+        "segcli predict a.jpg b.png -o out --save overlay,json,masks",
+        "segcli predict photo.jpg --classes person,dog -c 0.7",
+        "segcli predict *.jpg --json - > results.jsonl",
+        "segcli predict examples/blocks/cluttered.png --model blocks",
+    ),
+)
 @cli_errors
 @model_options
 def predict(
     images: Annotated[
-        list[Path], typer.Argument(help="Image files.", exists=True, dir_okay=False, readable=False)
+        list[Path],
+        typer.Argument(
+            help="Image files (any format Pillow reads; a file named twice is done once).",
+            metavar="IMAGES...",
+            exists=True,
+            dir_okay=False,
+            readable=False,
+            show_default=False,
+        ),
     ],
     model_opts: ModelOptions,
     output: OutputOpt = Path("segcli-out"),
@@ -203,14 +263,21 @@ def predict(
     json_out: Annotated[
         str | None,
         typer.Option(
-            "--json", help="'-' writes the JSON to stdout (one line per image) and nothing else there."
+            "--json",
+            help="'-' prints the JSON on stdout as JSON Lines (one record per image, one line each) "
+            "and nothing else there; no files unless --save asks.",
+            metavar="-",
+            rich_help_panel=PANEL_OUTPUTS,
         ),
     ] = None,
     batch_size: BatchSizeOpt = 1,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     quiet: QuietOpt = False,
 ) -> None:
-    """Segment one or more images; write overlays and JSON to the output folder."""
+    """Segment one or more images into overlays and JSON.
+
+    Writes <name>.overlay.jpg|png and <name>.json per image into the output folder (see --save).
+    """
     from segcli.batch import run_plans
     from segcli.engines import Job
     from segcli.engines.local import LocalEngine
@@ -224,7 +291,7 @@ def predict(
     if kinds:
         _check_writable(output)
     seg = load_segmenter(model_opts, quiet=quiet)
-    plans = plan_outputs(images, output)
+    plans = plan_outputs(unique_paths(images), output)
     human = err_console() if to_stdout else out_console()
 
     def on_result(result: ItemResult) -> None:
@@ -260,18 +327,41 @@ def predict(
 
 
 # --------------------------------------------------------------------------- batch
-@app.command(cls=HelpWithModelDefaults)
+@app.command(
+    cls=HelpWithModelDefaults,
+    epilog=examples(
+        "segcli batch photos/ -o results/",
+        "segcli batch photos/ -o results/   # again after Ctrl-C: does only what is missing",
+        "segcli batch photos/ -o results/ --save json --no-recursive",
+        "segcli batch scans/ --model blocks --batch-size 4",
+    ),
+)
 @cli_errors
 @model_options
 def batch(
-    folder: Annotated[Path, typer.Argument(help="Folder of images.", exists=True, file_okay=False)],
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of images, searched recursively.",
+            metavar="FOLDER",
+            exists=True,
+            file_okay=False,
+            show_default=False,
+        ),
+    ],
     model_opts: ModelOptions,
     output: OutputOpt = Path("segcli-out"),
     save: SaveOpt = None,
     recursive: Annotated[
-        bool, typer.Option("--recursive/--no-recursive", help="Descend into subfolders.")
+        bool,
+        typer.Option(
+            "--recursive/--no-recursive", help="Descend into subfolders.", rich_help_panel=PANEL_RUN
+        ),
     ] = True,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo inputs whose outputs exist.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Redo inputs whose outputs exist.", rich_help_panel=PANEL_RUN),
+    ] = False,
     coco_ids_from: Annotated[
         Path | None,
         typer.Option(
@@ -280,13 +370,18 @@ def batch(
             "name and class name).",
             exists=True,
             dir_okay=False,
+            rich_help_panel=PANEL_OUTPUTS,
         ),
     ] = None,
     batch_size: BatchSizeOpt = 1,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     quiet: QuietOpt = False,
 ) -> None:
-    """Segment every image under FOLDER; outputs mirror its tree. Resumable."""
+    """Segment every image under a folder; resumable.
+
+    Outputs mirror the folder's tree; run.json and coco.json sum up the run. Run the same
+    command again after a crash or Ctrl-C and it does only what is missing.
+    """
     from segcli.batch import BatchOptions, run_batch
     from segcli.writers import DEFAULT_SAVE, parse_save
 
@@ -389,6 +484,7 @@ def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None
 
 
 # --------------------------------------------------------------------------- eval
+PANEL_EVAL = "Evaluation"
 EVAL_SCORE_THRESHOLD = 0.05
 """``segcli eval``'s default score threshold when it runs the model (COCO's convention)."""
 
@@ -403,7 +499,15 @@ class _EvalHelp(HelpWithModelDefaults):
         super().format_help(ctx, formatter)
 
 
-@app.command("eval", cls=_EvalHelp)
+@app.command(
+    "eval",
+    cls=_EvalHelp,
+    epilog=examples(
+        "segcli eval labels.json photos/ -o eval/",
+        "segcli eval labels.json --predictions results/coco.json",
+        "segcli eval examples/blocks/ground-truth.json --model blocks",
+    ),
+)
 @cli_errors
 @model_options
 def eval_command(
@@ -424,13 +528,22 @@ def eval_command(
             help="Evaluate this coco.json (from a run) or COCO results list instead of running the model.",
             exists=True,
             dir_okay=False,
+            rich_help_panel=PANEL_EVAL,
         ),
     ] = None,
     match_by: Annotated[
-        str, typer.Option("--match-by", help="Match categories by 'name' (case-insensitive) or 'id'.")
+        str,
+        typer.Option(
+            "--match-by",
+            help="Match categories by 'name' (case-insensitive) or 'id'.",
+            rich_help_panel=PANEL_EVAL,
+        ),
     ] = "name",
     output: OutputOpt = Path("segcli-out"),
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo images whose outputs exist.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option("--overwrite", help="Redo images whose outputs exist.", rich_help_panel=PANEL_RUN),
+    ] = False,
     batch_size: BatchSizeOpt = 1,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     quiet: QuietOpt = False,
@@ -529,11 +642,73 @@ def _print_eval(result: EvalResult) -> None:
         err_console().print(f"note: {escape(note)}", highlight=False, soft_wrap=True)
 
 
+# --------------------------------------------------------------------------- discovery
+@app.command(epilog=examples("segcli models", "segcli classes --model blocks"))
+@cli_errors
+def models() -> None:
+    """List the models: architecture, weights and whether they are cached, input size, classes.
+
+    Reads the model registry and the weights cache; loads no model.
+    """
+    from rich.table import Table
+
+    from segcli.registry import MODELS, SEMANTIC_MODELS
+    from segcli.weights import describe_weights
+
+    table = Table(show_header=True, header_style="bold", title="segcli models")
+    for col in ("name", "option", "architecture", "weights", "cached", "input size", "classes"):
+        table.add_column(col, overflow="fold")
+    folders: dict[str, Path] = {}
+    for spec in (*MODELS.values(), *SEMANTIC_MODELS.values()):
+        weights = describe_weights(spec)
+        if weights.path is not None:
+            folders.setdefault("bundled" if spec.bundled_weights else "cache", weights.path.parent)
+        cached = "bundled" if spec.bundled_weights else "yes" if weights.cached else "no"
+        sizes = spec.defaults.min_size, spec.defaults.max_size
+        table.add_row(
+            escape(spec.name),
+            spec.model_option,
+            escape(spec.architecture),
+            escape(weights.path.name if weights.path is not None else weights.source),
+            f"[green]{cached}[/]" if cached != "no" else "[yellow]no[/]",
+            "/".join(str(v) for v in sizes if v is not None),
+            str(weights.classes),
+        )
+    out_console().print(table)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    if "cache" in folders:
+        say(f"weights cache: {folders['cache']} (TORCH_HOME moves it; a model not cached downloads once)")
+    if "bundled" in folders:
+        say(f"bundled weights: {folders['bundled']}")
+    say("input size: the short side / the cap on the long side the model resizes to")
+
+
+@app.command(epilog=examples("segcli classes", "segcli classes --model blocks", "segcli classes -m coco-v2"))
+@cli_errors
+def classes(
+    model: Annotated[str, typer.Option("--model", "-m", help="The model whose classes to list.")] = "coco",
+) -> None:
+    """List the class names a model knows (what --classes accepts), with their ids.
+
+    Reads the model registry; loads no model and downloads nothing.
+    """
+    from segcli.registry import get_spec
+    from segcli.weights import class_names
+
+    spec = get_spec(model)
+    say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
+    for class_id, name in class_names(spec):
+        say(f"{class_id:>3}  {name}")
+
+
 # --------------------------------------------------------------------------- demo
-@app.command()
+@app.command(epilog=examples("segcli demo", "segcli demo -o /tmp/segcli-demo"))
 @cli_errors
 def demo(output: OutputOpt = Path("segcli-demo"), device: DeviceOpt = "auto") -> None:
-    """Run predict, batch and compare offline on generated block scenes (bundled model)."""
+    """Run predict, batch and compare offline on generated block scenes.
+
+    Uses the bundled blocks model: no network, no download.
+    """
     from segcli.demo import run_demo
 
     with err_console().status("segmenting the example scenes with the bundled blocks model"):
@@ -564,20 +739,38 @@ def _demo_compare(seg: SegmenterLike, image: Path, out_dir: Path) -> dict[str, P
 
 # --------------------------------------------------------------------------- compare
 compare_app = typer.Typer(
+    cls=SuggestingGroup,
     help="Figures that compare: semantic vs instance segmentation, RPN proposal counts.",
     no_args_is_help=True,
     add_completion=False,
-    rich_markup_mode=None,
+    rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
 app.add_typer(compare_app, name="compare")
 
 
-@compare_app.command("semantic-vs-instance", cls=HelpWithModelDefaults)
+@compare_app.command(
+    "semantic-vs-instance",
+    cls=HelpWithModelDefaults,
+    epilog=examples(
+        "segcli compare semantic-vs-instance examples/blocks/two-red-cubes.png --model blocks",
+        "segcli compare semantic-vs-instance photo.jpg --semantic deeplabv3",
+    ),
+)
 @cli_errors
 @model_options
 def compare_semantic_vs_instance(
-    image: Annotated[Path, typer.Argument(help="Image file.", exists=True, dir_okay=False, readable=False)],
+    image: Annotated[
+        Path,
+        typer.Argument(
+            help="Image file.",
+            metavar="IMAGE",
+            exists=True,
+            dir_okay=False,
+            readable=False,
+            show_default=False,
+        ),
+    ],
     model_opts: ModelOptions,
     semantic: Annotated[
         str,
@@ -585,19 +778,26 @@ def compare_semantic_vs_instance(
             "--semantic",
             help="Semantic map: derived (from the instances), or a torchvision model: "
             "deeplabv3, fcn or lraspp (21 VOC classes).",
+            rich_help_panel=PANEL_MODEL,
         ),
     ] = "derived",
     semantic_weights: Annotated[
         Path | None,
-        typer.Option("--semantic-weights", help="Local checkpoint for the --semantic model.", dir_okay=False),
+        typer.Option(
+            "--semantic-weights",
+            help="Local checkpoint for the --semantic model.",
+            dir_okay=False,
+            rich_help_panel=PANEL_MODEL,
+        ),
     ] = None,
     output: OutputOpt = Path("segcli-out"),
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     quiet: QuietOpt = False,
 ) -> None:
-    """One image as classification, detection, semantic and instance segmentation, with counts.
+    """One image as classification, detection, semantic and instance segmentation.
 
-    Writes <image>.compare.png (four panels) and <image>.compare.json.
+    Writes <image>.compare.png (four panels, with instances vs semantic regions per class) and
+    <image>.compare.json, and prints the counts.
     """
     from segcli.compare import check_semantic_source, run_compare
 
@@ -609,7 +809,12 @@ def compare_semantic_vs_instance(
         from segcli.weights import load_model
 
         semantic_model = load_model(
-            source, task="semantic", weights=semantic_weights, device=model_opts.device, progress=not quiet
+            source,
+            task="semantic",
+            weights=semantic_weights,
+            device=model_opts.device,
+            progress=not quiet,
+            cli=True,
         )
         if not quiet:
             _say_loaded("semantic model", semantic_model.info(), semantic_model.device)
@@ -653,7 +858,14 @@ def _usage_error(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-@compare_app.command("proposals", cls=HelpWithModelDefaults)
+@compare_app.command(
+    "proposals",
+    cls=HelpWithModelDefaults,
+    epilog=examples(
+        "segcli compare proposals examples/blocks/cluttered.png --model blocks",
+        "segcli compare proposals photo.jpg --n 50,300,1000 --repeats 5",
+    ),
+)
 @cli_errors
 @model_options
 def compare_proposals_cmd(
@@ -722,7 +934,14 @@ def _print_proposals(record: dict[str, Any]) -> None:
     )
 
 
-@app.command("explain", cls=HelpWithModelDefaults)
+@app.command(
+    "explain",
+    cls=HelpWithModelDefaults,
+    epilog=examples(
+        "segcli explain examples/blocks/two-red-cubes.png --model blocks",
+        "segcli explain photo.jpg --instance 2",
+    ),
+)
 @cli_errors
 @model_options
 def explain_cmd(
@@ -780,4 +999,6 @@ def _print_explain(record: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    app()
+    # one name however it starts (the script or python -m segcli): usage lines and the
+    # shell completion (--install-completion, _SEGCLI_COMPLETE) say "segcli"
+    app(prog_name="segcli")

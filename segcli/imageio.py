@@ -15,7 +15,9 @@ from segcli.errors import SegcliError, first_line
 from segcli.fsutil import atomic_write_bytes as atomic_write_bytes  # re-exported: its old home
 from segcli.settings import DEFAULT_MAX_PIXELS
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
+"""What ``batch`` picks up (case-insensitively); ``predict`` reads any file Pillow reads.
+A GIF is read as its first frame."""
 
 _PILLOW_LIMIT = threading.Lock()
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_type_hints
 
 import click
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperCommand, TyperGroup
 
 from segcli.settings import Settings, parse_classes
 
@@ -43,14 +43,29 @@ def model_registry() -> Mapping[str, ModelSpec]:
     return MODELS
 
 
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps.")]
+PANEL_MODEL = "Model"
+PANEL_THRESHOLDS = "Thresholds"
+PANEL_OUTPUTS = "Outputs"
+PANEL_RUN = "Run control"
+"""The help panels options are grouped in (``rich_help_panel``), in the order shown."""
+
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.",
+        rich_help_panel=PANEL_MODEL,
+    ),
+]
 
 
 @dataclass(frozen=True)
 class ModelOptions:
     """Which model runs, where, and with which settings (the ``Settings`` fields)."""
 
-    model: Annotated[str, typer.Option("--model", "-m", help="{models}.")] = "coco"
+    model: Annotated[str, typer.Option("--model", "-m", help="{models}.", rich_help_panel=PANEL_MODEL)] = (
+        "coco"
+    )
     weights: Annotated[
         Path | None,
         typer.Option(
@@ -58,39 +73,72 @@ class ModelOptions:
             help="Local checkpoint for the chosen architecture (state dict, or one under "
             "'model'/'state_dict').",
             dir_okay=False,
+            rich_help_panel=PANEL_MODEL,
         ),
     ] = None
     device: DeviceOpt = "auto"
-    half: Annotated[bool, typer.Option("--half", help="fp16 autocast (CUDA only).")] = False
+    half: Annotated[
+        bool, typer.Option("--half", help="fp16 autocast (CUDA only).", rich_help_panel=PANEL_MODEL)
+    ] = False
     score_threshold: Annotated[
         float | None,
-        typer.Option("--score-threshold", help="Drop detections below this score [{score_threshold}]."),
+        typer.Option(
+            "--score-threshold",
+            "--conf",
+            "-c",
+            help="Drop detections below this score [{score_threshold}].",
+            rich_help_panel=PANEL_THRESHOLDS,
+        ),
     ] = None
     nms_iou: Annotated[
-        float | None, typer.Option("--nms-iou", help="Per-class NMS IoU of the box head [{nms_iou}].")
+        float | None,
+        typer.Option(
+            "--nms-iou",
+            help="Per-class NMS IoU of the box head [{nms_iou}].",
+            rich_help_panel=PANEL_THRESHOLDS,
+        ),
     ] = None
     proposals: Annotated[
         int | None,
         typer.Option(
             "--proposals",
             help="RPN proposals kept after NMS per image [{proposals}; torchvision uses 1000].",
+            rich_help_panel=PANEL_THRESHOLDS,
         ),
     ] = None
     max_detections: Annotated[
-        int | None, typer.Option("--max-detections", help="Detections kept per image [{max_detections}].")
+        int | None,
+        typer.Option(
+            "--max-detections",
+            help="Detections kept per image [{max_detections}].",
+            rich_help_panel=PANEL_THRESHOLDS,
+        ),
     ] = None
     mask_threshold: Annotated[
         float | None,
-        typer.Option("--mask-threshold", help="Mask probability -> binary mask [{mask_threshold}]."),
+        typer.Option(
+            "--mask-threshold",
+            help="Mask probability -> binary mask [{mask_threshold}].",
+            rich_help_panel=PANEL_THRESHOLDS,
+        ),
     ] = None
     classes: Annotated[
-        str | None, typer.Option("--classes", help="Comma-separated class names to keep [{classes}].")
+        str | None,
+        typer.Option(
+            "--classes",
+            help="Comma-separated class names to keep [{classes}].",
+            rich_help_panel=PANEL_THRESHOLDS,
+        ),
     ] = None
     min_size: Annotated[
-        int | None, typer.Option("--min-size", help="Model input short side [{min_size}].")
+        int | None,
+        typer.Option("--min-size", help="Model input short side [{min_size}].", rich_help_panel=PANEL_MODEL),
     ] = None
     max_size: Annotated[
-        int | None, typer.Option("--max-size", help="Model input long side cap [{max_size}].")
+        int | None,
+        typer.Option(
+            "--max-size", help="Model input long side cap [{max_size}].", rich_help_panel=PANEL_MODEL
+        ),
     ] = None
 
     def settings(self) -> Settings:
@@ -116,6 +164,7 @@ class ModelOptions:
             device=self.device,
             settings=self.settings(),
             half=self.half,
+            cli=True,
         )
 
 
@@ -127,12 +176,27 @@ def model_options(command: Callable[..., R]) -> Callable[..., R]:
     parameters); ``command`` receives them as one ``model_opts: ModelOptions``."""
     hints = get_type_hints(ModelOptions, include_extras=True)
     names = [f.name for f in dataclasses.fields(ModelOptions)]
-    own = inspect.signature(command, eval_str=True).parameters.values()
-    params = [p for p in own if p.name != "model_opts"] + [
-        inspect.Parameter(
-            name, inspect.Parameter.KEYWORD_ONLY, default=getattr(ModelOptions, name), annotation=hints[name]
-        )
-        for name in names
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "model_opts"]
+    # the command's arguments, then the model options, then its other options: help panels
+    # appear in this order (Model, Thresholds, then the command's Outputs and Run control)
+    arguments = [p for p in own if p.default is inspect.Parameter.empty]
+    rest = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for p in own
+        if p.default is not inspect.Parameter.empty
+    ]
+    params = [
+        *arguments,
+        *(
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=getattr(ModelOptions, name),
+                annotation=hints[name],
+            )
+            for name in names
+        ),
+        *rest,
     ]
 
     @functools.wraps(command)
@@ -172,13 +236,96 @@ def help_defaults() -> dict[str, str]:
     return out
 
 
+def _option_names(command: click.Command) -> list[str]:
+    return [name for param in command.params for name in (*param.opts, *param.secondary_opts)]
+
+
+def tidy_help(params: list[click.Parameter]) -> None:
+    """Help that reads like a CLI's, not Python's: arguments show as ``IMAGE...`` (no
+    ``{images}...`` or ``<list[Path]>``), and flags show no ``<bool>``."""
+    for param in params:
+        if param.param_type_name == "argument":
+            shown = (param.metavar or param.name or "ARG").upper()
+            shown = shown if shown.endswith("...") or param.nargs == 1 else shown + "..."
+            usage = shown if param.required else f"[{shown}]"
+            param.metavar = shown
+            param._usage_display_name = lambda usage=usage: usage  # type: ignore[attr-defined]
+            param._rich_display_name = lambda shown=shown: shown  # type: ignore[attr-defined]
+            param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+        elif getattr(param, "is_flag", False):
+            param.display_type_rich = lambda ctx: None  # type: ignore[attr-defined]
+
+
 class HelpWithModelDefaults(TyperCommand):
-    """A command whose option help names the model defaults (filled in when help is shown)."""
+    """A segcli command: option help names the model defaults (filled in when help is shown),
+    and a mistyped option suggests the closest ones (``--scor`` -> ``--score-threshold``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        tidy_help(self.params)  # the usage line of an error shows IMAGE... too
 
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from rich.markup import escape
+
         values = help_defaults()
         for param in self.params:
             text = getattr(param, "help", None)
-            if text and "{" in text:
-                param.help = text.format_map(values)  # type: ignore[attr-defined]
+            if text and getattr(param, "_segcli_help", None) != text:  # once per text set
+                # option help is plain text: "[all]" or "[its own folder]" must not read as Rich markup
+                done = escape(text.format_map(values) if "{" in text else text)
+                param.help = param._segcli_help = done  # type: ignore[attr-defined]
+        tidy_help(self.get_params(ctx))
         super().format_help(ctx, formatter)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as exc:
+            _suggest_option(exc, self)
+            raise
+
+
+class SuggestingGroup(TyperGroup):
+    """A command group whose unknown-command error suggests the closest commands by similarity
+    (``compare semantic`` -> ``semantic-vs-instance``), and whose options do too."""
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        tidy_help(self.get_params(ctx))
+        super().format_help(ctx, formatter)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except Exception as exc:
+            # a usage error (Click's own class, which Typer may vendor): replace its suggestion
+            if args and "No such command" in str(getattr(exc, "message", "")):
+                from segcli.suggest import suggest
+
+                found = suggest(args[0], self.list_commands(ctx))
+                exc.message = f"No such command {args[0]!r}." + (  # type: ignore[attr-defined]
+                    " Did you mean " + " or ".join(map(repr, found)) + "?" if found else ""
+                )
+            raise
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as exc:
+            _suggest_option(exc, self)
+            raise
+
+
+def _suggest_option(exc: Exception, command: click.Command) -> None:
+    """Give a no-such-option error (Click's, which Typer may vendor) our suggestions, in place."""
+    name = getattr(exc, "option_name", None)
+    if name is None or not hasattr(exc, "possibilities"):
+        return
+    from segcli.suggest import suggest
+
+    found = suggest(name, _option_names(command))
+    exc.possibilities = None  # type: ignore[attr-defined]
+    exc.message = f"No such option: {name}." + (  # type: ignore[attr-defined]
+        " Did you mean " + " or ".join(found) + "?" if found else ""
+    )

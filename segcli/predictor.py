@@ -6,7 +6,7 @@ import contextlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import cast, overload
 
 import numpy as np
 import torch
@@ -17,9 +17,16 @@ from torchvision.models.detection.image_list import ImageList
 
 from segcli.detect import RawDetections, clip_to_image, configure, detect_preprocessed, paste_masks
 from segcli.errors import SegcliError
+from segcli.imageio import LoadedImage, read_image
 from segcli.instances import PLACEHOLDER_CLASSES, Instances
 from segcli.settings import Settings
 from segcli.weights import Loaded, load_model, resolve_device
+
+ImageInput = np.ndarray | str | Path | LoadedImage
+"""One image for :class:`Segmenter`: an (H, W, 3) uint8 RGB array, a path (read like the CLI
+reads it, EXIF orientation applied) or a :class:`~segcli.imageio.LoadedImage`."""
+
+EXPECTED = "an (H, W, 3) uint8 RGB array, a path, or a list of them"
 
 MIN_MODEL_SIDE = 32
 """Images so elongated that a side would shrink below this many model pixels are padded."""
@@ -80,13 +87,16 @@ def sampled_model_input(
 
 
 class Segmenter:
-    """Loads a model once; each call segments a batch of images.
+    """Loads a model once; each call segments one image or a batch of images.
 
-    >>> seg = Segmenter(model="coco", device="cpu")          # doctest: +SKIP
-    >>> [inst] = seg([rgb_uint8])                             # doctest: +SKIP
+    >>> seg = Segmenter("blocks")                             # doctest: +SKIP
+    >>> inst = seg("scene.png")                               # one image -> Instances
+    >>> a, b = seg(["a.jpg", rgb_uint8])                      # a list -> list[Instances]
 
-    Images are (H, W, 3) uint8 RGB arrays. Results are in each image's own pixels.
-    The object holds no per-call state, so one instance may serve a worker loop.
+    An image is an (H, W, 3) uint8 RGB array, a path (read with :func:`segcli.imageio.read_image`,
+    EXIF orientation applied, as the CLI reads it) or a ``LoadedImage``. Results are in each
+    image's own pixels. The object holds no per-call state, so one instance may serve a
+    worker loop. ``cli``: errors name command-line options (``--weights``), not arguments.
     """
 
     def __init__(
@@ -98,12 +108,13 @@ class Segmenter:
         settings: Settings | None = None,
         half: bool = False,
         progress: bool = True,
+        cli: bool = False,
     ) -> None:
         dev = device if isinstance(device, torch.device) else resolve_device(device)
         if half and dev.type != "cuda":
-            raise SegcliError(f"--half needs a CUDA device, got {dev}")
+            raise SegcliError(f"{'--half' if cli else 'half=True'} needs a CUDA device, got {dev}")
         self.half = half
-        self.loaded: Loaded = load_model(model, weights=weights, device=dev, progress=progress)
+        self.loaded: Loaded = load_model(model, weights=weights, device=dev, progress=progress, cli=cli)
         self.module = cast(MaskRCNN, self.loaded.module)
         self.settings: Settings = (settings or Settings()).with_defaults(self.loaded.spec.defaults)
         self._keep_labels = self._class_filter(self.settings.classes)
@@ -140,16 +151,18 @@ class Segmenter:
         }
         unknown = [c for c in classes if c.lower() not in lookup]
         if unknown:
+            from segcli.suggest import did_you_mean
+
             raise SegcliError(
-                f"unknown class {unknown[0]!r} for --model {self.loaded.spec.name}; valid: "
-                + ", ".join(self.class_names)
+                f"unknown class {unknown[0]!r}{did_you_mean(unknown[0], self.class_names)} for --model "
+                f"{self.loaded.spec.name}; valid: " + ", ".join(self.class_names)
             )
         return torch.tensor(sorted({lookup[c.lower()] for c in classes}), device=self.device)
 
     def to_tensor(self, image: np.ndarray) -> Tensor:
         """One (H, W, 3) uint8 RGB image as the model's input: CHW float in [0, 1] on the
         device, zero-padded at the bottom/right if it is too elongated (see ``_padding``)."""
-        self._check_image(image)
+        check_image(image)
         tensor = torch.from_numpy(image if image.flags.writeable else image.copy())
         if self.device.type == "cuda":
             tensor = tensor.pin_memory().to(self.device, non_blocking=True)
@@ -176,12 +189,29 @@ class Segmenter:
         need = math.ceil(target * max(h, w) / max_size)
         return max(need - h, 0), max(need - w, 0)
 
-    def __call__(self, images: Sequence[np.ndarray]) -> list[Instances]:
-        """Segment ``images``; each result is independent of the others in the batch.
+    @overload
+    def __call__(self, images: np.ndarray | str | Path | LoadedImage) -> Instances: ...
 
-        Images go through the network together only when they have the same model input
-        size (so no image is padded for another's sake), and on the CPU one at a time
-        (batching gains nothing there, and batched kernels need not round alike).
+    @overload
+    def __call__(self, images: Sequence[ImageInput]) -> list[Instances]: ...
+
+    def __call__(self, images: ImageInput | Sequence[ImageInput]) -> Instances | list[Instances]:
+        """Segment one image (-> ``Instances``) or a list of images (-> ``list[Instances]``)."""
+        if _is_single(images):
+            return self.segment_arrays([as_array(images)])[0]  # type: ignore[arg-type]
+        if not isinstance(images, (list, tuple)) and not (
+            isinstance(images, np.ndarray) and images.ndim == 4
+        ):
+            raise TypeError(f"Segmenter takes {EXPECTED}; got {_describe(images)}")
+        return self.segment_arrays([as_array(im) for im in images])
+
+    def segment_arrays(self, images: Sequence[np.ndarray]) -> list[Instances]:
+        """The batch call on checked (H, W, 3) uint8 RGB arrays (what engines use).
+
+        Each result is independent of the others in the batch: images go through the network
+        together only when they have the same model input size (so no image is padded for
+        another's sake), and on the CPU one at a time (batching gains nothing there, and
+        batched kernels need not round alike).
         """
         if not len(images):
             return []
@@ -220,7 +250,7 @@ class Segmenter:
         (:func:`sampled_model_input`): the same bilinear resize computed from the only pixels
         it reads, so memory is bounded by the model's input, not by the file.
         """
-        self._check_image(image)
+        check_image(image)
         h, w = int(image.shape[0]), int(image.shape[1])
         pad_h, pad_w = self._padding(h, w)
         before = (h + pad_h, w + pad_w)
@@ -235,13 +265,6 @@ class Segmenter:
         out_size = (max(int(before[0] * scale), 1), max(int(before[1] * scale), 1))
         tensor = sampled_model_input(image, before, out_size, transform.image_mean, transform.image_std)
         return tensor.to(self.device), before
-
-    @staticmethod
-    def _check_image(image: np.ndarray) -> None:
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise SegcliError(
-                f"Segmenter expects (H, W, 3) uint8 RGB images, got {image.shape} {image.dtype}"
-            )
 
     def to_instances(self, raw: RawDetections, image_size: tuple[int, int]) -> Instances:
         """One image's raw detections as ``Instances``: masks pasted and thresholded, in
@@ -260,3 +283,43 @@ class Segmenter:
             masks=tuple(crops),
             mask_boxes=mask_boxes,
         )
+
+
+def _describe(obj: object) -> str:
+    if isinstance(obj, np.ndarray):
+        return f"an array of shape {obj.shape} and dtype {obj.dtype}"
+    return f"a {type(obj).__name__}"
+
+
+def _is_single(obj: object) -> bool:
+    return isinstance(obj, (str, Path, LoadedImage)) or (isinstance(obj, np.ndarray) and obj.ndim != 4)
+
+
+def check_image(image: np.ndarray) -> None:
+    """Raise a ``SegcliError`` saying exactly what is expected unless ``image`` is (H, W, 3) uint8."""
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 4)):
+        raise SegcliError(
+            f"Segmenter needs RGB images, (H, W, 3) uint8; got shape {image.shape} (grayscale or RGBA?). "
+            "Pass the file's path, or segcli.read_image(path).pixels, which convert it"
+        )
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise SegcliError(f"Segmenter takes {EXPECTED}; got {_describe(image)}")
+    if image.dtype != np.uint8:
+        hint = (
+            " (floats in [0, 1]? use (img * 255).round().astype(np.uint8))" if image.dtype.kind == "f" else ""
+        )
+        raise SegcliError(f"Segmenter needs uint8 pixels (0-255), got {image.dtype}{hint}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise SegcliError(f"Segmenter got an empty image of shape {image.shape}")
+
+
+def as_array(image: ImageInput) -> np.ndarray:
+    """One image input as a checked (H, W, 3) uint8 RGB array; paths are read as the CLI reads them."""
+    if isinstance(image, LoadedImage):
+        return image.pixels
+    if isinstance(image, (str, Path)):
+        return read_image(image).pixels
+    if isinstance(image, np.ndarray):
+        check_image(image)
+        return image
+    raise TypeError(f"Segmenter takes {EXPECTED}; got {_describe(image)} in the list")

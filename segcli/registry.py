@@ -184,5 +184,9 @@ def get_spec(name: str, task: Task = "instance") -> ModelSpec:
     spec = models.get(name.strip().lower())
     if spec is None:
         kind = "model" if task == "instance" else "semantic model"
-        raise SegcliError(f"unknown {kind} {name!r}; choose one of: {', '.join(models)}")
+        from segcli.suggest import did_you_mean
+
+        raise SegcliError(
+            f"unknown {kind} {name!r}{did_you_mean(name, models)}; choose one of: {', '.join(models)}"
+        )
     return spec

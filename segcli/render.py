@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import colorsys
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +27,16 @@ from segcli.instances import Instances
 
 Color = tuple[int, int, int]
 """An RGB colour."""
+
+Rect = tuple[int, int, int, int]
+"""(x0, y0, x1, y1), end-exclusive."""
+
+Drawer = Callable[[np.ndarray, int, Color], None]
+"""Draws one instance (by index) in a colour onto a canvas, in place."""
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+LABEL_AREA_SHARE = 0.15
+"""Labels may cover at most this share of the image; the weakest instances lose theirs first."""
 
 
 class Annotator(Protocol):
@@ -49,27 +59,117 @@ def instance_color(index: int) -> tuple[int, int, int]:
 def text_geometry(image_size: tuple[int, int]) -> tuple[float, int]:
     """Font scale and line thickness that read well on an image of this size."""
     short = min(image_size)
-    scale = float(np.clip(short / 900.0, 0.35, 3.0))
+    scale = float(np.clip(short / 900.0, 0.3, 3.0))
     return scale, max(1, round(scale * 1.6))
 
 
-def draw_label(image: np.ndarray, text: str, anchor: tuple[int, int], color: tuple[int, int, int]) -> None:
-    """Write ``text`` on a filled tag whose bottom-left corner is at ``anchor`` (in place)."""
+def tag_size(text: str, scale: float, thickness: int) -> tuple[int, int]:
+    """(width, height) of the filled tag :func:`draw_tag` draws for ``text``."""
+    (tw, th), base = cv2.getTextSize(text, FONT, scale, thickness)
+    return tw + 2, th + base + 2
+
+
+def draw_tag(image: np.ndarray, text: str, rect: Rect, color: Color) -> None:
+    """Write ``text`` on a filled tag in ``color`` at ``rect`` (from :func:`place_labels`), in place."""
     scale, thickness = text_geometry(image.shape[:2])
-    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-    x, y = anchor
-    h, w = image.shape[:2]
-    x = int(np.clip(x, 0, max(w - tw - 2, 0)))
-    top = y - th - base - 2
-    if top < 0:  # no room above: put the tag just inside
-        top = max(y, 0)
-    top = int(min(top, max(h - th - base - 2, 0)))
-    cv2.rectangle(image, (x, top), (x + tw + 2, top + th + base + 2), color, -1)
+    x0, y0, x1, y1 = rect
+    (_, th), _ = cv2.getTextSize(text, FONT, scale, thickness)
+    cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), color, -1)
     luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
     ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
-    cv2.putText(
-        image, text, (x + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, thickness, cv2.LINE_AA
-    )
+    cv2.putText(image, text, (x0 + 1, y0 + th + 1), FONT, scale, ink, thickness, cv2.LINE_AA)
+
+
+def draw_label(image: np.ndarray, text: str, anchor: tuple[int, int], color: tuple[int, int, int]) -> None:
+    """Write ``text`` on a filled tag whose bottom-left corner is at ``anchor``, kept inside
+    the image (in place). :class:`LabelAnnotator` places many labels with :func:`place_labels`."""
+    h, w = image.shape[:2]
+    tw, tag_h = tag_size(text, *text_geometry((h, w)))
+    x = int(np.clip(anchor[0], 0, max(w - tw, 0)))
+    top = anchor[1] - tag_h
+    if top < 0:  # no room above: put the tag just inside
+        top = max(anchor[1], 0)
+    top = int(min(top, max(h - tag_h, 0)))
+    draw_tag(image, text, (x, top, x + tw, top + tag_h), color)
+
+
+def _overlaps(a: Rect, b: Rect, gap: int = 1) -> bool:
+    """Whether two rectangles overlap or come closer than ``gap`` pixels."""
+    return a[0] < b[2] + gap and b[0] < a[2] + gap and a[1] < b[3] + gap and b[1] < a[3] + gap
+
+
+def _candidates(box: Sequence[float], size: tuple[int, int], image_size: tuple[int, int]) -> list[Rect]:
+    """Where a tag of ``size`` = (w, h) may go for ``box``, best first, all inside the image:
+    above the box's top-left corner, inside it, below it, then along the box's other corners."""
+    h, w = image_size
+    tw, th = size
+    bx0, by0, bx1, by1 = (round(float(v)) for v in box)
+    spots = [
+        (bx0, by0 - th),  # above, left-aligned: the usual place
+        (bx0, by0),  # inside the top-left corner
+        (bx0, by1),  # below
+        (bx0, by1 - th),  # inside the bottom-left corner
+        (bx1 - tw, by0 - th),  # above, right-aligned
+        (bx1 - tw, by0),
+        (bx1 - tw, by1),
+        (bx1 - tw, by1 - th),
+        ((bx0 + bx1 - tw) // 2, (by0 + by1 - th) // 2),  # centred on the box
+    ]
+    out: list[Rect] = []
+    for x, y in spots:
+        x = int(np.clip(x, 0, w - tw))
+        y = int(np.clip(y, 0, h - th))
+        rect = (x, y, x + tw, y + th)
+        if rect not in out:
+            out.append(rect)
+    return out
+
+
+def place_labels(
+    boxes: np.ndarray | Sequence[Sequence[float]],
+    texts: Sequence[Sequence[str]],
+    priority: Sequence[int] | np.ndarray,
+    image_size: tuple[int, int],
+    *,
+    scale: float | None = None,
+    thickness: int | None = None,
+    max_share: float = LABEL_AREA_SHARE,
+) -> list[tuple[Rect, str] | None]:
+    """Where each instance's label goes: (tag rectangle, text), or None when there is no room.
+
+    ``texts[i]`` are instance ``i``'s label texts, longest first (``("dog 0.98", "dog")``):
+    the first that fits is used. Instances are placed in ``priority`` order (the most
+    confident first); each tag lies wholly inside the image, overlaps no tag placed before
+    it, and all tags together cover at most ``max_share`` of the image. An instance that
+    cannot be labelled under these rules gets None (its mask and box are still drawn).
+    Font ``scale`` and ``thickness`` default to :func:`text_geometry` of the image.
+    """
+    h, w = image_size
+    if scale is None or thickness is None:
+        scale, thickness = text_geometry(image_size)
+    budget = max_share * h * w
+    placed: list[Rect] = []
+    out: list[tuple[Rect, str] | None] = [None] * len(texts)
+    for i in priority:
+        i = int(i)
+        for text in texts[i]:
+            tw, th = tag_size(text, scale, thickness)
+            if tw > w or th > h or tw * th > budget:
+                continue
+            spot = next(
+                (
+                    r
+                    for r in _candidates(boxes[i], (tw, th), image_size)
+                    if not any(_overlaps(r, p) for p in placed)
+                ),
+                None,
+            )
+            if spot is not None:
+                placed.append(spot)
+                budget -= tw * th
+                out[i] = (spot, text)
+                break
+    return out
 
 
 class InstanceAnnotator(ABC):
@@ -82,6 +182,11 @@ class InstanceAnnotator(ABC):
     @abstractmethod
     def draw(self, canvas: np.ndarray, instances: Instances, i: int, color: Color) -> None:
         """Draw instance ``i`` onto ``canvas`` (RGB uint8, modified in place)."""
+
+    def bind(self, instances: Instances, image_size: tuple[int, int]) -> Drawer:
+        """What draws instance ``i`` of ``instances`` on an image of ``image_size``; an
+        annotator that must see every instance first (label placement) plans here."""
+        return lambda canvas, i, color: self.draw(canvas, instances, i, color)
 
     def annotate(
         self, image: np.ndarray, instances: Instances, colors: Sequence[Color] | None = None
@@ -133,11 +238,39 @@ class BoxAnnotator(InstanceAnnotator):
 
 @dataclass(frozen=True)
 class LabelAnnotator(InstanceAnnotator):
-    """``label score`` on a tag in the instance's colour, above the box's top-left corner."""
+    """``label score`` on a tag in the instance's colour, by the box's top-left corner.
+
+    Tags are placed together (:func:`place_labels`): the most confident instances first,
+    each where it overlaps no other tag and stays inside the image, the score left out
+    when only the name fits, and no tag at all when there is no room (or labels would
+    cover more than ``max_share`` of the image). Font size follows the image size.
+    """
+
+    max_share: float = LABEL_AREA_SHARE
+
+    def texts(self, instances: Instances, i: int) -> tuple[str, str]:
+        name = instances.class_names[i]
+        return f"{name} {instances.scores[i]:.2f}", name
+
+    def layout(self, instances: Instances, image_size: tuple[int, int]) -> list[tuple[Rect, str] | None]:
+        """Each instance's tag (rectangle, text) or None, as :meth:`annotate` draws them."""
+        priority = instances.paint_order()[::-1]  # the strongest claim first
+        texts = [self.texts(instances, i) for i in range(len(instances))]
+        return place_labels(instances.boxes, texts, priority, image_size, max_share=self.max_share)
+
+    def bind(self, instances: Instances, image_size: tuple[int, int]) -> Drawer:
+        plan = self.layout(instances, image_size)
+
+        def draw(canvas: np.ndarray, i: int, color: Color) -> None:
+            entry = plan[i]
+            if entry is not None:
+                draw_tag(canvas, entry[1], entry[0], color)
+
+        return draw
 
     def draw(self, canvas: np.ndarray, instances: Instances, i: int, color: Color) -> None:
-        bx0, by0 = round(float(instances.boxes[i][0])), round(float(instances.boxes[i][1]))
-        draw_label(canvas, f"{instances.class_names[i]} {instances.scores[i]:.2f}", (bx0, by0), color)
+        """Instance ``i``'s tag placed as if it were alone."""
+        self.bind(instances[[i]], canvas.shape[:2])(canvas, 0, color)
 
 
 def _thickness(canvas: np.ndarray, thickness: int | None) -> int:
@@ -170,10 +303,12 @@ class Composite:
         elif len(colors) != len(instances):
             raise ValueError(f"{len(colors)} colours for {len(instances)} instances")
         order = instances.paint_order()
+        size = (int(out.shape[0]), int(out.shape[1]))
         for group in self.passes:
+            drawers = [annotator.bind(instances, size) for annotator in group]
             for i in order:
-                for annotator in group:
-                    annotator.draw(out, instances, int(i), colors[i])
+                for draw in drawers:
+                    draw(out, int(i), colors[i])
         return out
 
 

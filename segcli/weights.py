@@ -82,14 +82,45 @@ def torchvision_cache_file(weights: WeightsEnum) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where a registered model's weights come from, without loading them."""
+
+    source: str  # "torchvision:<weights name>" or "bundled:<file name>"
+    path: Path | None  # the cached or bundled file (or where the download would go)
+    cached: bool  # the file is there: no download needed
+    classes: int  # class count, placeholders (background, N/A) left out
+
+
+def class_names(spec: ModelSpec) -> list[tuple[int, str]]:
+    """(class id, name) of every real class of ``spec`` (placeholders left out); loads no model."""
+    from segcli.instances import PLACEHOLDER_CLASSES
+
+    return [(i, name) for i, name in enumerate(spec.categories) if name not in PLACEHOLDER_CLASSES]
+
+
+def describe_weights(spec: ModelSpec) -> WeightsInfo:
+    """Where ``spec``'s weights come from and whether they are on this machine."""
+    classes = len(class_names(spec))
+    tv_weights = spec.torchvision_weights
+    if tv_weights is not None:
+        path = torchvision_cache_file(tv_weights)
+        return WeightsInfo(f"torchvision:{tv_weights}", path, path.is_file(), classes)
+    if spec.bundled_weights is not None:
+        path = spec.bundled_weights
+        return WeightsInfo(f"bundled:{path.name}", path, path.is_file(), classes)
+    return WeightsInfo("none (pass a checkpoint)", None, False, classes)
+
+
 def fetch_torchvision_weights(
-    weights: WeightsEnum, *, progress: bool = True, option: str = "--weights"
+    weights: WeightsEnum, *, progress: bool = True, option: str = "weights=PATH"
 ) -> Path:
     """The cached file of a torchvision weights enum member, downloading it if needed.
 
     Goes through ``weights.get_state_dict`` (torchvision's own download, hash check
     and cache) so the file lands exactly where a plain torchvision user's does.
-    ``option`` is the command-line option that the offline error offers instead.
+    ``option`` is what the offline error offers instead: ``weights=PATH`` (Python) or
+    ``--weights PATH`` (the command line).
     """
     cached = torchvision_cache_file(weights)
     if cached.is_file():
@@ -104,7 +135,7 @@ def fetch_torchvision_weights(
             f"the COCO weights {cached.name} are not in the cache ({cached.parent}) and could "
             f"not be downloaded ({reason}). On a connected machine download {weights.url} "
             f"into {cached.parent}/ (set TORCH_HOME to move the cache), or pass "
-            f"{option} PATH to a local checkpoint."
+            f"{option} to a local checkpoint."
         ) from None
     except RuntimeError as exc:  # torchvision's hash check failed
         raise SegcliError(f"downloaded {cached.name} is damaged: {exc}".splitlines()[0]) from None
@@ -211,23 +242,31 @@ class Loaded:
         }
 
 
-def _weights_file(spec: ModelSpec, weights: str | Path | None, progress: bool) -> tuple[Path, str]:
+def weights_hint(spec: ModelSpec, cli: bool) -> str:
+    """How a user passes a local checkpoint: ``--weights PATH`` on the command line (or
+    ``--semantic-weights PATH``), ``weights=PATH`` in Python."""
+    return f"{spec.weights_option} PATH" if cli else "weights=PATH"
+
+
+def _weights_file(
+    spec: ModelSpec, weights: str | Path | None, progress: bool, cli: bool = False
+) -> tuple[Path, str]:
     """The checkpoint to read and how run files name it."""
     if weights is not None:
         path = Path(weights).expanduser()
         return path, str(path)
     tv_weights = spec.torchvision_weights
     if tv_weights is not None:
-        path = fetch_torchvision_weights(tv_weights, progress=progress, option=spec.weights_option)
+        path = fetch_torchvision_weights(tv_weights, progress=progress, option=weights_hint(spec, cli))
         return path, f"torchvision:{tv_weights}"
     if spec.bundled_weights is not None:
         if not spec.bundled_weights.is_file():
             raise SegcliError(
                 f"the bundled weights of {spec.model_option} {spec.name} are missing "
-                f"({spec.bundled_weights}); reinstall segcli or pass {spec.weights_option} PATH"
+                f"({spec.bundled_weights}); reinstall segcli or pass {weights_hint(spec, cli)}"
             )
         return spec.bundled_weights, f"bundled:{spec.bundled_weights.name}"
-    raise SegcliError(f"{spec.model_option} {spec.name} has no weights; pass {spec.weights_option} PATH")
+    raise SegcliError(f"{spec.model_option} {spec.name} has no weights; pass {weights_hint(spec, cli)}")
 
 
 def load_model(
@@ -237,17 +276,19 @@ def load_model(
     weights: str | Path | None = None,
     device: str | torch.device = "auto",
     progress: bool = True,
+    cli: bool = False,
 ) -> Loaded:
     """Build a registered model and load its weights; eval mode, on ``device``.
 
     ``model`` is a spec or a name looked up in the registry for ``task``. Category names
     come from the checkpoint when it holds them, else from the spec. A local checkpoint of a
     model with an auxiliary classifier may leave out the ``aux_classifier`` keys; that head is
-    never used for inference anyway.
+    never used for inference anyway. ``cli``: error messages name command-line options
+    (``--weights PATH``) instead of Python arguments (``weights=PATH``).
     """
     spec = model if isinstance(model, ModelSpec) else get_spec(model, task)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
-    path, source = _weights_file(spec, weights, progress)
+    path, source = _weights_file(spec, weights, progress, cli)
     state, ckpt_categories = read_checkpoint(path)
     categories = ckpt_categories or spec.categories
     aux = spec.aux_loss and any(k.startswith("aux_classifier.") for k in state)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -25,7 +26,7 @@ from segcli.formats import coco_polygons, labelme_record, yolo_class_index, yolo
 from segcli.fsutil import atomic_path, atomic_write_bytes, fsync_dir
 from segcli.instances import PLACEHOLDER_CLASSES, Instances
 from segcli.masks import rle_encode
-from segcli.render import Annotator, OverlayAnnotator
+from segcli.render import Annotator, OverlayAnnotator, instance_color
 
 SCHEMA = "segcli.instances/1"
 OUTPUT_KINDS = ("overlay", "json", "masks", "idmap", "polygons", "yolo", "labelme")
@@ -199,13 +200,39 @@ def encode_image(rgb: np.ndarray, ext: str) -> bytes:
     return buf.tobytes()
 
 
+def safe_name(label: str, limit: int = 40) -> str:
+    """``label`` as a file-name part: letters, digits, ``_.-`` kept, anything else ``_``."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("._") or "object"
+    return cleaned[:limit]
+
+
+def mask_file_name(i: int, label: str) -> str:
+    """The PNG of instance ``i`` in a ``--save masks`` folder: ``000-cube.png``, ``012-hair_drier.png``."""
+    return f"{i:03d}-{safe_name(label)}.png"
+
+
+def idmap_preview_path(idmap_path: Path) -> Path:
+    """The colour preview written beside a 16-bit id map: ``photo.jpg.idmap.preview.png``."""
+    return idmap_path.with_name(idmap_path.name.removesuffix(".png") + ".preview.png")
+
+
+def idmap_preview(ids: np.ndarray) -> np.ndarray:
+    """An id map (0 = background, k = instance k - 1) as RGB: each instance in its overlay
+    colour (:func:`segcli.render.instance_color`), the background black."""
+    top = int(ids.max()) if ids.size else 0
+    palette = np.zeros((top + 1, 3), dtype=np.uint8)
+    for k in range(1, top + 1):
+        palette[k] = instance_color(k - 1)
+    return palette[ids]
+
+
 def _write_mask_dir(path: Path, instances: Instances) -> None:
     with atomic_path(path, directory=True) as tmp:
         full = np.zeros(instances.image_size, dtype=np.uint8)
         for i in range(len(instances)):
             x0, y0, x1, y1 = (int(v) for v in instances.mask_boxes[i])
             full[y0:y1, x0:x1] = instances.masks[i] * np.uint8(255)
-            (tmp / f"{i:03d}.png").write_bytes(encode_image(full, ".png"))
+            (tmp / mask_file_name(i, instances.class_names[i])).write_bytes(encode_image(full, ".png"))
             full[y0:y1, x0:x1] = 0
 
 
@@ -240,6 +267,9 @@ def write_outputs(
         if len(instances) > 65534:
             raise SegcliError(f"an id map holds at most 65534 instances, got {len(instances)}")
         ids = instances.label_map(np.arange(1, len(instances) + 1), dtype=np.uint16)
+        # the viewer-friendly preview first: the id map itself is what marks the output done
+        preview = idmap_preview_path(paths["idmap"])
+        atomic_write_bytes(preview, encode_image(idmap_preview(ids), ".png"))
         atomic_write_bytes(paths["idmap"], encode_image(ids, ".png"))
     json_path = paths.get("json")
     # The other outputs' renames are durable before the mark (they may live in other folders).

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from segcli.cli import app
 from segcli.masks import rle_decode
+from segcli.render import instance_color
 from segcli.settings import Settings
 from tests.fakes import FakeSegmenter, use_fake_in_cli
 
@@ -80,10 +81,17 @@ def test_predict_writes_every_output(tmp_path: Path, blocks_ckpt: Path, photo_di
         assert inst["label"] in ("cube", "sphere", "cylinder")
         mask = rle_decode(inst["mask"])
         assert mask.shape == (300, 451) and mask.sum() == inst["area"]
-        png = cv2.imread(str(out / "chelsea.jpg.masks" / f"{inst['id']:03d}.png"), cv2.IMREAD_GRAYSCALE)
+        name = f"{inst['id']:03d}-{inst['label']}.png"  # the class in the name: 000-cube.png
+        png = cv2.imread(str(out / "chelsea.jpg.masks" / name), cv2.IMREAD_GRAYSCALE)
         assert np.array_equal(png > 0, mask)
         # In the id map, an instance owns its pixels unless a higher-scoring one covers them.
         assert ((idmap == inst["id"] + 1) <= mask).all()
+    assert len(list((out / "chelsea.jpg.masks").iterdir())) == len(insts)
+    # the colour preview beside the 16-bit map: each instance in its colour, background black
+    preview = cv2.cvtColor(cv2.imread(str(out / "chelsea.jpg.idmap.preview.png")), cv2.COLOR_BGR2RGB)
+    assert preview.shape == (300, 451, 3) and (preview[idmap == 0] == 0).all()
+    for k in np.unique(idmap[idmap > 0]):
+        assert (preview[idmap == k] == instance_color(int(k) - 1)).all()
     scores = [i["score"] for i in insts]
     assert scores == sorted(scores, reverse=True)
 
@@ -266,7 +274,7 @@ def test_model_option_help_names_each_models_defaults() -> None:
 
     result = runner.invoke(app, ["batch", "--help"], terminal_width=200)
     assert result.exit_code == 0
-    text = " ".join(result.stdout.split())
+    text = " ".join(result.stdout.replace("│", " ").split())  # help panels: no borders in the text
     blocks, coco = MODELS["blocks"].defaults, MODELS["coco"].defaults
     assert f"Model input short side [{coco.min_size} for coco, coco-v2; {blocks.min_size} for blocks]" in text
     assert f"Drop detections below this score [{coco.score_threshold}]" in text

@@ -308,7 +308,7 @@ def test_semantic_offline_error_names_file_cache_url_and_option(
     text = str(err.value)
     cache = tmp_path / "hub" / "checkpoints"
     assert "deeplabv3_resnet50_coco-cd0a2569.pth" in text
-    assert str(cache) in text and weights.url in text and "--semantic-weights PATH" in text
+    assert str(cache) in text and weights.url in text and "weights=PATH" in text
     assert "no network in tests" in text and "\n" not in text
 
 
@@ -373,3 +373,23 @@ def test_cli_rejects_a_bad_semantic_source_before_loading_anything(tiny_image: P
 def test_compare_module_does_not_import_torch() -> None:
     code = "import sys, segcli.compare; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_figure_shows_the_counts_per_class_below_the_panels() -> None:
+    from segcli.compare.figure import count_lines
+
+    image, inst = _scene()
+    semantic = class_map(inst)
+    lines = count_lines(C.class_stats(inst, semantic, NAMES))
+    # the two touching cubes: 2 instances but 1 semantic region; the sphere: 1 and 1
+    assert lines == ["cube: 2 instances, 1 semantic region", "sphere: 1 instance, 1 semantic region"]
+    panels = C.compare_panels(image, inst, semantic, NAMES)
+    plain, with_counts = C.compose_figure(panels), C.compose_figure(panels, footer=lines)
+    assert with_counts.shape[0] > plain.shape[0] and with_counts.shape[1] == plain.shape[1]
+    assert np.array_equal(with_counts[: plain.shape[0] - 8], plain[: plain.shape[0] - 8])
+    strip = with_counts[plain.shape[0] - 4 :]
+    for k in range(len(lines)):  # ink on each line of the strip
+        band = strip[k * (len(strip) // len(lines)) : (k + 1) * (len(strip) // len(lines))]
+        assert (band.min(axis=2) < 100).sum() > 20
+    many = count_lines([C.class_stats(inst, semantic, NAMES)[0]] * 9, max_lines=6)
+    assert len(many) == 6 and many[-1] == "+4 more classes (see the JSON)"

@@ -84,3 +84,89 @@ def test_overlay_is_masks_and_contours_then_boxes_and_labels() -> None:
     expect = compose((MaskAnnotator(), ContourAnnotator()), (BoxAnnotator(), LabelAnnotator()))
     assert np.array_equal(OverlayAnnotator().annotate(GREY, inst), expect.annotate(GREY, inst))
     assert np.array_equal(OverlayAnnotator().annotate(GREY, make_instances()), GREY)
+
+
+# --------------------------------------------------------------------------- label placement
+def _layout(inst: Instances, size: tuple[int, int]) -> list[tuple[tuple[int, int, int, int], str] | None]:
+    return LabelAnnotator().layout(inst, size)
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def _crowd(n: int, size: tuple[int, int], seed: int = 0) -> Instances:
+    """``n`` random boxes, many touching the image's top edge (where labels used to pile up)."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    items = []
+    for k in range(n):
+        x0, y0 = int(rng.integers(0, w - 20)), int(rng.integers(0, h // 3)) if k % 2 else 0
+        x1, y1 = (
+            int(rng.integers(x0 + 8, min(x0 + 200, w) + 1)),
+            int(rng.integers(y0 + 8, min(y0 + 150, h) + 1)),
+        )
+        items.append(("sphere" if k % 3 else "cylinder", float(rng.uniform(0.05, 1.0)), (x0, y0, x1, y1)))
+    return make_instances(*items, size=size)
+
+
+@pytest.mark.parametrize("size", [(96, 128), (480, 640), (3000, 4000)])
+def test_labels_never_overlap_and_stay_inside_the_image(size: tuple[int, int]) -> None:
+    inst = _crowd(100, size)
+    placed = [p for p in _layout(inst, size) if p is not None]
+    assert placed, "some labels fit"
+    h, w = size
+    for (x0, y0, x1, y1), _ in placed:
+        assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
+    rects = [r for r, _ in placed]
+    assert not [(a, b) for k, a in enumerate(rects) for b in rects[k + 1 :] if _overlap(a, b)]
+    covered = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in rects)
+    assert covered <= LabelAnnotator().max_share * h * w
+
+
+def test_labels_dropped_when_no_room_weakest_first_masks_kept() -> None:
+    size = (96, 128)
+    inst = _crowd(40, size, seed=1)
+    plan = _layout(inst, size)
+    dropped = [i for i, p in enumerate(plan) if p is None]
+    assert dropped and len(dropped) < len(inst)
+    kept_scores = [float(inst.scores[i]) for i, p in enumerate(plan) if p is not None]
+    assert max(inst.scores[dropped]) <= max(kept_scores)
+    assert float(inst.scores.max()) in kept_scores  # the most confident instance keeps its label
+    # the overlay still blends every mask, labelled or not
+    plain = np.full((*size, 3), 100, np.uint8)
+    overlay = OverlayAnnotator().annotate(plain, inst)
+    for i in dropped:
+        assert (overlay[inst.full_mask(i)] != 100).any()
+
+
+def test_label_falls_back_to_the_name_when_the_score_does_not_fit() -> None:
+    # a 60-pixel-wide image fits "cylinder" at the smallest font, not "cylinder 0.93"
+    inst = make_instances(("cylinder", 0.93, (5, 20, 50, 50)), size=(60, 60))
+    [(rect, text)] = _layout(inst, (60, 60))  # type: ignore[misc]
+    assert text == "cylinder" and rect[2] <= 60
+
+
+def test_font_and_lines_grow_with_the_image() -> None:
+    from segcli.render import tag_size, text_geometry
+
+    small, big = text_geometry((96, 128)), text_geometry((3000, 4000))
+    assert small[0] < big[0] and small[1] <= big[1] and big[1] >= 3
+    assert tag_size("cube 0.99", *big)[1] > 4 * tag_size("cube 0.99", *small)[1]
+
+
+def test_two_overlapping_boxes_get_separate_labels() -> None:
+    """The cluttered.png case: a label that used to sit half under another one."""
+    inst = make_instances(("cube", 0.9, (20, 15, 50, 45)), ("sphere", 0.6, (22, 17, 60, 50)), size=(120, 160))
+    a, b = _layout(inst, (120, 160))
+    assert a is not None and b is not None and not _overlap(a[0], b[0])
+
+
+def test_mask_file_names_carry_the_class_sanitised() -> None:
+    from segcli.writers import mask_file_name
+
+    assert mask_file_name(0, "cube") == "000-cube.png"
+    assert mask_file_name(12, "hair drier") == "012-hair_drier.png"
+    assert mask_file_name(3, "N/A") == "003-N_A.png"
+    assert mask_file_name(4, "../../etc") == "004-etc.png"
+    assert mask_file_name(5, "") == "005-object.png"

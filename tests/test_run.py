@@ -23,7 +23,7 @@ from segcli.engines.local import LocalEngine
 from segcli.errors import SegcliError
 from segcli.instances import Instances
 from segcli.settings import Settings
-from segcli.writers import OUTPUT_KINDS, OutputPlan, plan_outputs
+from segcli.writers import OUTPUT_KINDS, OutputPlan, idmap_preview_path, plan_outputs
 from tests.fakes import FAKE_SETTINGS, FakeSegmenter, two_instances, write_images
 
 WIDTHS = {"a.png": 10, "b.png": 11, "c.png": 12, "d.png": 13, "e.png": 14}
@@ -70,8 +70,9 @@ def test_local_engine_writes_each_input_and_reports_it_once(tmp_path: Path) -> N
         assert result.summary == "2 instances (1 cube, 1 sphere)"
         paths = plan.paths(OUTPUT_KINDS)
         assert json.loads(paths["json"].read_bytes()) == result.record
-        assert sorted(p.name for p in paths["masks"].iterdir()) == ["000.png", "001.png"]
+        assert sorted(p.name for p in paths["masks"].iterdir()) == ["000-cube.png", "001-sphere.png"]
         assert paths["overlay"].is_file() and paths["idmap"].is_file()
+        assert idmap_preview_path(paths["idmap"]).is_file()  # the colour preview beside it
     assert not list((tmp_path / "out").rglob("*.part"))
 
 
@@ -388,7 +389,7 @@ def test_rewriting_masks_replaces_the_folder(tmp_path: Path) -> None:
     masks.mkdir(parents=True)
     (masks / "007.png").write_bytes(b"from an older run")
     _run(plans, FakeSegmenter(), ["masks"])
-    assert sorted(p.name for p in masks.iterdir()) == ["000.png", "001.png"]
+    assert sorted(p.name for p in masks.iterdir()) == ["000-cube.png", "001-sphere.png"]
 
 
 def test_fake_instances_are_what_the_writers_record(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ def test_offline_coco_weights_give_one_actionable_message(tmp_path: Path) -> Non
     assert "\n" not in msg
     assert cached.name in msg and str(cached.parent) in msg
     assert weights.url in msg
-    assert "--weights PATH" in msg
+    assert "pass weights=PATH" in msg and "--weights" not in msg  # Python's spelling here
     assert not cached.exists()
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from segcli.compare.stats import BACKGROUND
+from segcli.compare.stats import BACKGROUND, ClassStats
 from segcli.instances import Instances, nearest_indices
 from segcli.render import (
     BoxAnnotator,
@@ -228,8 +228,26 @@ def title_font(titles: Sequence[str], width: int) -> tuple[float, int, int]:
     return scale, thickness, th + base + 12
 
 
-def compose_figure(panels: Sequence[tuple[str, np.ndarray]], *, cols: int = 2) -> np.ndarray:
-    """Panels of one shape in a grid, each under a title bar; RGB uint8."""
+def count_lines(stats: Sequence[ClassStats], *, max_lines: int = 6) -> list[str]:
+    """The figure's key numbers, one line per class: ``cube: 2 instances, 1 semantic region``."""
+
+    def plural(n: int, word: str) -> str:
+        return f"{n} {word}" + ("" if n == 1 else "s")
+
+    lines = [
+        f"{row.label}: {plural(row.instances, 'instance')}, {plural(row.semantic_regions, 'semantic region')}"
+        for row in stats
+    ]
+    if len(lines) > max_lines:
+        lines = [*lines[: max_lines - 1], f"+{len(lines) - max_lines + 1} more classes (see the JSON)"]
+    return lines or ["no objects found"]
+
+
+def compose_figure(
+    panels: Sequence[tuple[str, np.ndarray]], *, cols: int = 2, footer: Sequence[str] = ()
+) -> np.ndarray:
+    """Panels of one shape in a grid, each under a title bar, and ``footer`` lines of text
+    (the per-class counts, :func:`count_lines`) below the grid; RGB uint8."""
     if not panels:
         raise ValueError("compose_figure needs at least one panel")
     shape = panels[0][1].shape
@@ -239,8 +257,16 @@ def compose_figure(panels: Sequence[tuple[str, np.ndarray]], *, cols: int = 2) -
     titles = [t for t, _ in panels]
     scale, thickness, bar = title_font(titles, pw)
     layout = grid_layout((ph, pw), bar, count=len(panels), cols=cols)
-    fig = np.empty((*layout.size, 3), dtype=np.uint8)
+    fig_h, fig_w = layout.size
+    line_h = bar - 4
+    fig = np.empty((fig_h + len(footer) * line_h, fig_w, 3), dtype=np.uint8)
     fig[:] = FIGURE_BACKGROUND
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    for k, line in enumerate(footer):
+        (tw, th), _ = cv2.getTextSize(line, font, scale, thickness)
+        line_scale = scale * min(1.0, (fig_w - 24) / max(tw, 1))  # a long line shrinks to fit
+        y = fig_h - 4 + k * line_h + (line_h + th) // 2
+        cv2.putText(fig, line, (14, y), font, line_scale, TITLE_INK, thickness, cv2.LINE_AA)
     for (title, pixels), box in zip(panels, layout.panels):
         tx0, ty0, tx1, ty1 = box.title
         fig[ty0:ty1, tx0:tx1] = TITLE_BACKGROUND

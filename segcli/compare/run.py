@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from segcli.compare.figure import compare_panels, compose_figure
+from segcli.compare.figure import compare_panels, compose_figure, count_lines
 from segcli.compare.stats import ClassStats, class_stats, compare_record, voc_names_as_coco
 from segcli.errors import SegcliError
 from segcli.imageio import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_image
@@ -99,7 +99,9 @@ def run_compare(
         names = voc_names_as_coco(semantic_model.categories)
         semantic_info = semantic_model.info()
     stats = class_stats(instances, semantic_map, names)
-    figure = compose_figure(compare_panels(pixels, instances, semantic_map, names, semantic=semantic))
+    figure = compose_figure(
+        compare_panels(pixels, instances, semantic_map, names, semantic=semantic), footer=count_lines(stats)
+    )
     figure_path, json_path = compare_paths(image_path, out_dir)
     record = compare_record(
         stats,

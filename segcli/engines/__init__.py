@@ -58,6 +58,8 @@ class SegmenterSpec:
     device: str = "auto"
     settings: Settings = field(default_factory=Settings)
     half: bool = False
+    cli: bool = False
+    """Error messages name command-line options (``--weights PATH``), not Python arguments."""
 
     def build(self, *, progress: bool = False) -> Segmenter:
         from segcli.predictor import Segmenter
@@ -69,6 +71,7 @@ class SegmenterSpec:
             settings=self.settings,
             half=self.half,
             progress=progress,
+            cli=self.cli,
         )
 
 
