@@ -29,6 +29,8 @@ from segcli.formats import yolo_data_yaml
 from segcli.fsutil import atomic_write_bytes, fsync_dir, is_temp_name
 from segcli.imageio import DEFAULT_MAX_PIXELS, is_image_path
 from segcli.instances import PLACEHOLDER_CLASSES
+from segcli.video import is_video_path
+from segcli.video_run import VideoOptions, earlier_failure, process_video
 from segcli.writers import (
     DEFAULT_SAVE,
     YOLO_DIR,
@@ -54,13 +56,20 @@ class Discovery:
     problems: list[tuple[Path, str]]  # folders that could not be read
 
 
-def discover(root: Path, *, recursive: bool = True, exclude: Sequence[Path] = ()) -> Discovery:
-    """Image files under ``root`` by extension (case-insensitive), sorted by path.
+def discover(
+    root: Path, *, recursive: bool = True, exclude: Sequence[Path] = (), videos: bool = True
+) -> Discovery:
+    """Image (and, with ``videos``, video) files under ``root`` by extension
+    (case-insensitive), sorted by path.
 
     Hidden files and folders are skipped; symlinked folders are followed once
     (loops are cut); folders in ``exclude`` (e.g. our own output) are never entered.
     """
     excluded = {os.path.realpath(p) for p in exclude}
+
+    def wanted(path: Path) -> bool:
+        return is_image_path(path) or (videos and is_video_path(path))
+
     seen: set[str] = set()
     files: list[Path] = []
     problems: list[tuple[Path, str]] = []
@@ -83,15 +92,41 @@ def discover(root: Path, *, recursive: bool = True, exclude: Sequence[Path] = ()
                 if entry.is_dir(follow_symlinks=True):
                     if recursive:
                         walk(path)
-                elif entry.is_file(follow_symlinks=True) and is_image_path(path):
+                elif entry.is_file(follow_symlinks=True) and wanted(path):
                     files.append(path)
-                elif entry.is_symlink() and not path.exists() and is_image_path(path):
+                elif entry.is_symlink() and not path.exists() and wanted(path):
                     problems.append((path, "broken symbolic link"))
             except OSError as exc:
                 problems.append((path, f"cannot stat ({exc.strerror or exc})"))
 
     walk(root)
     return Discovery(files=files, problems=problems)
+
+
+def read_list(list_file: Path) -> tuple[Path, list[Path]]:
+    """The inputs named in a list file (``--from-list``) and their common root.
+
+    One path per line; blank lines and lines starting with ``#`` are skipped,
+    surrounding whitespace is dropped, repeats count once. A relative path is
+    relative to the list file's folder. Outputs mirror the paths under the deepest
+    folder holding every listed file (the root), as for a folder run on that root.
+    Files are not checked here: a missing one fails its own entry when it is read.
+    """
+    try:
+        data = list_file.read_bytes()
+    except OSError as exc:
+        raise SegcliError(f"cannot read --from-list {list_file} ({exc.strerror or exc})") from None
+    base = list_file.parent.absolute()
+    files: dict[str, None] = {}
+    for raw in data.splitlines():
+        line = os.fsdecode(raw.strip())
+        if not line or line.startswith("#"):
+            continue
+        files.setdefault(os.path.normpath(os.path.join(base, os.path.expanduser(line))), None)
+    if not files:
+        raise SegcliError(f"--from-list {list_file} names no files")
+    root = Path(os.path.commonpath([os.path.dirname(f) for f in files]))
+    return root, [Path(f) for f in files]
 
 
 def remove_stale_temp_files(out_dir: Path) -> int:
@@ -188,8 +223,11 @@ def _settings_diff(old: object, new: dict[str, Any]) -> str:
 
 def check_record(record: dict[str, Any], job: Job, where: Path) -> None:
     """Refuse a record (per-image JSON or ``run.json``) of other settings or weights than ``job``'s."""
-    if record.get("settings") != job.settings:
-        diff = _settings_diff(record.get("settings"), job.settings)
+    settings = record.get("settings")
+    if isinstance(settings, dict) and "precision" not in settings:
+        settings = {**settings, "precision": "fp32"}  # a record from before --precision
+    if settings != job.settings:
+        diff = _settings_diff(settings, job.settings)
         raise SegcliError(
             f"{where} holds results made with other settings ({diff}); "
             "pass --overwrite to redo them, or choose another --output"
@@ -219,7 +257,8 @@ def _check_polygons(record: dict[str, Any], job: Job, where: Path) -> None:
 def partition_plans(
     plans: Sequence[OutputPlan], job: Job, *, overwrite: bool = False
 ) -> tuple[list[ItemResult], list[OutputPlan]]:
-    """Split ``plans`` into complete ones (as ``skipped`` results) and those to do.
+    """Split ``plans`` into complete ones (as ``skipped`` results; a video an earlier run
+    found damaged as ``failed``) and those to do.
 
     Complete means: every output of ``job.save`` exists and the per-image JSON parses as a
     whole ``segcli.instances/1`` record (an empty or truncated one is redone). Any per-image
@@ -233,6 +272,17 @@ def partition_plans(
     todo: list[OutputPlan] = []
     for plan in plans:
         paths = plan.paths(job.save)
+        if plan.is_video:  # a video's JSON is its own record (segcli.video_run)
+            if all(path.exists() for path in paths.values()):
+                earlier = earlier_failure(paths["json"])
+                if earlier is not None:
+                    reason = f"{earlier} (found by an earlier run; --overwrite tries again)"
+                    skipped.append(ItemResult(plan, "failed", reason=reason))
+                else:
+                    skipped.append(ItemResult(plan, "skipped"))
+            else:
+                todo.append(plan)
+            continue
         json_path = plan.paths(["json"])["json"]
         record = read_record(json_path) if json_path.is_file() else None
         if record is not None:
@@ -254,12 +304,26 @@ def run_plans(
     *,
     overwrite: bool = False,
     on_result: Callable[[ItemResult], None] | None = None,
+    segmenter: SegmenterLike | None = None,
+    video: VideoOptions | None = None,
+    on_video_frame: Callable[[OutputPlan, int, int | None], None] | None = None,
 ) -> RunReport:
     """Skip plans whose outputs are complete (unless ``overwrite``; see :func:`partition_plans`),
-    run the rest through ``engine``; ``on_result`` sees every result (with its JSON record,
-    if written) once."""
+    run the rest: images through ``engine``, then videos one by one through :func:`run_videos`
+    on ``segmenter`` (the driver's; needed only when there are videos). ``on_result`` sees
+    every result (with its JSON record, if written) once. A video an earlier run found
+    damaged stays failed."""
     skipped, todo = partition_plans(plans, job, overwrite=overwrite)
-    return run_partitioned(skipped, todo, job, engine, on_result=on_result)
+    return run_partitioned(
+        skipped,
+        todo,
+        job,
+        engine,
+        on_result=on_result,
+        segmenter=segmenter,
+        video=video,
+        on_video_frame=on_video_frame,
+    )
 
 
 def run_partitioned(
@@ -269,8 +333,11 @@ def run_partitioned(
     engine: Engine,
     *,
     on_result: Callable[[ItemResult], None] | None = None,
+    segmenter: SegmenterLike | None = None,
+    video: VideoOptions | None = None,
+    on_video_frame: Callable[[OutputPlan, int, int | None], None] | None = None,
 ) -> RunReport:
-    """Report ``skipped``, run ``todo`` through ``engine`` (the second half of :func:`run_plans`)."""
+    """Report ``skipped``, run ``todo`` (the second half of :func:`run_plans`)."""
     report = RunReport()
     start = time.perf_counter()
 
@@ -282,9 +349,41 @@ def run_partitioned(
 
     for result in skipped:
         emit(result)
+    videos = [plan for plan in todo if plan.is_video]
+    todo = [plan for plan in todo if not plan.is_video]
     report.interrupted = engine.run(todo, job, emit)
+    if videos and not report.interrupted:
+        if segmenter is None:
+            raise SegcliError("videos are segmented in this process: run_plans needs segmenter=")
+        report.interrupted = run_videos(videos, job, segmenter, video or VideoOptions(), emit, on_video_frame)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def run_videos(
+    plans: Sequence[OutputPlan],
+    job: Job,
+    segmenter: SegmenterLike,
+    options: VideoOptions,
+    emit: Callable[[ItemResult], None],
+    on_frame: Callable[[OutputPlan, int, int | None], None] | None = None,
+) -> bool:
+    """Segment the videos one after another (each one a pipelined stream); True if interrupted.
+
+    Ctrl-C stops at once: the video being processed leaves no output (it is redone next
+    time); videos finished before are complete.
+    """
+    for plan in plans:
+
+        def frame_done(done: int, total: int | None, plan: OutputPlan = plan) -> None:
+            if on_frame is not None:
+                on_frame(plan, done, total)
+
+        try:
+            emit(process_video(segmenter, plan, job, options, on_frame=frame_done))
+        except KeyboardInterrupt:
+            return True
+    return False
 
 
 # --------------------------------------------------------------------------- run files
@@ -317,8 +416,10 @@ def run_summary(
     problems: Sequence[tuple[Path, str]] = (),
     started: datetime,
     inputs: int | None = None,
+    video: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``segcli.run/2`` record of a run.
+    """The ``segcli.run/2`` record of a run; ``video`` (the video settings) is recorded when
+    the run had videos.
 
     ``counts``: ``inputs`` is every input found (planned ones plus those discovery could not
     read), reached or not; ``done``/``skipped``/``failed``/``instances`` are this run's;
@@ -343,6 +444,7 @@ def run_summary(
         "settings": job.settings,
         "save": list(job.save),
         "batch_size": job.batch_size,
+        **({"video": video} if video is not None else {}),
         "engine": engine,
         "counts": {
             "inputs": n_inputs,
@@ -385,8 +487,8 @@ def start_record(
     }
 
 
-def check_previous_run(out_dir: Path, job: Job) -> None:
-    """Refuse to mix results of other settings or weights into ``out_dir``.
+def check_previous_run(out_dir: Path, job: Job, video: dict[str, Any] | None = None) -> None:
+    """Refuse to mix results of other settings or weights (or video settings) into ``out_dir``.
 
     Reads ``run.json``, written at the start of every run (so this holds after a kill or a
     power cut too); an unreadable one proves nothing, and :func:`partition_plans` checks
@@ -402,6 +504,12 @@ def check_previous_run(out_dir: Path, job: Job) -> None:
     if not isinstance(old, dict):
         return
     check_record(old, job, out_dir)
+    if video is not None and isinstance(old.get("video"), dict) and old["video"] != video:
+        diff = [f"{k} {old['video'].get(k)!r} -> {v!r}" for k, v in video.items() if old["video"].get(k) != v]
+        raise SegcliError(
+            f"{out_dir} holds videos made with other video settings ({'; '.join(diff)}); "
+            "pass --overwrite to redo them, or choose another --output"
+        )
     was = "polygons" in old.get("save", ())
     if was != ("polygons" in job.save) and "json" in job.save:
         raise SegcliError(
@@ -440,7 +548,7 @@ def write_run_files(
     coco_path = None
     coco_error = None
     if "json" in job.save:
-        json_paths = ((plan, plan.paths(["json"])["json"]) for plan in plans)
+        json_paths = ((plan, plan.paths(["json"])["json"]) for plan in plans if not plan.is_video)
         entries = [
             (plan.source.relative_to(input_dir).as_posix(), path)
             for plan, path in json_paths
@@ -500,6 +608,8 @@ class BatchOptions:
     recursive: bool = True
     batch_size: int = 1
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    videos: bool = True  # pick up video files too
+    video: VideoOptions = field(default_factory=VideoOptions)
     coco_ids_from: Path | None = None  # a COCO ground truth: coco-results.json uses its ids
 
 
@@ -534,6 +644,9 @@ class BatchEvents:
     def result(self, result: ItemResult) -> None:
         """One input finished (done, skipped or failed); ``result.record`` is its JSON."""
 
+    def video_frame(self, plan: OutputPlan, done: int, total: int | None) -> None:
+        """``done`` frames of the video ``plan`` are segmented (of about ``total``)."""
+
 
 def run_batch(
     folder: Path,
@@ -547,6 +660,9 @@ def run_batch(
 ) -> BatchOutcome:
     """Segment every image under ``folder`` into ``output``; resumable; prints nothing.
 
+    ``files``: these inputs instead of discovering ``folder`` (``--from-list``, see
+    :func:`read_list`); every one must lie under ``folder``, which keys the outputs.
+
     ``load`` returns the segmenter; it is called after discovery, so that a bad folder
     is reported before any model loads (pass ``lambda: seg`` for a loaded one). The
     segmenter's ``model_info``/``settings`` identify the run. ``engine`` builds the
@@ -559,7 +675,7 @@ def run_batch(
     events = events or BatchEvents()
     started = datetime.now(timezone.utc)
     if files is None:
-        found = discover(folder, recursive=opts.recursive, exclude=[output])
+        found = discover(folder, recursive=opts.recursive, exclude=[output], videos=opts.videos)
     else:
         found = Discovery(files=list(files), problems=[])
     events.discovered(len(found.files), found.problems)
@@ -575,9 +691,10 @@ def run_batch(
         eng = engine(seg) if engine is not None else LocalEngine(seg)
         job = Job.for_segmenter(seg, opts.save, batch_size=opts.batch_size, max_pixels=opts.max_pixels)
         plans = plan_outputs(found.files, output, root=folder)
+        video = opts.video.to_dict() if any(plan.is_video for plan in plans) else None
         removed = remove_stale_temp_files(output)  # under the lock: no other run's temp files
         if not opts.overwrite:
-            check_previous_run(output, job)
+            check_previous_run(output, job, video)
         skipped, todo = partition_plans(plans, job, overwrite=opts.overwrite)
         n_inputs = len(plans) + len(found.problems)
         write_run_json(
@@ -592,7 +709,16 @@ def run_batch(
             ),
         )
         events.started(len(plans), removed)
-        report = run_partitioned(skipped, todo, job, eng, on_result=events.result)
+        report = run_partitioned(
+            skipped,
+            todo,
+            job,
+            eng,
+            on_result=events.result,
+            segmenter=seg,
+            video=opts.video,
+            on_video_frame=events.video_frame,
+        )
         summary = run_summary(
             report,
             job=job,
@@ -602,6 +728,7 @@ def run_batch(
             problems=found.problems,
             started=started,
             inputs=len(plans),
+            video=video,
         )
         coco_path = write_run_files(output, summary, plans, job, seg.categories, folder, ground_truth)
     return BatchOutcome(

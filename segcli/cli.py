@@ -15,14 +15,16 @@ import typer
 from rich.markup import escape
 
 from segcli import __version__
-from segcli.errors import SegcliError, first_line
+from segcli.errors import SegcliError, UsageError, first_line
 from segcli.options import (
     PANEL_MODEL,
     PANEL_OUTPUTS,
     PANEL_RUN,
+    PANEL_VIDEO,
     DeviceOpt,
     HelpWithModelDefaults,
     ModelOptions,
+    PrecisionOpt,
     SuggestingGroup,
     model_options,
 )
@@ -30,12 +32,14 @@ from segcli.settings import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import Progress
+    from rich.progress import Progress, TaskID
 
     from segcli.batch import BatchEvents
     from segcli.engines import ItemResult, SegmenterLike
     from segcli.evaluate import EvalResult
     from segcli.predictor import Segmenter
+    from segcli.video_run import VideoOptions
+    from segcli.writers import OutputPlan
 
 app = typer.Typer(
     name="segcli",
@@ -77,7 +81,8 @@ EXIT_INTERRUPTED = 130  # Ctrl-C; 143 after SIGTERM (segcli.signals)
 
 
 def cli_errors(func: F) -> F:
-    """Turn ``SegcliError`` (and any surprise) into one line on stderr and exit 1."""
+    """Turn ``SegcliError`` (and any surprise) into one line on stderr and exit 1 (2 for a
+    ``UsageError``)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -86,13 +91,15 @@ def cli_errors(func: F) -> F:
         try:
             with stop_on_sigterm():
                 return func(*args, **kwargs)
-        except typer.Exit:
+        except (typer.Exit, typer.BadParameter):  # usage errors keep their exit code 2
             raise
         except SegcliError as exc:
             if _state["debug"]:
                 import traceback
 
                 traceback.print_exc()
+            if isinstance(exc, UsageError):
+                _usage_error(str(exc))
             err_console().print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
@@ -161,6 +168,35 @@ MaxPixelsOpt = Annotated[
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bar or per-image lines.", rich_help_panel=PANEL_RUN)
 ]
+StrideOpt = Annotated[
+    int, typer.Option("--stride", min=1, help="Videos: segment every Nth frame.", rich_help_panel=PANEL_VIDEO)
+]
+StartOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--start", min=0.0, help="Videos: first time to segment, in seconds.", rich_help_panel=PANEL_VIDEO
+    ),
+]
+EndOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--end", min=0.0, help="Videos: stop before this time, in seconds.", rich_help_panel=PANEL_VIDEO
+    ),
+]
+MaxFramesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-frames", min=1, help="Videos: segment at most this many frames.", rich_help_panel=PANEL_VIDEO
+    ),
+]
+TrackOpt = Annotated[
+    bool,
+    typer.Option(
+        "--track/--no-track",
+        help="Videos: keep instance ids and colours across frames.",
+        rich_help_panel=PANEL_VIDEO,
+    ),
+]
 
 
 def load_segmenter(opts: ModelOptions, *, quiet: bool = False) -> Segmenter:
@@ -178,6 +214,19 @@ def _say_loaded(what: str, info: Mapping[str, object], device: object) -> None:
         highlight=False,
         markup=False,
     )
+
+
+def _video_options(
+    stride: int, start: float | None, end: float | None, max_frames: int | None, track: bool, batch_size: int
+) -> VideoOptions:
+    """The video options, checked before any model loads (a bad range is a usage error)."""
+    from segcli.video import FrameSelection
+    from segcli.video_run import VideoOptions
+
+    if end is not None and end <= (start or 0.0):
+        raise typer.BadParameter(f"--end ({end}) must be after --start ({start or 0})", param_hint="--end")
+    selection = FrameSelection(stride=stride, start=start, end=end, max_frames=max_frames)
+    return VideoOptions(selection=selection, track=track, batch_size=batch_size)
 
 
 def _check_writable(out_dir: Path) -> None:
@@ -249,7 +298,7 @@ def predict(
     images: Annotated[
         list[Path],
         typer.Argument(
-            help="Image files (any format Pillow reads; a file named twice is done once).",
+            help="Image and video files (images: any format Pillow reads; a file named twice is done once).",
             metavar="IMAGES...",
             exists=True,
             dir_okay=False,
@@ -264,7 +313,7 @@ def predict(
         str | None,
         typer.Option(
             "--json",
-            help="'-' prints the JSON on stdout as JSON Lines (one record per image, one line each) "
+            help="'-' prints the JSON on stdout as JSON Lines (one record per image or video, one line each) "
             "and nothing else there; no files unless --save asks.",
             metavar="-",
             rich_help_panel=PANEL_OUTPUTS,
@@ -272,11 +321,17 @@ def predict(
     ] = None,
     batch_size: BatchSizeOpt = 1,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    stride: StrideOpt = 1,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    max_frames: MaxFramesOpt = None,
+    track: TrackOpt = True,
     quiet: QuietOpt = False,
 ) -> None:
-    """Segment one or more images into overlays and JSON.
+    """Segment images and videos into overlays and JSON.
 
-    Writes <name>.overlay.jpg|png and <name>.json per image into the output folder (see --save).
+    Writes <name>.overlay.jpg|png and <name>.json per image into the output folder (see
+    --save); a video gets <name>.overlay.mp4, <name>.jsonl and <name>.json.
     """
     from segcli.batch import run_plans
     from segcli.engines import Job
@@ -288,6 +343,8 @@ def predict(
     to_stdout = json_out == "-"
     kinds = parse_save(save) if save is not None else (() if to_stdout else DEFAULT_SAVE)
     model_opts.settings()  # bad values fail before the output folder is made
+    video = _video_options(stride, start, end, max_frames, track, batch_size)
+    model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
     if kinds:
         _check_writable(output)
     seg = load_segmenter(model_opts, quiet=quiet)
@@ -297,12 +354,14 @@ def predict(
     def on_result(result: ItemResult) -> None:
         if result.status == "failed":
             _print_failed(err_console(), result)
-            return
+            if result.record is None:  # a damaged video still has its summary (for --json -)
+                return
         if to_stdout and result.record is not None:
             sys.stdout.buffer.write(dumps(result.record))
             sys.stdout.flush()
-        if not quiet:
-            where = ", ".join(str(p) for p in dict.fromkeys(result.plan.paths(kinds).values()))
+        if not quiet and result.status != "failed":
+            paths = result.plan.paths(kinds) if kinds else {}
+            where = ", ".join(str(p) for p in dict.fromkeys(paths.values()))
             human.print(
                 f"{result.plan.source}: {result.summary}" + (f" -> {where}" if where else ""),
                 highlight=False,
@@ -311,7 +370,9 @@ def predict(
             )
 
     job = Job.for_segmenter(seg, kinds, batch_size=batch_size, max_pixels=max_pixels)
-    report = run_plans(plans, job, LocalEngine(seg), overwrite=True, on_result=on_result)
+    report = run_plans(
+        plans, job, LocalEngine(seg), overwrite=True, on_result=on_result, segmenter=seg, video=video
+    )
     if "yolo" in kinds:
         from segcli.batch import write_yolo_dataset
 
@@ -320,7 +381,8 @@ def predict(
         from segcli.signals import interrupt_exit_code, terminated
 
         how = "terminated (SIGTERM)" if terminated() else "interrupted"
-        err_console().print(f"{how} after {report.count('done')} of {len(plans)} images")
+        noun = "inputs" if any(plan.is_video for plan in plans) else "images"
+        err_console().print(f"{how} after {report.count('done')} of {len(plans)} {noun}")
         raise typer.Exit(interrupt_exit_code())
     if report.failed:
         raise typer.Exit(1)
@@ -340,15 +402,16 @@ def predict(
 @model_options
 def batch(
     folder: Annotated[
-        Path,
+        Path | None,
         typer.Argument(
-            help="Folder of images, searched recursively.",
+            help="Folder of images and videos, searched recursively (or use --from-list).",
             metavar="FOLDER",
             exists=True,
             file_okay=False,
             show_default=False,
         ),
-    ],
+    ] = None,
+    *,
     model_opts: ModelOptions,
     output: OutputOpt = Path("segcli-out"),
     save: SaveOpt = None,
@@ -375,24 +438,90 @@ def batch(
     ] = None,
     batch_size: BatchSizeOpt = 1,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    videos: Annotated[
+        bool,
+        typer.Option("--videos/--no-videos", help="Pick up videos (mp4, mov, m4v, mkv, avi, webm) too."),
+    ] = True,
+    stride: StrideOpt = 1,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    max_frames: MaxFramesOpt = None,
+    track: TrackOpt = True,
     quiet: QuietOpt = False,
+    from_list: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-list",
+            help="Text file of image paths, one a line (relative: to its folder), instead of FOLDER.",
+            dir_okay=False,
+        ),
+    ] = None,
+    engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray (a Ray cluster).")] = (
+        "local"
+    ),
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Ray cluster [RAY_ADDRESS, else start a local one].")
+    ] = None,
+    workers: Annotated[int | None, typer.Option("--workers", help="Ray workers [all GPUs or CPUs].")] = None,
+    gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", help="GPUs per Ray worker.")] = 0.0,
+    cpus_per_worker: Annotated[
+        float | None, typer.Option("--cpus-per-worker", help="CPUs (torch threads) per Ray worker [1].")
+    ] = None,
 ) -> None:
-    """Segment every image under a folder; resumable.
+    """Segment every image and video under a folder (or in --from-list); resumable.
 
     Outputs mirror the folder's tree; run.json and coco.json sum up the run. Run the same
     command again after a crash or Ctrl-C and it does only what is missing.
     """
-    from segcli.batch import BatchOptions, run_batch
+    from segcli.batch import BatchOptions, read_list, run_batch
     from segcli.writers import DEFAULT_SAVE, parse_save
 
+    if (folder is None) == (from_list is None):
+        _usage_error("give a FOLDER or --from-list FILE (one of them)")
+    ray_options = {
+        "--ray-address": ray_address,
+        "--workers": workers,
+        "--gpus-per-worker": gpus_per_worker or None,
+        "--cpus-per-worker": cpus_per_worker,
+    }
+    if engine not in ("local", "ray"):
+        _usage_error(f"unknown --engine {engine!r}; choose from local, ray")
+    if engine == "local" and any(v is not None for v in ray_options.values()):
+        used = next(k for k, v in ray_options.items() if v is not None)
+        _usage_error(f"{used} needs --engine ray")
     kinds = parse_save(save) if save is not None else DEFAULT_SAVE
     model_opts.settings()  # bad values fail before the output folder is made
+    model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
+    ray_engine = None
+    if engine == "ray":
+        from segcli.engines.ray import RayEngine, RayMissing, import_ray
+
+        try:
+            import_ray()
+            ray_engine = RayEngine(
+                model_opts.spec(),
+                address=ray_address,
+                workers=workers,
+                cpus_per_worker=cpus_per_worker,
+                gpus_per_worker=gpus_per_worker,
+            )
+        except (RayMissing, SegcliError) as exc:
+            _usage_error(str(exc))
+    files = None
+    if from_list is not None:
+        try:
+            folder, files = read_list(from_list)
+        except SegcliError as exc:
+            _usage_error(str(exc))
+    assert folder is not None
     options = BatchOptions(
         save=kinds,
         overwrite=overwrite,
         recursive=recursive,
         batch_size=batch_size,
         max_pixels=max_pixels,
+        videos=videos,
+        video=_video_options(stride, start, end, max_frames, track, batch_size),
         coco_ids_from=coco_ids_from,
     )
     _check_writable(output)
@@ -402,7 +531,9 @@ def batch(
             output,
             lambda: load_segmenter(model_opts, quiet=quiet),
             options=options,
+            engine=None if ray_engine is None else lambda _driver_segmenter: ray_engine,
             events=_progress_events(progress, quiet),
+            files=files,
         )
     _print_summary(outcome.summary, output, outcome.coco_path)
     if outcome.report.interrupted:
@@ -427,6 +558,7 @@ def _progress_events(progress: Progress, quiet: bool) -> BatchEvents:
 
     class ProgressEvents(BatchEvents):
         done = 0
+        frames_task: TaskID | None = None
 
         def discovered(self, files: int, problems: Sequence[tuple[Path, str]]) -> None:
             for path, why in problems:
@@ -448,6 +580,14 @@ def _progress_events(progress: Progress, quiet: bool) -> BatchEvents:
             elapsed = progress.tasks[task].elapsed or 0.0
             rate = f"{self.done / elapsed:.2f} img/s" if elapsed > 0 and self.done else ""
             progress.update(task, advance=1, rate=rate)
+            if self.frames_task is not None:
+                progress.remove_task(self.frames_task)
+                self.frames_task = None
+
+        def video_frame(self, plan: OutputPlan, done: int, total: int | None) -> None:
+            if self.frames_task is None:
+                self.frames_task = progress.add_task(escape(f"  {plan.key} frames"), total=total, rate="")
+            progress.update(self.frames_task, completed=done)
 
     return ProgressEvents()
 
@@ -571,6 +711,8 @@ def eval_command(
     if model_opts.score_threshold is None:
         model_opts = dataclasses.replace(model_opts, score_threshold=EVAL_SCORE_THRESHOLD)
     model_opts.settings()  # bad values fail before the output folder is made
+    if predictions is None:
+        model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
     _check_writable(output)
     options = BatchOptions(save=("json",), overwrite=overwrite, batch_size=batch_size, max_pixels=max_pixels)
     with _progress(quiet or predictions is not None) as progress:
@@ -594,7 +736,8 @@ def eval_command(
         say(f"PR curves:  {outcome.plots[0].parent}/ ({len(outcome.plots)} PNG)")
 
 
-def _usage_error(message: str) -> None:
+def _usage_error(message: str) -> NoReturn:
+    """One line on stderr and exit 2: a command line that cannot run as given."""
     err_console().print(f"[bold red]usage error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
@@ -704,15 +847,19 @@ def classes(
 # --------------------------------------------------------------------------- demo
 @app.command(epilog=examples("segcli demo", "segcli demo -o /tmp/segcli-demo"))
 @cli_errors
-def demo(output: OutputOpt = Path("segcli-demo"), device: DeviceOpt = "auto") -> None:
+def demo(
+    output: OutputOpt = Path("segcli-demo"), device: DeviceOpt = "auto", precision: PrecisionOpt = None
+) -> None:
     """Run predict, batch and compare offline on generated block scenes.
 
     Uses the bundled blocks model: no network, no download.
     """
     from segcli.demo import run_demo
 
+    opts = ModelOptions(model="blocks", device=device, precision=precision)
+    resolved = opts.check_precision()  # an unsupported --precision: exit 2 before the model loads
     with err_console().status("segmenting the example scenes with the bundled blocks model"):
-        result = run_demo(output, device=device, compare=_demo_compare)
+        result = run_demo(output, device=device, precision=resolved, compare=_demo_compare)
     say = functools.partial(out_console().print, highlight=False, markup=False, soft_wrap=True)
     say(f"segcli demo wrote everything under {output}/")
     say(f"  inputs   {result.inputs}/  (generated block scenes)")
@@ -803,6 +950,7 @@ def compare_semantic_vs_instance(
 
     source = check_semantic_source(semantic, semantic_weights)
     model_opts.settings()  # bad values fail before the output folder is made
+    model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
     _check_writable(output)
     semantic_model = None
     if source != "derived":
@@ -852,12 +1000,6 @@ def _print_compare(record: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- explain, compare proposals
-def _usage_error(message: str) -> NoReturn:
-    """One line on stderr and exit 2: a usage error, found before any model loads."""
-    err_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
 @compare_app.command(
     "proposals",
     cls=HelpWithModelDefaults,

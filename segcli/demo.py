@@ -9,6 +9,7 @@ from pathlib import Path
 from segcli.batch import BatchOptions, run_batch, run_plans, write_yolo_dataset
 from segcli.engines import Job, SegmenterLike, SegmenterSpec
 from segcli.engines.local import LocalEngine
+from segcli.settings import Settings
 from segcli.writers import OUTPUT_KINDS, plan_outputs
 
 SEED_CASE = "two-red-cubes.png"
@@ -31,12 +32,13 @@ def run_demo(
     out_dir: Path,
     *,
     device: str = "auto",
+    precision: str = "fp32",
     segmenter: SegmenterLike | None = None,
     compare: CompareStep | None = None,
 ) -> DemoResult:
     """Write example scenes, then run ``predict``, ``batch`` and (if given) ``compare`` on them.
 
-    ``segmenter`` defaults to the bundled blocks model on ``device``. The batch step is
+    ``segmenter`` defaults to the bundled blocks model on ``device`` in ``precision``. The batch step is
     :func:`segcli.batch.run_batch` with ``overwrite``: a demo redoes every example, so
     stale temp files are removed and nothing of an earlier run mixes in.
     """
@@ -44,7 +46,10 @@ def run_demo(
 
     inputs = out_dir / "inputs"
     write_examples(inputs)
-    seg = segmenter if segmenter is not None else SegmenterSpec("blocks", device=device).build()
+    if segmenter is None:
+        settings = Settings(precision=precision)
+        segmenter = SegmenterSpec("blocks", device=device, settings=settings).build()
+    seg = segmenter
 
     seed_case = inputs / SEED_CASE
     [plan] = plan_outputs([seed_case], out_dir / "predict")

@@ -1,4 +1,4 @@
-"""The one exception type the CLI turns into a one-line error and exit code 1."""
+"""The exception types the CLI turns into a one-line error: exit code 1, or 2 for usage errors."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ class SegcliError(Exception):
 
     Its message is shown as one line, without a traceback.
     """
+
+
+class UsageError(SegcliError):
+    """A command line that cannot run as given (exit code 2), found before any model loads."""
 
 
 def first_line(exc: BaseException) -> str:

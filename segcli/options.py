@@ -29,7 +29,8 @@ import click
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from segcli.settings import Settings, parse_classes
+from segcli.errors import UsageError
+from segcli.settings import PRECISION_CHOICES, Settings, parse_classes
 
 if TYPE_CHECKING:
     from segcli.engines import SegmenterSpec
@@ -47,6 +48,7 @@ PANEL_MODEL = "Model"
 PANEL_THRESHOLDS = "Thresholds"
 PANEL_OUTPUTS = "Outputs"
 PANEL_RUN = "Run control"
+PANEL_VIDEO = "Video"
 """The help panels options are grouped in (``rich_help_panel``), in the order shown."""
 
 DeviceOpt = Annotated[
@@ -54,6 +56,16 @@ DeviceOpt = Annotated[
     typer.Option(
         "--device",
         help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.",
+        rich_help_panel=PANEL_MODEL,
+    ),
+]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--precision",
+        help="Number format of the network: fp32 (torchvision's exact results), bf16 (CPUs with "
+        "AVX-512 BF16 or AMX, CUDA), fp16 (CUDA), auto (fastest native) [fp32].",
+        show_default=False,
         rich_help_panel=PANEL_MODEL,
     ),
 ]
@@ -77,8 +89,9 @@ class ModelOptions:
         ),
     ] = None
     device: DeviceOpt = "auto"
+    precision: PrecisionOpt = None
     half: Annotated[
-        bool, typer.Option("--half", help="fp16 autocast (CUDA only).", rich_help_panel=PANEL_MODEL)
+        bool, typer.Option("--half", hidden=True, help="Alias of --precision fp16 (older name).")
     ] = False
     score_threshold: Annotated[
         float | None,
@@ -152,7 +165,38 @@ class ModelOptions:
             classes=parse_classes(self.classes),
             min_size=self.min_size,
             max_size=self.max_size,
+            precision=self.requested_precision(),
         )
+
+    def requested_precision(self) -> str:
+        """``--precision`` as given (``--half`` is ``fp16``); ``fp32`` when neither is given."""
+        precision = self.precision.strip().lower() if self.precision is not None else None
+        if precision is not None and precision not in PRECISION_CHOICES:
+            raise UsageError(
+                f"--precision must be one of {', '.join(PRECISION_CHOICES)}; got {self.precision!r}"
+            )
+        if self.half:
+            if precision not in (None, "fp16"):
+                raise UsageError(
+                    f"--half is --precision fp16; it cannot be combined with --precision {precision}"
+                )
+            return "fp16"
+        return precision or "fp32"
+
+    def check_precision(self) -> str:
+        """The precision that will run on ``--device``; a mode the device cannot run natively
+        is a ``UsageError`` (exit 2), raised without loading any model."""
+        from segcli.errors import SegcliError
+        from segcli.precision import resolve_precision
+        from segcli.weights import resolve_device
+
+        device = resolve_device(self.device)
+        try:
+            return resolve_precision(self.requested_precision(), device)
+        except UsageError:
+            raise
+        except SegcliError as exc:
+            raise UsageError(str(exc)) from None
 
     def spec(self) -> SegmenterSpec:
         """How to build the segmenter (picklable: what a worker process needs)."""
@@ -163,7 +207,6 @@ class ModelOptions:
             weights=None if self.weights is None else str(self.weights),
             device=self.device,
             settings=self.settings(),
-            half=self.half,
             cli=True,
         )
 

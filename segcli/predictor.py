@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +19,7 @@ from segcli.detect import RawDetections, clip_to_image, configure, detect_prepro
 from segcli.errors import SegcliError
 from segcli.imageio import LoadedImage, read_image
 from segcli.instances import PLACEHOLDER_CLASSES, Instances
+from segcli.precision import prepare_model, resolve_precision
 from segcli.settings import Settings
 from segcli.weights import Loaded, load_model, resolve_device
 
@@ -110,21 +111,37 @@ class Segmenter:
         progress: bool = True,
         cli: bool = False,
     ) -> None:
+        """``settings.precision`` picks the number format (``fp32`` when unset; ``auto`` the
+        fastest this device runs natively; see :mod:`segcli.precision`); ``half=True`` is the
+        older spelling of ``fp16``. A mode the device cannot run natively raises
+        ``SegcliError`` before the model loads. ``self.settings.precision`` records the mode
+        that runs."""
         dev = device if isinstance(device, torch.device) else resolve_device(device)
-        if half and dev.type != "cuda":
-            raise SegcliError(f"{'--half' if cli else 'half=True'} needs a CUDA device, got {dev}")
-        self.half = half
+        settings = settings or Settings()
+        requested = settings.precision or ("fp16" if half else "fp32")
+        if half and requested != "fp16":
+            option = "--half" if cli else "half=True"
+            raise SegcliError(f"{option} is precision fp16; it conflicts with precision {requested}")
+        self.precision: str = resolve_precision(requested, dev)
         self.loaded: Loaded = load_model(model, weights=weights, device=dev, progress=progress, cli=cli)
         self.module = cast(MaskRCNN, self.loaded.module)
-        self.settings: Settings = (settings or Settings()).with_defaults(self.loaded.spec.defaults)
+        settings = dataclasses.replace(settings, precision=self.precision)
+        self.settings: Settings = settings.with_defaults(self.loaded.spec.defaults)
         self._keep_labels = self._class_filter(self.settings.classes)
         configure(self.module, self.settings, class_filter=self._keep_labels is not None)
+        prepare_model(self.module, self.precision, dev)
+
+    @property
+    def half(self) -> bool:
+        """Whether the network runs in fp16 (the older ``--half``)."""
+        return self.precision == "fp16"
 
     def __repr__(self) -> str:
         classes = ",".join(self.settings.classes) if self.settings.classes else "all"
         return (
             f"Segmenter(model={self.loaded.spec.name!r}, weights={self.loaded.weights!r}, "
-            f"device={self.device}, classes={classes}{', half' if self.half else ''})"
+            f"device={self.device}, classes={classes}"
+            f"{'' if self.precision == 'fp32' else f', precision={self.precision}'})"
         )
 
     @property
@@ -216,10 +233,7 @@ class Segmenter:
         if not len(images):
             return []
         results: list[Instances | None] = [None] * len(images)
-        autocast = (
-            torch.autocast(device_type="cuda", dtype=torch.float16) if self.half else contextlib.nullcontext()
-        )
-        with torch.inference_mode(), autocast:
+        with torch.inference_mode():
             groups: dict[tuple[int, ...], list[tuple[int, Tensor, tuple[int, int]]]] = {}
             for i, image in enumerate(images):
                 tensor, before = self.model_input(image)

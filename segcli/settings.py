@@ -8,6 +8,9 @@ from typing import Any
 
 from segcli.errors import SegcliError
 
+PRECISION_CHOICES: tuple[str, ...] = ("fp32", "bf16", "fp16", "auto")
+"""Kept here (not imported from segcli.precision) so that settings never import torch."""
+
 DEFAULT_MAX_PIXELS = 150_000_000
 """Images declaring more pixels are refused before decoding (``--max-pixels``). A limit on
 inputs, not a model setting; it lives here because this module is light enough for the
@@ -30,6 +33,9 @@ class Settings:
     classes: tuple[str, ...] | None = None
     min_size: int | None = None
     max_size: int | None = None
+    precision: str | None = None
+    """``fp32``, ``bf16``, ``fp16`` or ``auto`` (see :mod:`segcli.precision`); the ``Segmenter``
+    records the mode it resolved to, never ``auto``."""
 
     def __post_init__(self) -> None:
         for name in ("score_threshold", "nms_iou", "mask_threshold"):
@@ -44,6 +50,10 @@ class Settings:
             raise SegcliError(f"--min-size ({self.min_size}) must not exceed --max-size ({self.max_size})")
         if self.classes is not None and not self.classes:
             raise SegcliError("--classes is empty: name at least one class")
+        if self.precision is not None and self.precision not in PRECISION_CHOICES:
+            raise SegcliError(
+                f"--precision must be one of {', '.join(PRECISION_CHOICES)}; got {self.precision!r}"
+            )
 
     def with_defaults(self, defaults: Settings) -> Settings:
         """Fill every ``None`` from ``defaults``."""

@@ -27,6 +27,7 @@ from segcli.fsutil import atomic_path, atomic_write_bytes, fsync_dir
 from segcli.instances import PLACEHOLDER_CLASSES, Instances
 from segcli.masks import rle_encode
 from segcli.render import Annotator, OverlayAnnotator, instance_color
+from segcli.video import is_video_path
 
 SCHEMA = "segcli.instances/1"
 OUTPUT_KINDS = ("overlay", "json", "masks", "idmap", "polygons", "yolo", "labelme")
@@ -69,7 +70,13 @@ class OutputPlan:
         """The run's output folder (``base`` is ``out_dir / key``)."""
         return self.base.parents[len(Path(self.key).parts) - 1]
 
+    @property
+    def is_video(self) -> bool:
+        return is_video_path(self.source)
+
     def paths(self, save: Iterable[str]) -> dict[str, Path]:
+        if self.is_video:
+            return video_paths(self.base, save)
         name = self.base.name
         overlay_ext = ".jpg" if self.source.suffix.lower() in (".jpg", ".jpeg") else ".png"
         names = {
@@ -89,6 +96,28 @@ class OutputPlan:
             else:
                 out[kind] = self.base.with_name(names[kind])
         return out
+
+
+def video_paths(base: Path, save: Iterable[str]) -> dict[str, Path]:
+    """Outputs of a video named after ``base`` (e.g. ``out/clip.mp4``).
+
+    ``overlay`` -> ``clip.mp4.overlay.mp4``; ``json`` -> ``clip.mp4.jsonl`` (one record per
+    frame) under the key ``jsonl``; the ``segcli.video/1`` summary ``clip.mp4.json`` (key
+    ``json``) comes with any of them: written last, it marks the video complete. Nothing
+    when ``save`` is empty (``predict --json -``). ``masks``, ``idmap``, ``polygons``, ``yolo``
+    and ``labelme`` are image outputs, not made for videos (the JSONL holds every frame's masks).
+    """
+    kinds = set(save)
+    name = base.name
+    paths: dict[str, Path] = {}
+    if not kinds:
+        return paths
+    if "overlay" in kinds:
+        paths["overlay"] = base.with_name(f"{name}.overlay.mp4")
+    if "json" in kinds:
+        paths["jsonl"] = base.with_name(f"{name}.jsonl")
+    paths["json"] = base.with_name(f"{name}.json")
+    return paths
 
 
 def plan_outputs(sources: Sequence[Path], out_dir: Path, root: Path | None = None) -> list[OutputPlan]:

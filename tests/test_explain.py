@@ -365,7 +365,7 @@ def test_cli_usage_errors_exit_2_before_the_model_loads(
     result = runner.invoke(app, [*args, "-o", str(tmp_path / "o"), "--model", "blocks"])
     assert result.exit_code == 2, result.output
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert len(lines) == 1 and lines[0].startswith("usage error: ")
     assert not (tmp_path / "o").exists()
 
 

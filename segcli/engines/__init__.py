@@ -56,8 +56,7 @@ class SegmenterSpec:
     model: str = "coco"
     weights: str | None = None
     device: str = "auto"
-    settings: Settings = field(default_factory=Settings)
-    half: bool = False
+    settings: Settings = field(default_factory=Settings)  # settings.precision: --precision
     cli: bool = False
     """Error messages name command-line options (``--weights PATH``), not Python arguments."""
 
@@ -69,7 +68,6 @@ class SegmenterSpec:
             weights=self.weights,
             device=self.device,
             settings=self.settings,
-            half=self.half,
             progress=progress,
             cli=self.cli,
         )
@@ -264,12 +262,17 @@ def process_plans(segmenter: SegmenterLike, plans: Sequence[OutputPlan], job: Jo
 
 
 def get_engine(name: str, segmenter: SegmenterLike, **options: Any) -> Engine:
-    """The engine called ``name`` (``local``; ``ray`` once installed)."""
+    """The engine called ``name``: ``local`` (on ``segmenter``) or ``ray`` (``options`` must
+    name a ``source``, e.g. a :class:`SegmenterSpec`; the workers build their own)."""
     if name == "local":
         from segcli.engines.local import LocalEngine
 
         return LocalEngine(segmenter, **options)
-    raise SegcliError(f"unknown --engine {name!r}; choose from local")
+    if name == "ray":
+        from segcli.engines.ray import RayEngine
+
+        return RayEngine(**options)
+    raise SegcliError(f"unknown --engine {name!r}; choose from local, ray")
 
 
 __all__ = [
