@@ -1,5 +1,6 @@
-"""One batch run in the library: discover -> plan -> stale temp cleanup ->
-previous-run check -> run (through an engine) -> ``run.json`` / ``coco.json``.
+"""One batch run in the library: discover -> lock the output folder -> plan -> stale temp
+cleanup -> previous-run check -> ``run.json`` (status "running") -> run (through an engine)
+-> ``run.json`` / ``coco.json``.
 
 :func:`run_batch` prints nothing; the CLI and ``segcli demo`` show its events.
 The per-input work runs in an engine (``segcli.engines``): today the local
@@ -12,8 +13,10 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +26,7 @@ from segcli.engines import Engine, ItemResult, Job, SegmenterLike, Status
 from segcli.engines.local import LocalEngine
 from segcli.errors import SegcliError, UsageError
 from segcli.formats import yolo_data_yaml
-from segcli.fsutil import atomic_write_bytes, is_temp_name
+from segcli.fsutil import atomic_write_bytes, fsync_dir, is_temp_name
 from segcli.imageio import DEFAULT_MAX_PIXELS, is_image_path
 from segcli.instances import PLACEHOLDER_CLASSES
 from segcli.video import is_video_path
@@ -35,15 +38,17 @@ from segcli.writers import (
     OutputPlan,
     dumps,
     mark_output,
-    outputs_complete,
     plan_outputs,
+    read_record,
     write_coco,
 )
 
 if TYPE_CHECKING:
     from pycocotools.coco import COCO
 
-RUN_SCHEMA = "segcli.run/1"
+RUN_SCHEMA = "segcli.run/2"
+LOCK_NAME = ".segcli.lock"
+"""The lock file in an output folder: held (``flock``) by the run writing into it."""
 
 
 # --------------------------------------------------------------------------- discovery
@@ -151,6 +156,48 @@ def remove_stale_temp_files(out_dir: Path) -> int:
     return removed
 
 
+# --------------------------------------------------------------------------- the lock
+@contextmanager
+def lock_output(out_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out_dir`` (created if missing) for the block.
+
+    Another process holding it makes this raise a one-line :class:`SegcliError` naming its
+    pid and host. The lock is ``flock`` on ``.segcli.lock``: released by the kernel when the
+    holder exits, however it exits, so a killed run never leaves a stale lock. (On network
+    filesystems without ``flock``, and on Windows, no lock is taken.)
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise SegcliError(f"cannot lock output folder {out_dir} ({exc.strerror or exc})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
+            who = f"pid {holder[0]} on {holder[1]}" if len(holder) >= 2 else "another process"
+            raise SegcliError(
+                f"output folder {out_dir} is in use by another segcli run ({who}); "
+                "wait for it to finish or choose another --output"
+            ) from None
+        except OSError:  # no flock on this filesystem
+            pass
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        except OSError:  # a full disk: the lock holds all the same, only the note is missing
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 # --------------------------------------------------------------------------- running
 @dataclass
 class RunReport:
@@ -163,11 +210,100 @@ class RunReport:
 
     @property
     def instances(self) -> int:
+        """Instances found by this run (inputs done now)."""
         return sum(r.instances for r in self.results if r.status == "done")
+
+    @property
+    def instances_total(self) -> int:
+        """Instances in the outputs of every complete input: done now or before (skipped)."""
+        return sum(r.instances for r in self.results if r.status in ("done", "skipped"))
 
     @property
     def failed(self) -> list[ItemResult]:
         return [r for r in self.results if r.status == "failed"]
+
+
+def _settings_diff(old: object, new: dict[str, Any]) -> str:
+    old_settings = old if isinstance(old, dict) else {}
+    return "; ".join(
+        f"{k} {old_settings.get(k)!r} -> {v!r}" for k, v in new.items() if old_settings.get(k) != v
+    )
+
+
+def check_record(record: dict[str, Any], job: Job, where: Path) -> None:
+    """Refuse a record (per-image JSON or ``run.json``) of other settings or weights than ``job``'s."""
+    settings = record.get("settings")
+    if isinstance(settings, dict) and "precision" not in settings:
+        settings = {**settings, "precision": "fp32"}  # a record from before --precision
+    if settings != job.settings:
+        diff = _settings_diff(settings, job.settings)
+        raise SegcliError(
+            f"{where} holds results made with other settings ({diff}); "
+            "pass --overwrite to redo them, or choose another --output"
+        )
+    model = record.get("model")
+    if not isinstance(model, dict) or model.get("sha256") != job.model_info.get("sha256"):
+        weights = model.get("weights") if isinstance(model, dict) else None
+        raise SegcliError(
+            f"{where} holds results of other weights ({weights}); "
+            "pass --overwrite to redo them, or choose another --output"
+        )
+
+
+def _check_polygons(record: dict[str, Any], job: Job, where: Path) -> None:
+    """Refuse a per-image JSON with polygons into a run without them, or the other way round."""
+    items = [i for i in record["instances"] if isinstance(i, dict)]
+    if not items or "json" not in job.save:
+        return  # no instance: the record is the same either way
+    was = "polygons" in items[0]
+    if was != ("polygons" in job.save):
+        raise SegcliError(
+            f"{where} holds JSON {'with' if was else 'without'} polygons; pass --overwrite to redo it "
+            f"{'without' if was else 'with'} them, or choose another --output"
+        )
+
+
+def partition_plans(
+    plans: Sequence[OutputPlan], job: Job, *, overwrite: bool = False
+) -> tuple[list[ItemResult], list[OutputPlan]]:
+    """Split ``plans`` into complete ones (as ``skipped`` results; a video an earlier run
+    found damaged as ``failed``) and those to do.
+
+    Complete means: every output of ``job.save`` exists and the per-image JSON parses as a
+    whole ``segcli.instances/1`` record (an empty or truncated one is redone). Any per-image
+    JSON found, saved or not, must hold ``job``'s settings and weights: otherwise this raises
+    (results of two settings never mix in one folder, whatever stopped the earlier run).
+    With ``overwrite`` everything is to do.
+    """
+    if overwrite:
+        return [], list(plans)
+    skipped: list[ItemResult] = []
+    todo: list[OutputPlan] = []
+    for plan in plans:
+        paths = plan.paths(job.save)
+        if plan.is_video:  # a video's JSON is its own record (segcli.video_run)
+            if all(path.exists() for path in paths.values()):
+                earlier = earlier_failure(paths["json"])
+                if earlier is not None:
+                    reason = f"{earlier} (found by an earlier run; --overwrite tries again)"
+                    skipped.append(ItemResult(plan, "failed", reason=reason))
+                else:
+                    skipped.append(ItemResult(plan, "skipped"))
+            else:
+                todo.append(plan)
+            continue
+        json_path = plan.paths(["json"])["json"]
+        record = read_record(json_path) if json_path.is_file() else None
+        if record is not None:
+            check_record(record, job, json_path)
+            _check_polygons(record, job, json_path)
+        complete = all(p.exists() for p in paths.values()) and ("json" not in paths or record is not None)
+        if complete:
+            instances = len(record["instances"]) if record is not None else 0
+            skipped.append(ItemResult(plan, "skipped", instances))
+        else:
+            todo.append(plan)
+    return skipped, todo
 
 
 def run_plans(
@@ -181,10 +317,36 @@ def run_plans(
     video: VideoOptions | None = None,
     on_video_frame: Callable[[OutputPlan, int, int | None], None] | None = None,
 ) -> RunReport:
-    """Skip plans whose outputs are complete (unless ``overwrite``), run the rest: images
-    through ``engine``, then videos one by one through :func:`run_videos` on ``segmenter``
-    (the driver's; needed only when there are videos). ``on_result`` sees every result (with
-    its JSON record, if written) once. A video an earlier run found damaged stays failed."""
+    """Skip plans whose outputs are complete (unless ``overwrite``; see :func:`partition_plans`),
+    run the rest: images through ``engine``, then videos one by one through :func:`run_videos`
+    on ``segmenter`` (the driver's; needed only when there are videos). ``on_result`` sees
+    every result (with its JSON record, if written) once. A video an earlier run found
+    damaged stays failed."""
+    skipped, todo = partition_plans(plans, job, overwrite=overwrite)
+    return run_partitioned(
+        skipped,
+        todo,
+        job,
+        engine,
+        on_result=on_result,
+        segmenter=segmenter,
+        video=video,
+        on_video_frame=on_video_frame,
+    )
+
+
+def run_partitioned(
+    skipped: Sequence[ItemResult],
+    todo: Sequence[OutputPlan],
+    job: Job,
+    engine: Engine,
+    *,
+    on_result: Callable[[ItemResult], None] | None = None,
+    segmenter: SegmenterLike | None = None,
+    video: VideoOptions | None = None,
+    on_video_frame: Callable[[OutputPlan, int, int | None], None] | None = None,
+) -> RunReport:
+    """Report ``skipped``, run ``todo`` (the second half of :func:`run_plans`)."""
     report = RunReport()
     start = time.perf_counter()
 
@@ -194,21 +356,10 @@ def run_plans(
         result.record = None  # the JSON is on disk; keep memory flat over long runs
         report.results.append(result)
 
-    todo: list[OutputPlan] = []
-    videos: list[OutputPlan] = []
-    for plan in plans:
-        paths = plan.paths(job.save)
-        if not overwrite and outputs_complete(paths):
-            earlier = earlier_failure(paths["json"]) if plan.is_video else None
-            if earlier is not None:
-                reason = f"{earlier} (found by an earlier run; --overwrite tries again)"
-                emit(ItemResult(plan, "failed", reason=reason))
-            else:
-                emit(ItemResult(plan, "skipped"))
-        elif plan.is_video:
-            videos.append(plan)
-        else:
-            todo.append(plan)
+    for result in skipped:
+        emit(result)
+    videos = [plan for plan in todo if plan.is_video]
+    todo = [plan for plan in todo if not plan.is_video]
     report.interrupted = engine.run(todo, job, emit)
     if videos and not report.interrupted:
         if segmenter is None:
@@ -245,6 +396,25 @@ def run_videos(
 
 
 # --------------------------------------------------------------------------- run files
+def run_status(total_done: int, failed: int, pending: int, interrupted: bool) -> str:
+    """``interrupted``; ``complete`` (every input done); ``failed`` (none done, some failed);
+    otherwise ``done_with_failures``."""
+    if interrupted:
+        return "interrupted"
+    if not failed and not pending:
+        return "complete"
+    return "failed" if not total_done else "done_with_failures"
+
+
+def status_title(summary: dict[str, Any]) -> str:
+    """A run's status in words: "complete", "done with 1 failure", "failed", "interrupted"."""
+    status = summary["status"]
+    if status == "done_with_failures":
+        n = summary["counts"]["total"]["failed"]
+        return f"done with {n} failure{'s' if n != 1 else ''}"
+    return str(status)
+
+
 def run_summary(
     report: RunReport,
     *,
@@ -254,15 +424,27 @@ def run_summary(
     engine: dict[str, Any],
     problems: Sequence[tuple[Path, str]] = (),
     started: datetime,
+    inputs: int | None = None,
     video: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``run.json`` content; ``video`` (the video settings) is recorded when the run had videos."""
+    """The ``segcli.run/2`` record of a run; ``video`` (the video settings) is recorded when
+    the run had videos.
+
+    ``counts``: ``inputs`` is every input found (planned ones plus those discovery could not
+    read), reached or not; ``done``/``skipped``/``failed``/``instances`` are this run's;
+    ``total`` is the state of the output folder after it: ``done`` (complete outputs, now or
+    from an earlier run), ``failed``, ``pending`` (never reached: an interrupted run) and
+    ``instances`` (in every complete input's JSON). ``inputs`` defaults to the inputs reported.
+    """
     done = report.count("done")
+    skipped = report.count("skipped")
     failed = [{"path": str(r.plan.source), "reason": r.reason} for r in report.failed]
     failed += [{"path": str(p), "reason": f"{p}: {why}"} for p, why in problems]
+    n_inputs = (len(report.results) if inputs is None else inputs) + len(problems)
+    pending = max(n_inputs - done - skipped - len(failed), 0)
     return {
         "schema": RUN_SCHEMA,
-        "status": "interrupted" if report.interrupted else ("failed" if failed else "complete"),
+        "status": run_status(done + skipped, len(failed), pending, report.interrupted),
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "input": str(input_dir),
@@ -270,14 +452,21 @@ def run_summary(
         "model": job.model_info,
         "settings": job.settings,
         "save": list(job.save),
+        "batch_size": job.batch_size,
         **({"video": video} if video is not None else {}),
         "engine": engine,
         "counts": {
-            "inputs": len(report.results),
+            "inputs": n_inputs,
             "done": done,
-            "skipped": report.count("skipped"),
+            "skipped": skipped,
             "failed": len(failed),
             "instances": report.instances,
+            "total": {
+                "done": done + skipped,
+                "failed": len(failed),
+                "pending": pending,
+                "instances": report.instances_total,
+            },
         },
         "seconds": round(report.seconds, 3),
         "images_per_second": round(done / report.seconds, 3) if report.seconds > 0 else None,
@@ -285,8 +474,35 @@ def run_summary(
     }
 
 
+def start_record(
+    *, job: Job, input_dir: Path, out_dir: Path, engine: dict[str, Any], started: datetime, inputs: int
+) -> dict[str, Any]:
+    """What ``run.json`` holds while a run is under way (status ``running``): the settings and
+    weights guard of :func:`check_previous_run` holds even if the run never ends cleanly."""
+    return {
+        "schema": RUN_SCHEMA,
+        "status": "running",
+        "started": started.isoformat(timespec="seconds"),
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "input": str(input_dir),
+        "output": str(out_dir),
+        "model": job.model_info,
+        "settings": job.settings,
+        "save": list(job.save),
+        "batch_size": job.batch_size,
+        "engine": engine,
+        "counts": {"inputs": inputs},
+    }
+
+
 def check_previous_run(out_dir: Path, job: Job, video: dict[str, Any] | None = None) -> None:
-    """Refuse to mix results of other settings or weights (or video settings) into ``out_dir``."""
+    """Refuse to mix results of other settings or weights (or video settings) into ``out_dir``.
+
+    Reads ``run.json``, written at the start of every run (so this holds after a kill or a
+    power cut too); an unreadable one proves nothing, and :func:`partition_plans` checks
+    each per-image JSON instead.
+    """
     previous = out_dir / "run.json"
     if not previous.is_file():
         return
@@ -294,29 +510,13 @@ def check_previous_run(out_dir: Path, job: Job, video: dict[str, Any] | None = N
         old = json.loads(previous.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
-    old_settings = old.get("settings")
-    if isinstance(old_settings, dict) and "precision" not in old_settings:
-        old_settings = {**old_settings, "precision": "fp32"}  # a run from before --precision
-    if old_settings != job.settings:
-        previous_settings = old_settings if isinstance(old_settings, dict) else {}
-        diff = [
-            f"{k} {previous_settings.get(k)!r} -> {v!r}"
-            for k, v in job.settings.items()
-            if previous_settings.get(k) != v
-        ]
-        raise SegcliError(
-            f"{out_dir} holds results made with other settings ({'; '.join(diff)}); "
-            "pass --overwrite to redo them, or choose another --output"
-        )
-    if video is not None and old.get("video") is not None and old["video"] != video:
+    if not isinstance(old, dict):
+        return
+    check_record(old, job, out_dir)
+    if video is not None and isinstance(old.get("video"), dict) and old["video"] != video:
         diff = [f"{k} {old['video'].get(k)!r} -> {v!r}" for k, v in video.items() if old["video"].get(k) != v]
         raise SegcliError(
             f"{out_dir} holds videos made with other video settings ({'; '.join(diff)}); "
-            "pass --overwrite to redo them, or choose another --output"
-        )
-    if old.get("model", {}).get("sha256") != job.model_info.get("sha256"):
-        raise SegcliError(
-            f"{out_dir} holds results of other weights ({old.get('model', {}).get('weights')}); "
             "pass --overwrite to redo them, or choose another --output"
         )
     was = "polygons" in old.get("save", ())
@@ -325,6 +525,15 @@ def check_previous_run(out_dir: Path, job: Job, video: dict[str, Any] | None = N
             f"{out_dir} holds JSON {'with' if was else 'without'} polygons; pass --overwrite to redo it "
             f"{'without' if was else 'with'} them, or choose another --output"
         )
+
+
+def write_run_json(out_dir: Path, record: dict[str, Any]) -> None:
+    """Write ``run.json`` durably; a failure is one line (:class:`SegcliError`)."""
+    try:
+        atomic_write_bytes(out_dir / "run.json", dumps(record))
+        fsync_dir(out_dir)
+    except OSError as exc:
+        raise SegcliError(f"cannot write {out_dir / 'run.json'} ({exc.strerror or exc})") from None
 
 
 def write_run_files(
@@ -336,12 +545,17 @@ def write_run_files(
     input_dir: Path,
     ground_truth: COCO | None = None,
 ) -> Path | None:
-    """Write ``run.json`` and, when per-image JSON is saved, ``coco.json`` and
-    ``coco-results.json`` (image and category ids from ``ground_truth`` when given);
-    with YOLO-seg labels, ``yolo/data.yaml`` and a ``yolo/images`` link to the input folder."""
+    """Write ``coco.json`` and ``coco-results.json`` (when per-image JSON is saved; image and
+    category ids from ``ground_truth`` when given), YOLO-seg's ``yolo/data.yaml`` and
+    ``yolo/images`` link (with YOLO-seg labels), then ``run.json``.
+
+    ``run.json`` is written even if the others cannot be (a full disk): then the summary
+    says why under ``coco_error`` and this raises a one-line :class:`SegcliError` after.
+    """
     from segcli.exports import write_coco_results
 
     coco_path = None
+    coco_error = None
     if "json" in job.save:
         json_paths = ((plan, plan.paths(["json"])["json"]) for plan in plans if not plan.is_video)
         entries = [
@@ -355,11 +569,25 @@ def write_run_files(
             "date_created": summary["finished"],
             "segcli": {"model": job.model_info, "settings": job.settings},
         }
-        write_coco(coco_path, entries, categories, info)
-        write_coco_results(out_dir / "coco-results.json", entries, categories, ground_truth)
-    if "yolo" in job.save:
-        write_yolo_dataset(out_dir, categories, input_dir)
-    atomic_write_bytes(out_dir / "run.json", dumps(summary))
+        try:
+            write_coco(coco_path, entries, categories, info)
+            write_coco_results(out_dir / "coco-results.json", entries, categories, ground_truth)
+        except OSError as exc:
+            coco_error = f"cannot write {coco_path} ({exc.strerror or exc})"
+        except SegcliError as exc:
+            coco_error = str(exc)
+        if coco_error is not None:
+            summary["coco_error"] = coco_error
+            coco_path = None
+    if "yolo" in job.save and coco_error is None:
+        try:
+            write_yolo_dataset(out_dir, categories, input_dir)
+        except OSError as exc:
+            coco_error = f"cannot write {out_dir / YOLO_DIR} ({exc.strerror or exc})"
+            summary["coco_error"] = coco_error
+    write_run_json(out_dir, summary)
+    if coco_error is not None:
+        raise SegcliError(coco_error)
     return coco_path
 
 
@@ -410,7 +638,7 @@ class BatchOutcome:
         """0 all good, 1 some input failed, 130 interrupted (the CLI's exit codes)."""
         if self.report.interrupted:
             return 130
-        return 1 if self.summary["counts"]["failed"] else 0
+        return 1 if self.summary["counts"]["total"]["failed"] else 0
 
 
 class BatchEvents:
@@ -490,36 +718,51 @@ def run_batch(
         names = [f.relative_to(folder).as_posix() for f in found.files]
         match_images(ground_truth.dataset["images"], names, source="input")
     mark_output(output)
-    seg = load()
-    eng = engine(seg) if engine is not None else LocalEngine(seg)
-    job = Job.for_segmenter(seg, opts.save, batch_size=opts.batch_size, max_pixels=opts.max_pixels)
-    plans = plan_outputs(found.files, output, root=folder)
-    video = opts.video.to_dict() if any(plan.is_video for plan in plans) else None
-    removed = remove_stale_temp_files(output)
-    if not opts.overwrite:
-        check_previous_run(output, job, video)
-    events.started(len(plans), removed)
-    report = run_plans(
-        plans,
-        job,
-        eng,
-        overwrite=opts.overwrite,
-        on_result=events.result,
-        segmenter=seg,
-        video=opts.video,
-        on_video_frame=events.video_frame,
-    )
-    summary = run_summary(
-        report,
-        job=job,
-        input_dir=folder,
-        out_dir=output,
-        engine=eng.describe(),
-        problems=found.problems,
-        started=started,
-        video=video,
-    )
-    coco_path = write_run_files(output, summary, plans, job, seg.categories, folder, ground_truth)
+    with lock_output(output):
+        seg = load()
+        eng = engine(seg) if engine is not None else LocalEngine(seg)
+        job = Job.for_segmenter(seg, opts.save, batch_size=opts.batch_size, max_pixels=opts.max_pixels)
+        plans = plan_outputs(found.files, output, root=folder)
+        video = opts.video.to_dict() if any(plan.is_video for plan in plans) else None
+        removed = remove_stale_temp_files(output)  # under the lock: no other run's temp files
+        if not opts.overwrite:
+            check_previous_run(output, job, video)
+        skipped, todo = partition_plans(plans, job, overwrite=opts.overwrite)
+        n_inputs = len(plans) + len(found.problems)
+        write_run_json(
+            output,
+            start_record(
+                job=job,
+                input_dir=folder,
+                out_dir=output,
+                engine=eng.describe(),
+                started=started,
+                inputs=n_inputs,
+            ),
+        )
+        events.started(len(plans), removed)
+        report = run_partitioned(
+            skipped,
+            todo,
+            job,
+            eng,
+            on_result=events.result,
+            segmenter=seg,
+            video=opts.video,
+            on_video_frame=events.video_frame,
+        )
+        summary = run_summary(
+            report,
+            job=job,
+            input_dir=folder,
+            out_dir=output,
+            engine=eng.describe(),
+            problems=found.problems,
+            started=started,
+            inputs=len(plans),
+            video=video,
+        )
+        coco_path = write_run_files(output, summary, plans, job, seg.categories, folder, ground_truth)
     return BatchOutcome(
         report=report,
         summary=summary,

@@ -164,7 +164,7 @@ def write_stdout(data: bytes) -> None:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C; 143 after SIGTERM (segcli.signals)
 
 
 def cli_errors(func: F) -> F:
@@ -173,9 +173,12 @@ def cli_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from segcli.signals import interrupt_exit_code, stop_on_sigterm, terminated
+
         try:
             try:
-                return func(*args, **kwargs)
+                with stop_on_sigterm():
+                    return func(*args, **kwargs)
             except (typer.Exit, typer.BadParameter):  # usage errors keep their exit code 2
                 raise
             except SegcliError as exc:
@@ -186,8 +189,8 @@ def cli_errors(func: F) -> F:
                 fail(exc, label="usage error:" if isinstance(exc, UsageError) else "error:")
                 raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
             except KeyboardInterrupt:
-                say("interrupted", console=err_console())
-                raise typer.Exit(EXIT_INTERRUPTED) from None
+                say("terminated (SIGTERM)" if terminated() else "interrupted", console=err_console())
+                raise typer.Exit(interrupt_exit_code()) from None
             except BrokenPipeError:
                 raise
             except Exception as exc:
@@ -465,9 +468,12 @@ def predict(
 
         write_yolo_dataset(output, seg.categories, None)
     if report.interrupted:
+        from segcli.signals import interrupt_exit_code, terminated
+
+        how = "terminated (SIGTERM)" if terminated() else "interrupted"
         noun = "inputs" if any(plan.is_video for plan in plans) else "images"
-        say(f"interrupted after {report.count('done')} of {len(plans)} {noun}", console=err_console())
-        raise typer.Exit(EXIT_INTERRUPTED)
+        say(f"{how} after {report.count('done')} of {len(plans)} {noun}", console=err_console())
+        raise typer.Exit(interrupt_exit_code())
     if report.failed:
         raise typer.Exit(1)
 
@@ -621,6 +627,16 @@ def batch(
             files=files,
         )
     _print_summary(outcome.summary, output, outcome.coco_path)
+    if outcome.report.interrupted:
+        from segcli.signals import interrupt_exit_code, terminated
+
+        if terminated():
+            err_console().print(
+                "terminated (SIGTERM): finished outputs are kept; run the same command again to resume",
+                highlight=False,
+                soft_wrap=True,
+            )
+        raise typer.Exit(interrupt_exit_code())
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
 
@@ -673,8 +689,10 @@ def _progress_events(progress: Progress, quiet: bool) -> BatchEvents:
 def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None) -> None:
     from rich.table import Table
 
+    from segcli.batch import status_title
+
     counts = summary["counts"]
-    table = Table(title=f"segcli batch: {summary['status']}", show_header=True, header_style="bold")
+    table = Table(title=f"segcli batch: {status_title(summary)}", show_header=True, header_style="bold")
     for col in ("done", "skipped", "failed", "instances", "time", "img/s"):
         table.add_column(col, justify="right")
     rate = summary["images_per_second"]

@@ -268,6 +268,16 @@ def explain(segmenter: Segmenter, image: np.ndarray, *, instance: int | None = N
 
     if instance is not None and instance < 0:
         raise SegcliError(f"--instance must be 0 or more, got {instance}")
+    from segcli.predictor import SAMPLED_INPUT_PIXELS
+
+    pad_h, pad_w = segmenter._padding(int(image.shape[0]), int(image.shape[1]))
+    if (image.shape[0] + pad_h) * (image.shape[1] + pad_w) > SAMPLED_INPUT_PIXELS:
+        raise SegcliError(
+            f"explain records torchvision's own preprocessing, used for images up to "
+            f"{SAMPLED_INPUT_PIXELS / 1e6:g} MP; this one is {image.shape[1]}x{image.shape[0]}"
+            + (" after padding" if pad_h or pad_w else "")
+            + ": downscale it first"
+        )
     module = segmenter.module
     settings = segmenter.settings
     with record_forward(module) as rec:

@@ -1,12 +1,15 @@
 """Writing files atomically: a reader sees the old file or the new one, never half of one.
 
 Every output segcli writes goes through :func:`atomic_path`: the data is written to a
-hidden sibling ``.<name>.XXXXXXXX.part`` and renamed onto the target. A run killed
-mid-write leaves only ``.part`` files, which the next batch run removes.
+hidden sibling ``.<name>.XXXXXXXX.part``, flushed to the disk (``fsync``) and renamed onto
+the target. A run killed mid-write leaves only ``.part`` files, which the next batch run
+removes. After a power cut a renamed file holds its data, once its folder has been synced
+too (:func:`fsync_dir`; the batch writers sync it after each image's completion mark).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -51,6 +54,34 @@ def _temp_prefix(name: str) -> str:
     return f".{truncate_name(name, room)}."
 
 
+FSYNC = True
+"""Flush written files (and folders, where asked) to the disk. Off only to measure its cost."""
+
+
+def fsync_path(path: Path) -> None:
+    """Flush ``path`` (a file or a folder) to the disk, if :data:`FSYNC`."""
+    if not FSYNC:
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the entries of folder ``path`` (renames into it) durable, if :data:`FSYNC`."""
+    with contextlib.suppress(OSError):  # some filesystems cannot sync a folder; files are synced
+        fsync_path(path)
+
+
+def _fsync_tree(root: Path) -> None:
+    for folder, _, names in os.walk(root):
+        for name in names:
+            fsync_path(Path(folder) / name)
+        fsync_dir(Path(folder))
+
+
 def is_temp_name(name: str) -> bool:
     """Whether ``name`` is a temporary file or folder made by :func:`atomic_path`."""
     return name.startswith(".") and name.endswith(TEMP_SUFFIX)
@@ -61,8 +92,9 @@ def atomic_path(path: Path, *, directory: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` to fill; on success rename it onto ``path``.
 
     With ``directory=True`` the temporary is an empty folder (an existing folder at
-    ``path`` is replaced). On any error, KeyboardInterrupt included, the temporary is
-    removed and ``path`` is left as it was.
+    ``path`` is replaced). The data is synced to the disk before the rename; the rename
+    itself is durable once ``path.parent`` is synced (:func:`fsync_dir`). On any error,
+    KeyboardInterrupt included, the temporary is removed and ``path`` is left as it was.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = _temp_prefix(path.name)
@@ -76,6 +108,10 @@ def atomic_path(path: Path, *, directory: bool = False) -> Iterator[Path]:
         tmp = Path(name)
     try:
         yield tmp
+        if directory:
+            _fsync_tree(tmp)
+        else:
+            fsync_path(tmp)
         if directory and path.is_dir():
             shutil.rmtree(path)
         os.replace(tmp, path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,51 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", 
 """What ``batch`` picks up (case-insensitively); ``predict`` reads any file Pillow reads.
 A GIF is read as its first frame."""
 
-# segcli checks the declared size itself (``max_pixels``) before decoding; Pillow's
-# own global limit would otherwise override the user's --max-pixels.
-Image.MAX_IMAGE_PIXELS = None
+_PILLOW_LIMIT = threading.Lock()
+
+
+def _open(path: Path | BinaryIO) -> Image.Image:
+    """``Image.open`` with Pillow's pixel limit lifted for this one call.
+
+    segcli checks the declared size itself (``max_pixels``), after opening. Pillow's own limit
+    (``Image.MAX_IMAGE_PIXELS``) is global; segcli leaves it set for the rest of the process
+    and lifts it only to reopen a file Pillow refused, under a lock, for that one header read.
+    """
+    try:
+        return Image.open(path)
+    except Image.DecompressionBombError:
+        with _PILLOW_LIMIT:
+            previous = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+            try:
+                if not isinstance(path, Path):
+                    path.seek(0)
+                return Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = previous
+
+
+_ARITHMETIC_SOF = (b"\xff\xc9", b"\xff\xca", b"\xff\xcb", b"\xff\xcd", b"\xff\xce", b"\xff\xcf")
+
+
+def _check_jpeg_size(path: Path, width: int, height: int) -> None:
+    """Refuse a JPEG too small to hold the pixels it declares (a forged or truncated header).
+
+    A Huffman-coded JPEG spends at least one bit per 8x8 luma block, so it has at least
+    ``width * height / 512`` bytes; a quarter of that is required (real files hold 8x or
+    more, a solid grey one included). libjpeg would otherwise fill the missing data with
+    grey and report success. Arithmetic-coded files (rare) are not checked.
+    """
+    size = os.path.getsize(path)
+    if size * 2048 >= width * height:
+        return
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    if any(marker in head for marker in _ARITHMETIC_SOF):
+        return
+    raise SegcliError(
+        f"{path}: truncated or forged JPEG ({size} bytes cannot hold the {width}x{height} pixels it declares)"
+    )
 
 
 @dataclass(frozen=True)
@@ -58,7 +101,7 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with _open_regular(path) as fh, Image.open(fh) as im:
+            with _open_regular(path) as fh, _open(fh) as im:
                 width, height = im.size
                 if max_pixels is not None and width * height > max_pixels:
                     raise SegcliError(
@@ -68,6 +111,8 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
                 if width < 1 or height < 1:
                     raise SegcliError(f"{path}: has no pixels ({width}x{height})")
                 fmt = im.format or "unknown"
+                if fmt == "JPEG":
+                    _check_jpeg_size(path, width, height)
                 im.load()
                 im = ImageOps.exif_transpose(im) or im
                 pixels = _to_rgb8(im)
@@ -116,8 +161,26 @@ def _open_regular(path: Path) -> BinaryIO:
         raise
 
 
+def declared_pixels(path: Path) -> int | None:
+    """The pixel count ``path``'s header declares (nothing decoded), or None if unreadable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with _open_regular(path) as fh, _open(fh) as im:
+                width, height = im.size
+                return int(width) * int(height)
+    except Exception:
+        return None
+
+
 def _to_rgb8(im: Image.Image) -> np.ndarray:
     mode = im.mode
+    if mode in ("1", "L"):
+        # One byte per pixel, spread into three: no 4-byte-per-pixel RGB copy inside Pillow.
+        gray = np.asarray(im if mode == "L" else im.convert("L"))
+        rgb = np.empty((*gray.shape, 3), np.uint8)
+        rgb[...] = gray[..., None]
+        return rgb
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

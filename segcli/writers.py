@@ -1,7 +1,8 @@
 """Output files: overlay images, per-image JSON, mask PNGs, id maps, COCO, YOLO-seg and LabelMe files.
 
-Every file is written atomically (temp file + rename); the per-image JSON is
-written last, so its presence marks an image as done.
+Every file is written atomically (temp file + fsync + rename); the per-image JSON is
+written last, after the other outputs are on the disk, so a JSON that parses
+(:func:`read_record`) marks an image as done, also after a power cut.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from segcli.errors import SegcliError, UsageError
 from segcli.formats import coco_polygons, labelme_record, yolo_class_index, yolo_lines
-from segcli.fsutil import NAME_MAX, atomic_path, atomic_write_bytes, name_bytes, truncate_name
+from segcli.fsutil import NAME_MAX, atomic_path, atomic_write_bytes, fsync_dir, name_bytes, truncate_name
 from segcli.instances import PLACEHOLDER_CLASSES, Instances
 from segcli.masks import rle_encode
 from segcli.render import Annotator, OverlayAnnotator, instance_color
@@ -204,11 +205,31 @@ def plan_outputs(sources: Sequence[Path], out_dir: Path, root: Path | None = Non
 
 
 def outputs_complete(paths: dict[str, Path]) -> bool:
-    """Whether every output exists (a path the file system refuses counts as missing)."""
+    """All outputs exist (a path the file system refuses counts as missing) and the per-image
+    JSON, if among them, is a complete record."""
     try:
-        return all(p.exists() for p in paths.values())
+        if not all(p.exists() for p in paths.values()):
+            return False
     except OSError:
         return False
+    return "json" not in paths or read_record(paths["json"]) is not None
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """The ``segcli.instances/1`` record at ``path``, or None if it is missing, empty,
+    truncated or not such a record (a file to redo, not to trust)."""
+    try:
+        record = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if (
+        not isinstance(record, dict)
+        or record.get("schema") != SCHEMA
+        or not isinstance(record.get("image"), dict)
+        or not isinstance(record.get("instances"), list)
+    ):
+        return None
+    return record
 
 
 OUTPUT_MARKER = ".segcli-output"
@@ -366,8 +387,13 @@ def write_outputs(
         preview = idmap_preview_path(paths["idmap"])
         atomic_write_bytes(preview, encode_image(idmap_preview(ids), ".png"))
         atomic_write_bytes(paths["idmap"], encode_image(ids, ".png"))
-    if "json" in paths:
-        atomic_write_bytes(paths["json"], dumps(record))
+    json_path = paths.get("json")
+    # The other outputs' renames are durable before the mark (they may live in other folders).
+    for folder in dict.fromkeys(p.parent for p in paths.values() if p != json_path):
+        fsync_dir(folder)
+    if json_path is not None:
+        atomic_write_bytes(json_path, dumps(record))
+        fsync_dir(json_path.parent)
 
 
 # --------------------------------------------------------------------------- COCO
@@ -404,7 +430,9 @@ def write_coco(
     ):
         out.write('{"info":' + json.dumps(info) + ',"licenses":[],"images":[')
         for file_name, json_path in entries:
-            record = json.loads(json_path.read_text(encoding="utf-8"))
+            record = read_record(json_path)
+            if record is None:
+                raise SegcliError(f"{json_path}: not a complete segcli.instances/1 record; rerun to redo it")
             n_images += 1
             image = record["image"]
             out.write(

@@ -143,6 +143,7 @@ def test_long_names_work_and_resume(tmp_path: Path) -> None:
         "skipped": 0,
         "failed": 0,
         "instances": 2 * len(LONG_NAMES),
+        "total": {"done": len(LONG_NAMES), "failed": 0, "pending": 0, "instances": 2 * len(LONG_NAMES)},
     }
     names = [p.name for p in out.rglob("*")]
     assert max(_bytes(n) for n in names) <= NAME_MAX

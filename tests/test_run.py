@@ -204,17 +204,20 @@ def test_interrupted_batch_resumes_to_the_uninterrupted_result(tmp_path: Path) -
     assert stopped.exit_code == 130
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["status"] == "interrupted" and run["counts"]["done"] == 3
+    assert run["counts"]["inputs"] == 6, "an interrupted run counts every input, reached or not"
+    assert run["counts"]["total"] == {"done": 3, "failed": 0, "pending": 3, "instances": 6}
     done = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.png.json")}
     assert len(done) == 3
 
     resumed = _batch(tmp_path, FakeSegmenter())
     assert resumed.exit_code == 0
-    assert resumed.summary["counts"] | {"instances": 0} == {
+    assert resumed.summary["counts"] == {
         "inputs": 6,
         "done": 3,
         "skipped": 3,
         "failed": 0,
-        "instances": 0,
+        "instances": 6,  # this run's
+        "total": {"done": 6, "failed": 0, "pending": 0, "instances": 12},  # the folder's
     }
     assert all(p.stat().st_mtime_ns == t for p, t in done.items()), "nothing is done twice"
     assert _files(tmp_path / "out") == _files(tmp_path / "ref")
@@ -294,8 +297,15 @@ def test_run_batch_writes_run_files(tmp_path: Path) -> None:
     assert outcome.exit_code == 1 and outcome.coco_path == out / "coco.json"
     run = json.loads((out / "run.json").read_text())
     assert run == outcome.summary
-    assert run["schema"] == "segcli.run/1" and run["status"] == "failed"
-    assert run["counts"] == {"inputs": 3, "done": 2, "skipped": 0, "failed": 2, "instances": 4}
+    assert run["schema"] == "segcli.run/2" and run["status"] == "done_with_failures"
+    assert run["counts"] == {
+        "inputs": 4,  # the broken link too
+        "done": 2,
+        "skipped": 0,
+        "failed": 2,
+        "instances": 4,
+        "total": {"done": 2, "failed": 2, "pending": 0, "instances": 4},
+    }
     assert run["settings"] == FAKE_SETTINGS.to_dict() and run["model"]["name"] == "fake"
     assert run["engine"] == {"name": "local", "workers": 1} and run["save"] == ["overlay", "json"]
     assert [Path(f["path"]).name for f in run["failed"]] == ["c.png", "gone.png"]
@@ -424,6 +434,7 @@ def test_demo_runs_predict_batch_and_compare_through_the_library(tmp_path: Path)
         "skipped": 0,
         "failed": 0,
         "instances": 2 * len(EXAMPLES),
+        "total": {"done": len(EXAMPLES), "failed": 0, "pending": 0, "instances": 2 * len(EXAMPLES)},
     }
     run = json.loads((batch_dir / "run.json").read_text())
     assert run["settings"] == FAKE_SETTINGS.to_dict() and run["save"] == list(DEMO_SAVE)

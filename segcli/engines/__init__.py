@@ -141,8 +141,13 @@ class Engine(Protocol):
     - **Interrupt.** On KeyboardInterrupt the engine starts no new input, finishes and
       reports the writes already started (good work is never lost), and returns True;
       inputs it never finished are not reported. Otherwise it returns False.
-    - **No run files.** ``run.json``, ``coco.json``, the settings check and stale
-      temp-file cleanup belong to :func:`segcli.batch.run_batch`, above the engine.
+    - **Memory.** Decoded images in flight are bounded by bytes, not only by count (a file
+      may declare 144 MP in 17 KB): see ``LocalEngine``'s ``decode_budget``. Batching never
+      changes results (the segmenter runs only same-size inputs together).
+    - **No run files.** ``run.json`` (its start record too), ``coco.json``, the output-folder
+      lock, the settings check, the verification of complete outputs and stale temp-file
+      cleanup belong to :func:`segcli.batch.run_batch`, above the engine. SIGTERM reaches
+      the engine as KeyboardInterrupt (the CLI's :func:`segcli.signals.stop_on_sigterm`).
     """
 
     name: str
