@@ -37,7 +37,7 @@ from segcli.errors import SegcliError
 from segcli.imageio import read_image
 from segcli.predictor import sampled_model_input
 from segcli.settings import Settings
-from segcli.writers import plan_outputs, write_outputs
+from segcli.writers import mark_output, plan_outputs, write_outputs
 from tests.conftest import BATCH_FAST, REPO, random_image
 from tests.fakes import FAKE_SETTINGS, FakeSegmenter, two_instances, use_fake_in_cli, write_images
 
@@ -222,6 +222,7 @@ def test_disk_full_is_one_line_and_exit_1(
 ) -> None:
     write_images(tmp_path / "in", WIDTHS)
     out = tmp_path / "out"
+    mark_output(out)  # the disk fills after the output folder was made and marked
     disk = type("Disk", (_FullDisk,), {"run_json_room": room})
     monkeypatch.setattr(segcli.fsutil, "open", disk, raising=False)
     monkeypatch.setattr(segcli.writers, "open", disk, raising=False)

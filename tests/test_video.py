@@ -650,6 +650,7 @@ def test_cli_batch_videos_resume_damage_and_no_videos(tmp_path: Path, blocks_ckp
         "skipped": 0,
         "failed": 1,
         "instances": run["counts"]["instances"],
+        "total": {"done": 3, "failed": 1, "pending": 0, "instances": run["counts"]["total"]["instances"]},
     }
     assert run["video"]["stride"] == 1
     [failed] = run["failed"]
