@@ -1123,6 +1123,7 @@ def compare_proposals_cmd(
         if model_opts.proposals is not None:
             raise SegcliError("compare proposals sets the proposal count itself: give the counts with --n")
         model_opts.check()
+        model_opts.check_precision()
         _check_run_options(max_pixels=max_pixels)
     except SegcliError as exc:
         _usage_error(str(exc))
@@ -1190,6 +1191,7 @@ def explain_cmd(
         if instance is not None and instance < 0:
             raise SegcliError(f"--instance must be 0 or more, got {instance}")
         model_opts.check()
+        model_opts.check_precision()
         _check_run_options(max_pixels=max_pixels)
     except SegcliError as exc:
         _usage_error(str(exc))
