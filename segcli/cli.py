@@ -14,7 +14,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
-import click
 import typer
 from rich.markup import escape
 
@@ -35,6 +34,7 @@ from segcli.options import (
 from segcli.settings import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
+    import click  # only for annotations: typer 0.29 vendors its own click, no "click" installed
     from rich.console import Console
     from rich.progress import Progress, TaskID
     from rich.text import Text

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_type_hints
 
-import click
 import typer
 from typer.core import TyperCommand, TyperGroup
 
@@ -33,6 +32,8 @@ from segcli.errors import UsageError
 from segcli.settings import PRECISION_CHOICES, Settings, parse_classes
 
 if TYPE_CHECKING:
+    import click  # only for annotations: typer 0.29 vendors its own click, no "click" installed
+
     from segcli.engines import SegmenterSpec
     from segcli.registry import ModelSpec
 
