@@ -21,11 +21,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from segcli.batch import BatchEvents, BatchOptions, read_list, run_batch
+from segcli.batch import LOCK_NAME, BatchEvents, BatchOptions, read_list, run_batch
 from segcli.cli import app
 from segcli.engines import ItemResult, SegmenterSpec
 from segcli.instances import Instances
 from segcli.settings import Settings
+from segcli.writers import OUTPUT_MARKER
 from tests.conftest import BATCH_FAST as FAST
 from tests.conftest import REPO
 
@@ -76,15 +77,15 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 SAVE_ALL = ["--save", "overlay,json,masks,idmap"]
 
 
-RUN_FILES = ("run.json", "coco.json", "coco-results.json")
-"""Files of the whole run (compared on their own), not of one image."""
+RUN_FILES = ("run.json", "coco.json", "coco-results.json", OUTPUT_MARKER, LOCK_NAME)
+"""Files of the whole run (compared on their own; the lock holds the pid), not of one image."""
 
 
 def _snapshot(out: Path) -> dict[str, bytes]:
     return {
         p.relative_to(out).as_posix(): p.read_bytes()
         for p in sorted(out.rglob("*"))
-        if p.is_file() and p.name not in RUN_FILES
+        if p.is_file() and not (p.parent == out and p.name in RUN_FILES)
     }
 
 
@@ -138,7 +139,10 @@ class watchdog:
 def test_same_outputs_as_the_local_engine(local_out: Path, ray_out: Path) -> None:
     local, ray = _snapshot(local_out), _snapshot(ray_out)
     assert sorted(ray) == sorted(local)
-    assert any(k.endswith(".masks/000.png") for k in ray) and any(k.endswith(".idmap.png") for k in ray)
+    assert any(k.endswith(".masks/000-cube.png") for k in ray), sorted(ray)
+    assert any(k.endswith(".idmap.png") for k in ray) and any(k.endswith(".idmap.preview.png") for k in ray)
+    markers = [(out / OUTPUT_MARKER).read_bytes() for out in (local_out, ray_out)]
+    assert markers[0] == markers[1] and all((out / LOCK_NAME).is_file() for out in (local_out, ray_out))
     assert [k for k in ray if ray[k] != local[k]] == [], "byte-identical JSON, overlays, masks, id maps"
     assert _coco(ray_out) == _coco(local_out)
     results = [out / "coco-results.json" for out in (local_out, ray_out)]
@@ -407,7 +411,7 @@ def test_an_image_that_kills_its_worker_fails_alone(tmp_path: Path, ray_cluster:
             engine=lambda seg: RayEngine(FakeSpec(), workers=1, rows_per_task=4),
             events=events,
         )
-    assert outcome.exit_code == 1 and outcome.summary["status"] == "failed"
+    assert outcome.exit_code == 1 and outcome.summary["status"] == "done_with_failures"
     status = {r.plan.key: (r.status, r.reason) for r in events.results}
     assert len(events.results) == 8 == len(status)
     assert sorted(k for k, (s, _) in status.items() if s == "failed") == ["img2.png", "img4.png"]
@@ -430,7 +434,8 @@ def test_ctrl_c_stops_the_ray_job_and_a_rerun_resumes(tmp_path: Path, ray_cluste
         text=True,
     )
     deadline = time.monotonic() + 180
-    while not list(out.glob("*.json")) and proc.poll() is None and time.monotonic() < deadline:
+    # run.json is written at the start: wait for an image's JSON, so Ctrl-C lands mid-job
+    while not list(out.glob("scene*.json")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)  # Ctrl-C
     _, err = proc.communicate(timeout=120)
@@ -495,3 +500,62 @@ def test_resources_that_do_not_fit_are_refused(ray_cluster: Any) -> None:
     with pytest.raises(SegcliError, match="the Ray cluster has no GPUs"):
         RayEngine(FakeSpec(), gpus_per_worker=1)._layout(ray_cluster, 10, job)
     assert RayEngine(FakeSpec(), cpus_per_worker=0.5)._layout(ray_cluster, 100, job) == (4, 0.5, 0.0, 4)
+
+
+class InterruptingRay(FakeRay):
+    """Ctrl-C during ``ray.init`` (``on="init"``) or during the first ``ray.shutdown``."""
+
+    def __init__(self, on: str) -> None:
+        super().__init__(initialized=False)
+        self.on = on
+
+    def init(self, **options: Any) -> None:
+        super().init(**options)
+        if self.on == "init":
+            raise KeyboardInterrupt
+        self.initialized = True
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.initialized = False
+        if self.on == "shutdown" and len(self.calls) == 2:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_anywhere_in_the_engine_returns_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interrupt while connecting or shutting down ends as ``run`` returning True (so
+    run_batch writes run.json "interrupted"), never as an escaping KeyboardInterrupt."""
+    import contextlib
+
+    import segcli.engines.ray as ray_engine
+    from segcli.engines import Job
+    from segcli.writers import OutputPlan
+
+    class Engine(ray_engine.RayEngine):
+        """Streams nothing: no cluster is needed for the connect and shutdown paths."""
+
+        streamed = False
+
+        def _layout(self, ray: Any, todo: int, job: Job) -> tuple[int, float, float, int]:
+            return 1, 1.0, 0.0, 1
+
+        def _stream(self, ray: Any, *args: Any) -> bool:
+            self.streamed = True
+            return False
+
+    monkeypatch.setattr(ray_engine, "quiet_ray_data", lambda ray: contextlib.nullcontext())
+    job = Job.for_segmenter(FakeSegmenter(), ["json"])
+    plans = [OutputPlan(source=tmp_path / "a.png", key="a.png", base=tmp_path / "out" / "a.png")]
+    (tmp_path / "out").mkdir()
+    for on in ("init", "shutdown"):
+        orphan = tmp_path / "out" / ".a.png.json.x1.part"
+        orphan.write_text("left by a killed worker")
+        fake = InterruptingRay(on)
+        monkeypatch.setattr(ray_engine, "import_ray", lambda fake=fake: fake)
+        engine = Engine(FakeSpec())
+        assert engine.run(plans, job, lambda result: None) is True, on
+        assert [name for name, _ in fake.calls] == ["init", "shutdown"] + ["shutdown"] * (on == "shutdown")
+        assert not orphan.exists(), "the cleanup still ran"
+        assert engine.streamed == (on == "shutdown")

@@ -31,7 +31,7 @@ import math
 import os
 import shutil
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import ModuleType
@@ -245,6 +245,19 @@ def remove_orphan_parts(plans: Sequence[OutputPlan]) -> int:
     return removed
 
 
+def _uninterrupted(step: Callable[[], object]) -> bool:
+    """Run ``step`` to its end even if Ctrl-C interrupts it (it is started again; each step
+    here is short and idempotent); True if an interrupt came meanwhile."""
+    interrupted = False
+    while True:
+        try:
+            step()
+        except KeyboardInterrupt:
+            interrupted = True
+            continue
+        return interrupted
+
+
 @contextmanager
 def quiet_ray_data(ray: ModuleType) -> Iterator[Any]:
     """Ray Data's DataContext for one run: no progress bars of its own, no console logs
@@ -383,24 +396,32 @@ class RayEngine:
 
     # ----------------------------------------------------------------- running
     def run(self, plans: Sequence[OutputPlan], job: Job, emit: Emit) -> bool:
+        """Stream ``plans`` through the actor pool; True if interrupted (Ctrl-C, SIGTERM).
+
+        A KeyboardInterrupt at any point (importing or connecting to Ray, starting the pool,
+        streaming, shutting down) ends here as ``True``, never as an exception: the caller
+        (:func:`segcli.batch.run_batch`) must get to write the final ``run.json``."""
         if not plans:
             return False
-        ray = import_ray()
-        owned = self._connect(ray)
+        ray: ModuleType | None = None
+        owned = False
         interrupted = False
         try:
+            ray = import_ray()
+            owned = not ray.is_initialized()  # known before init, in case Ctrl-C cuts init short
+            self._connect(ray)
             workers, cpus, gpus, rows = self._layout(ray, len(plans), job)
             with quiet_ray_data(ray):
                 interrupted = self._stream(ray, plans, job, emit, workers, cpus, gpus, rows)
         except KeyboardInterrupt:
             interrupted = True
         finally:
-            if owned:
-                ray.shutdown()
+            if owned and ray is not None:
+                interrupted = _uninterrupted(ray.shutdown) or interrupted
             # Workers killed mid-write left temp files (and marks). After a complete run no
             # worker is writing; after Ctrl-C on a cluster this process did not start, a
             # worker being killed may still leave one, which the next run removes.
-            remove_orphan_parts(plans)
+            interrupted = _uninterrupted(lambda: remove_orphan_parts(plans)) or interrupted
         return interrupted
 
     def _stream(
