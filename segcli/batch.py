@@ -447,12 +447,7 @@ def run_summary(
         "status": run_status(done + skipped, len(failed), pending, report.interrupted),
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "input": str(input_dir),
-        "output": str(out_dir),
-        "model": job.model_info,
-        "settings": job.settings,
-        "save": list(job.save),
-        "batch_size": job.batch_size,
+        **_run_identity(job, input_dir, out_dir),
         **({"video": video} if video is not None else {}),
         "engine": engine,
         "counts": {
@@ -474,6 +469,19 @@ def run_summary(
     }
 
 
+def _run_identity(job: Job, input_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """The fields of ``run.json`` that say what a run is (read back by
+    :func:`check_previous_run`), the same in the start record and the final summary."""
+    return {
+        "input": str(input_dir),
+        "output": str(out_dir),
+        "model": job.model_info,
+        "settings": job.settings,
+        "save": list(job.save),
+        "batch_size": job.batch_size,
+    }
+
+
 def start_record(
     *, job: Job, input_dir: Path, out_dir: Path, engine: dict[str, Any], started: datetime, inputs: int
 ) -> dict[str, Any]:
@@ -485,12 +493,7 @@ def start_record(
         "started": started.isoformat(timespec="seconds"),
         "pid": os.getpid(),
         "host": socket.gethostname(),
-        "input": str(input_dir),
-        "output": str(out_dir),
-        "model": job.model_info,
-        "settings": job.settings,
-        "save": list(job.save),
-        "batch_size": job.batch_size,
+        **_run_identity(job, input_dir, out_dir),
         "engine": engine,
         "counts": {"inputs": inputs},
     }
