@@ -27,7 +27,6 @@ how much the matched comparison moves on random weights from rounding alone.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -36,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import PHOTOS, REPO, random_coco_checkpoint
+from bench.common import PHOTOS, REPO, random_coco_checkpoint, write_json
 from bench.roofline import ContextFactory, build_mode
 from segcli.instances import Instances
 from segcli.predictor import Segmenter
@@ -291,9 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.part in ("coco", "both"):
         out["coco"] = coco_part(modes, args.threads)
     print(f"\nfinished, {load()}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    write_json(args.json, out)
     return 0
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import cv2
 
-from bench.common import PHOTOS, REPO, machine, random_coco_checkpoint
+from bench.common import PHOTOS, REPO, machine, random_coco_checkpoint, write_json
 
 OUT = REPO / "bench" / "out"
 
@@ -175,9 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
     print(f"\nfinished, {load()}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"machine": machine(), "results": results}, indent=2) + "\n")
+    write_json(args.json, {"machine": machine(), "results": results})
     return 0
 
 

@@ -26,7 +26,6 @@ State the machine load (printed) beside any ratio: this machine may be shared.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import shutil
@@ -40,7 +39,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bench.common import PHOTOS, REPO, machine, make_photo, random_coco_checkpoint, segcli_batch_measured
+from bench.common import (
+    PHOTOS,
+    REPO,
+    machine,
+    make_photo,
+    random_coco_checkpoint,
+    segcli_batch_measured,
+    write_json,
+)
 from segcli.batch import BatchEvents, BatchOptions, run_batch
 from segcli.engines import ItemResult, SegmenterLike
 from segcli.instances import Instances
@@ -269,8 +276,7 @@ def main() -> None:
         result["driver"] = driver_cost(args, cpus)
     finally:
         ray.shutdown()
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import json
 import os
 import statistics
 import sys
@@ -45,7 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from bench.common import REPO, make_photo, random_coco_checkpoint
+from bench.common import REPO, make_photo, random_coco_checkpoint, write_json
 from segcli.predictor import Segmenter
 
 OUT = REPO / "bench" / "out"
@@ -603,9 +602,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": models,
     }
     print(f"\nfinished, {load()}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    write_json(args.json, out)
     return 0
 
 

@@ -21,7 +21,6 @@ memory over a long clip.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import shutil
@@ -34,7 +33,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from bench.common import machine, random_coco_checkpoint
+from bench.common import machine, random_coco_checkpoint, write_json
 
 
 def _rss_mib() -> float:
@@ -282,8 +281,7 @@ def main() -> None:
             f"resident memory (MiB) {rss}"
         )
     print(f"load at the end: {_load()}")
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+    write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ seg = FakeSegmenter(fail_on={13: RuntimeError("boom")})  # calls with a 13 px wi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -14,19 +15,11 @@ import pytest
 from PIL import Image
 
 from segcli.instances import Instances
+from segcli.registry import COCO_DEFAULTS
 from segcli.settings import Settings
 
 FAKE_CATEGORIES = ("__background__", "cube", "sphere", "cylinder")
-FAKE_SETTINGS = Settings(
-    score_threshold=0.5,
-    nms_iou=0.5,
-    proposals=300,
-    max_detections=100,
-    mask_threshold=0.5,
-    classes=None,
-    min_size=64,
-    max_size=96,
-)
+FAKE_SETTINGS = dataclasses.replace(COCO_DEFAULTS, min_size=64, max_size=96)
 
 
 def two_instances(image_size: tuple[int, int]) -> Instances:
