@@ -63,7 +63,13 @@ def test_show_completion_prints_a_script() -> None:
         [sys.executable, "-m", "segcli", "--show-completion", "bash"],
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            # Typer otherwise ignores "bash" and asks shellingham for the shell that started this
+            # process: none when pytest runs under a daemon or a detached job ("Shell  not supported")
+            "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1",
+        },
     )
     assert (
         result.returncode == 0 and "complete" in result.stdout and "_SEGCLI_COMPLETE" in result.stdout.upper()
