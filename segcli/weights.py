@@ -14,7 +14,9 @@ import io
 import os
 import socket
 import sys
+import threading
 import urllib.error
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -325,6 +327,35 @@ def _weights_file(
     raise SegcliError(f"{spec.model_option} {spec.name} has no weights; pass {weights_hint(spec, cli)}")
 
 
+_INIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def uninitialised_weights() -> Iterator[None]:
+    """Build modules without running ``torch.nn.init`` (random weights about to be replaced).
+
+    A model's constructor draws random values for every weight: ~1 s for ResNet-50 on 2 CPU
+    cores, paid on every start although a strict ``load_state_dict`` then overwrites every
+    parameter and buffer. Inside this block ``torch.nn.init``'s functions return their
+    tensor untouched (it holds whatever memory it was allocated with), process-wide and under
+    a lock, so only build modules here whose every tensor is loaded afterwards.
+    """
+    names = [n for n in vars(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
+    with _INIT_LOCK:
+        saved = {name: getattr(torch.nn.init, name) for name in names}
+
+        def untouched(tensor: Tensor, *args: object, **kwargs: object) -> Tensor:
+            return tensor
+
+        for name in names:
+            setattr(torch.nn.init, name, untouched)
+        try:
+            yield
+        finally:
+            for name, function in saved.items():
+                setattr(torch.nn.init, name, function)
+
+
 def load_model(
     model: str | ModelSpec = "coco",
     *,
@@ -348,7 +379,8 @@ def load_model(
     state, ckpt_categories = read_checkpoint(path)
     categories = ckpt_categories or spec.categories
     aux = spec.aux_loss and any(k.startswith("aux_classifier.") for k in state)
-    module = spec.build(len(categories), aux)
+    with uninitialised_weights():  # the strict load below replaces every one of them
+        module = spec.build(len(categories), aux)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     check_fits(module, state, path, spec, ckpt_categories)
     module.load_state_dict(state)

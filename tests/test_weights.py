@@ -11,7 +11,13 @@ import torch
 from segcli.blocks.arch import CATEGORIES, build_blocks_maskrcnn
 from segcli.errors import SegcliError
 from segcli.registry import MODELS, SEMANTIC_MODELS, get_spec
-from segcli.weights import load_model, read_checkpoint, resolve_device, torchvision_cache_file
+from segcli.weights import (
+    load_model,
+    read_checkpoint,
+    resolve_device,
+    torchvision_cache_file,
+    uninitialised_weights,
+)
 from tests.conftest import PHOTOS
 
 
@@ -64,6 +70,20 @@ def test_malicious_checkpoint_is_refused_and_not_executed(tmp_path: Path) -> Non
     with pytest.raises(SegcliError, match="not a PyTorch checkpoint"):
         load_model("blocks", weights=raw, device="cpu")
     assert not marker.exists()
+
+
+def test_loaded_model_holds_exactly_the_checkpoint(blocks_ckpt: Path) -> None:
+    """Built without random init (uninitialised_weights), yet every tensor is the checkpoint's;
+    torch.nn.init works again afterwards, also after an error inside the block."""
+    loaded = load_model("blocks", weights=blocks_ckpt, device="cpu")
+    state, _ = read_checkpoint(blocks_ckpt)
+    own = loaded.module.state_dict()
+    assert own.keys() == state.keys()
+    assert [k for k in own if not torch.equal(own[k], state[k].float())] == []
+    with pytest.raises(RuntimeError, match="inside"), uninitialised_weights():
+        assert torch.equal(torch.nn.init.constant_(torch.zeros(3), 7.0), torch.zeros(3))
+        raise RuntimeError("inside")
+    assert torch.equal(torch.nn.init.constant_(torch.zeros(3), 7.0), torch.full((3,), 7.0))
 
 
 def test_wrong_architecture_counts_keys(blocks_ckpt: Path) -> None:
