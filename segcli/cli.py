@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from segcli.batch import BatchEvents
+    from segcli.compare.run import FigureResult
     from segcli.engines import ItemResult, SegmenterLike
     from segcli.evaluate import EvalResult
     from segcli.predictor import Segmenter
@@ -252,6 +253,13 @@ MaxPixelsOpt = Annotated[
         rich_help_panel=PANEL_RUN,
     ),
 ]
+ImageArg = Annotated[
+    Path,
+    typer.Argument(
+        help="Image file.", metavar="IMAGE", exists=True, dir_okay=False, readable=False, show_default=False
+    ),
+]
+"""The one image of compare, compare proposals and explain (opened later, with a clear error)."""
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bar or per-image lines.", rich_help_panel=PANEL_RUN)
 ]
@@ -331,6 +339,23 @@ def _check_run_options(batch_size: int = 1, max_pixels: int | None = None) -> No
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     if max_pixels is not None and max_pixels < 1:
         raise UsageError(f"--max-pixels must be at least 1, got {max_pixels}")
+
+
+def _check_model_run(model_opts: ModelOptions, batch_size: int = 1, max_pixels: int | None = None) -> str:
+    """Every usage error of the model and run options (exit 2), before the output folder is
+    made or any model loads: settings, model name, --classes, batch size, pixel limit, and a
+    --precision the device cannot run. Returns the precision that will run."""
+    model_opts.check()
+    _check_run_options(batch_size, max_pixels)
+    return model_opts.check_precision()
+
+
+def _report_figure(result: FigureResult, quiet: bool, show: Callable[[dict[str, Any]], None]) -> None:
+    """After a one-image figure command: its numbers (``show``, unless --quiet), then its files."""
+    if not quiet:
+        show(result.record)
+    say(f"figure: {result.figure_path}")
+    say(f"JSON:   {result.json_path}")
 
 
 def _progress(quiet: bool) -> Progress:
@@ -434,10 +459,8 @@ def predict(
         raise UsageError(f"--json takes '-' (stdout), got {json_out!r}; use --save json for files")
     to_stdout = json_out == "-"
     kinds = parse_save(save) if save is not None else (() if to_stdout else DEFAULT_SAVE)
-    model_opts.check()  # usage errors before the output folder is made or a model loads
-    _check_run_options(batch_size, max_pixels)
+    _check_model_run(model_opts, batch_size, max_pixels)
     video = _video_options(stride, start, end, max_frames, track, batch_size)
-    model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
     for image in images:
         if image.is_dir():
             raise UsageError(f"{image} is a folder: use segcli batch {image} for folders")
@@ -579,9 +602,7 @@ def batch(
         used = next(k for k, v in ray_options.items() if v is not None)
         _usage_error(f"{used} needs --engine ray")
     kinds = parse_save(save) if save is not None else DEFAULT_SAVE
-    model_opts.check()  # usage errors before the output folder is made or a model loads
-    _check_run_options(batch_size, max_pixels)
-    model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
+    _check_model_run(model_opts, batch_size, max_pixels)
     ray_engine = None
     if engine == "ray":
         from segcli.engines.ray import RayEngine, RayMissing, import_ray
@@ -990,17 +1011,7 @@ app.add_typer(compare_app, name="compare")
 @cli_errors
 @model_options
 def compare_semantic_vs_instance(
-    image: Annotated[
-        Path,
-        typer.Argument(
-            help="Image file.",
-            metavar="IMAGE",
-            exists=True,
-            dir_okay=False,
-            readable=False,
-            show_default=False,
-        ),
-    ],
+    image: ImageArg,
     model_opts: ModelOptions,
     semantic: Annotated[
         str,
@@ -1032,9 +1043,7 @@ def compare_semantic_vs_instance(
     from segcli.compare import check_semantic_source, run_compare
 
     source = check_semantic_source(semantic, semantic_weights)
-    model_opts.check()  # usage errors before the output folder is made or a model loads
-    _check_run_options(max_pixels=max_pixels)
-    model_opts.check_precision()  # an unsupported --precision: exit 2 before any model loads
+    _check_model_run(model_opts, max_pixels=max_pixels)
     _check_writable(output)
     semantic_model = None
     if source != "derived":
@@ -1052,10 +1061,7 @@ def compare_semantic_vs_instance(
             _say_loaded("semantic model", semantic_model.info(), semantic_model.device)
     seg = load_segmenter(model_opts, quiet=quiet)
     result = run_compare(seg, image, output, semantic_model=semantic_model, max_pixels=max_pixels)
-    if not quiet:
-        _print_compare(result.record)
-    say(f"figure: {result.figure_path}")
-    say(f"JSON:   {result.json_path}")
+    _report_figure(result, quiet, _print_compare)
 
 
 def _print_compare(record: dict[str, Any]) -> None:
@@ -1100,7 +1106,7 @@ def _usage_error(message: str) -> NoReturn:
 @cli_errors
 @model_options
 def compare_proposals_cmd(
-    image: Annotated[Path, typer.Argument(help="Image file.", exists=True, dir_okay=False, readable=False)],
+    image: ImageArg,
     model_opts: ModelOptions,
     n: Annotated[
         str, typer.Option("--n", help="Comma-separated RPN proposal counts to compare [10,100,300,1000].")
@@ -1116,25 +1122,17 @@ def compare_proposals_cmd(
     """
     from segcli.compare.proposals import parse_ns, run_compare_proposals
 
-    try:
-        ns = parse_ns(n)
-        if repeats < 1:
-            raise SegcliError(f"--repeats must be at least 1, got {repeats}")
-        if model_opts.proposals is not None:
-            raise SegcliError("compare proposals sets the proposal count itself: give the counts with --n")
-        model_opts.check()
-        model_opts.check_precision()
-        _check_run_options(max_pixels=max_pixels)
-    except SegcliError as exc:
-        _usage_error(str(exc))
+    ns = parse_ns(n)
+    if repeats < 1:
+        _usage_error(f"--repeats must be at least 1, got {repeats}")
+    if model_opts.proposals is not None:
+        _usage_error("compare proposals sets the proposal count itself: give the counts with --n")
+    _check_model_run(model_opts, max_pixels=max_pixels)
     _check_writable(output)
     seg = load_segmenter(model_opts, quiet=quiet)
     with err_console().status(f"segmenting at N = {', '.join(map(str, ns))} ({repeats} timed runs each)"):
         result = run_compare_proposals(seg, image, output, ns, repeats=repeats, max_pixels=max_pixels)
-    if not quiet:
-        _print_proposals(result.record)
-    say(f"figure: {result.figure_path}")
-    say(f"JSON:   {result.json_path}")
+    _report_figure(result, quiet, _print_proposals)
 
 
 def _print_proposals(record: dict[str, Any]) -> None:
@@ -1173,7 +1171,7 @@ def _print_proposals(record: dict[str, Any]) -> None:
 @cli_errors
 @model_options
 def explain_cmd(
-    image: Annotated[Path, typer.Argument(help="Image file.", exists=True, dir_okay=False, readable=False)],
+    image: ImageArg,
     model_opts: ModelOptions,
     instance: Annotated[
         int | None,
@@ -1187,23 +1185,15 @@ def explain_cmd(
 
     Writes <image>.explain.png (six panels) and <image>.explain.json.
     """
-    try:
-        if instance is not None and instance < 0:
-            raise SegcliError(f"--instance must be 0 or more, got {instance}")
-        model_opts.check()
-        model_opts.check_precision()
-        _check_run_options(max_pixels=max_pixels)
-    except SegcliError as exc:
-        _usage_error(str(exc))
+    if instance is not None and instance < 0:
+        _usage_error(f"--instance must be 0 or more, got {instance}")
+    _check_model_run(model_opts, max_pixels=max_pixels)
     _check_writable(output)
     seg = load_segmenter(model_opts, quiet=quiet)
     from segcli.explain import run_explain
 
     result = run_explain(seg, image, output, instance=instance, max_pixels=max_pixels)
-    if not quiet:
-        _print_explain(result.record)
-    say(f"figure: {result.figure_path}")
-    say(f"JSON:   {result.json_path}")
+    _report_figure(result, quiet, _print_explain)
 
 
 def _print_explain(record: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ separate functions of an :class:`Explanation`.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +35,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from segcli.compare.figure import canvas_size, compose_figure, letterbox, panel_size
+from segcli.compare.figure import canvas_size, compose_figure, letterbox, panel_image
+from segcli.compare.run import FigureResult, run_figure
 from segcli.detect import paste_masks
 from segcli.errors import SegcliError
-from segcli.imageio import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_image
+from segcli.imageio import DEFAULT_MAX_PIXELS
 from segcli.instances import Instances
 from segcli.masks import rle_encode
 from segcli.render import (
@@ -49,7 +51,7 @@ from segcli.render import (
     instance_color,
     text_geometry,
 )
-from segcli.writers import dumps, encode_image, fit_name, instances_record
+from segcli.writers import instances_record
 
 if TYPE_CHECKING:
     from torchvision.models.detection import MaskRCNN
@@ -380,12 +382,7 @@ def _box(b: np.ndarray) -> list[float]:
 
 
 def explain_record(
-    ex: Explanation,
-    *,
-    image_path: str,
-    model: dict[str, Any],
-    settings: dict[str, Any],
-    **extra: Any,
+    ex: Explanation, *, image_path: str, model: dict[str, Any], settings: dict[str, Any], **extra: Any
 ) -> dict[str, Any]:
     """The ``segcli.explain/1`` JSON object: the figure's numbers and the arrays behind them."""
     h, w = ex.image_size
@@ -569,12 +566,8 @@ def explain_panels(image: np.ndarray, ex: Explanation) -> list[tuple[str, np.nda
     h, w = ex.image_size
     if image.shape[:2] != (h, w):
         raise ValueError(f"image {image.shape[:2]} does not fit the explanation's {ex.image_size}")
-    size = panel_size((h, w), max_side=PANEL_MAX_SIDE, min_side=PANEL_MIN_SIDE)
-    if size == (h, w):
-        small = np.ascontiguousarray(image)
-    else:
-        interp = cv2.INTER_AREA if size[0] < h else cv2.INTER_LINEAR
-        small = cv2.resize(image, (size[1], size[0]), interpolation=interp)
+    small = panel_image(image, max_side=PANEL_MAX_SIDE, min_side=PANEL_MIN_SIDE)
+    size = (small.shape[0], small.shape[1])
     small_instances = ex.detections.resized(size)
     canvas = canvas_size(size)
     p, b = ex.proposals, ex.boxes
@@ -619,19 +612,10 @@ def explain_figure(image: np.ndarray, ex: Explanation) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- one image, end to end
-def explain_paths(image_path: Path, out_dir: Path) -> tuple[Path, Path]:
-    """``<out>/<image name>.explain.png`` and ``<out>/<image name>.explain.json``."""
-    name = fit_name(Path(image_path).name, Path(image_path).name)  # too long a name: shortened
-    return out_dir / f"{name}.explain.png", out_dir / f"{name}.explain.json"
-
-
 @dataclass(frozen=True)
-class ExplainResult:
+class ExplainResult(FigureResult):
     """What :func:`run_explain` wrote, and the explanation behind it."""
 
-    figure_path: Path
-    json_path: Path
-    record: dict[str, Any]
     explanation: Explanation
 
 
@@ -644,20 +628,11 @@ def run_explain(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> ExplainResult:
     """Explain one image file: write the figure, then the JSON (atomically, each)."""
-    image_path = Path(image_path)
-    pixels = read_image(image_path, max_pixels=max_pixels).pixels
-    ex = explain(segmenter, pixels, instance=instance)
-    figure_path, json_path = explain_paths(image_path, out_dir)
-    record = explain_record(
-        ex,
-        image_path=str(image_path),
-        model=segmenter.model_info(),
-        settings=segmenter.settings.to_dict(),
-        figure=figure_path.name,
+    analyse = functools.partial(explain, segmenter, instance=instance)
+    draw, record = explain_figure, explain_record
+    return ExplainResult(
+        *run_figure(segmenter, image_path, out_dir, "explain", max_pixels, analyse, record, draw)
     )
-    atomic_write_bytes(figure_path, encode_image(explain_figure(pixels, ex), ".png"))
-    atomic_write_bytes(json_path, dumps(record))
-    return ExplainResult(figure_path=figure_path, json_path=json_path, record=record, explanation=ex)
 
 
 __all__ = [
@@ -671,7 +646,6 @@ __all__ = [
     "explain",
     "explain_figure",
     "explain_panels",
-    "explain_paths",
     "explain_record",
     "objectness_colors",
     "record_forward",

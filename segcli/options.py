@@ -313,7 +313,18 @@ def tidy_help(params: list[click.Parameter]) -> None:
             param.display_type_rich = lambda ctx: None  # type: ignore[attr-defined]
 
 
-class HelpWithModelDefaults(TyperCommand):
+class SuggestsOptions:
+    """Mixed into a Click command or group: a mistyped option suggests the closest ones."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)  # type: ignore[misc]
+        except Exception as exc:
+            _suggest_option(exc, self)  # type: ignore[arg-type]
+            raise
+
+
+class HelpWithModelDefaults(SuggestsOptions, TyperCommand):
     """A segcli command: option help names the model defaults (filled in when help is shown),
     and a mistyped option suggests the closest ones (``--scor`` -> ``--score-threshold``)."""
 
@@ -334,15 +345,8 @@ class HelpWithModelDefaults(TyperCommand):
         tidy_help(self.get_params(ctx))
         super().format_help(ctx, formatter)
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except Exception as exc:
-            _suggest_option(exc, self)
-            raise
 
-
-class SuggestingGroup(TyperGroup):
+class SuggestingGroup(SuggestsOptions, TyperGroup):
     """A command group whose unknown-command error suggests the closest commands by similarity
     (``compare semantic`` -> ``semantic-vs-instance``), and whose options do too."""
 
@@ -364,13 +368,6 @@ class SuggestingGroup(TyperGroup):
                 exc.message = f"No such command {args[0]!r}." + (  # type: ignore[attr-defined]
                     " Did you mean " + " or ".join(map(repr, found)) + "?" if found else ""
                 )
-            raise
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except Exception as exc:
-            _suggest_option(exc, self)
             raise
 
 

@@ -144,6 +144,16 @@ MIN_CANVAS = 240
 """Panels of very elongated images are centred on a canvas at least this high and wide."""
 
 
+def panel_image(image: np.ndarray, *, max_side: int = 640, min_side: int = 320) -> np.ndarray:
+    """``image`` at its :func:`panel_size`: area-averaged when shrunk, linear when enlarged."""
+    h, w = image.shape[:2]
+    size = panel_size((h, w), max_side=max_side, min_side=min_side)
+    if size == (h, w):
+        return np.ascontiguousarray(image)
+    interp = cv2.INTER_AREA if size[0] < h else cv2.INTER_LINEAR
+    return cv2.resize(image, (size[1], size[0]), interpolation=interp)
+
+
 def canvas_size(panel: tuple[int, int], *, min_side: int = MIN_CANVAS) -> tuple[int, int]:
     """(H, W) of the canvas a panel of ``panel`` = (H, W) is centred on (see :func:`letterbox`)."""
     return max(panel[0], min_side), max(panel[1], min_side)
@@ -314,13 +324,8 @@ def compare_panels(
             f"image {image.shape[:2]}, instances {instances.image_size} and semantic map "
             f"{semantic_map.shape} must share one size"
         )
-    size = panel_size(instances.image_size, max_side=max_side, min_side=min_side)
-    h, w = instances.image_size
-    if size == (h, w):
-        small = np.ascontiguousarray(image)
-    else:
-        interp = cv2.INTER_AREA if size[0] < h else cv2.INTER_LINEAR
-        small = cv2.resize(image, (size[1], size[0]), interpolation=interp)
+    small = panel_image(image, max_side=max_side, min_side=min_side)
+    size = (small.shape[0], small.shape[1])
     small_instances = instances.resized(size)
     small_map = resize_label_map(semantic_map, size)
     detection = compose((BoxAnnotator(), LabelAnnotator()))

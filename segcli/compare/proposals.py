@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -23,15 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 
-from segcli.compare.figure import canvas_size, compose_figure, letterbox, panel_size
-from segcli.errors import SegcliError
-from segcli.imageio import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_image
+from segcli.compare.figure import canvas_size, compose_figure, letterbox, panel_image
+from segcli.compare.run import FigureResult, run_figure
+from segcli.errors import SegcliError, UsageError
+from segcli.imageio import DEFAULT_MAX_PIXELS
 from segcli.instances import Instances
 from segcli.render import Color, OverlayAnnotator, instance_color
-from segcli.writers import dumps, encode_image, fit_name, instances_record
+from segcli.writers import instances_record
 
 if TYPE_CHECKING:
     from segcli.predictor import Segmenter
@@ -51,20 +52,20 @@ def parse_ns(text: str) -> tuple[int, ...]:
     """``"10,100,300,1000"`` -> ``(10, 100, 300, 1000)``: positive, distinct, ascending."""
     parts = [p.strip() for p in text.split(",")]
     if not any(parts):
-        raise SegcliError("--n names no proposal count: give e.g. --n 10,100,300,1000")
+        raise UsageError("--n names no proposal count: give e.g. --n 10,100,300,1000")
     values = []
     for part in parts:
         if not part:
-            raise SegcliError(f"--n {text!r} has an empty entry")
+            raise UsageError(f"--n {text!r} has an empty entry")
         try:
             value = int(part)
         except ValueError:
-            raise SegcliError(f"--n {text!r}: {part!r} is not a whole number") from None
+            raise UsageError(f"--n {text!r}: {part!r} is not a whole number") from None
         if not 1 <= value <= MAX_N:
-            raise SegcliError(f"--n {text!r}: {value} is outside 1..{MAX_N}")
+            raise UsageError(f"--n {text!r}: {value} is outside 1..{MAX_N}")
         values.append(value)
     if len(set(values)) != len(values):
-        raise SegcliError(f"--n {text!r} repeats a value")
+        raise UsageError(f"--n {text!r} repeats a value")
     return tuple(sorted(values))
 
 
@@ -293,12 +294,8 @@ def proposals_panels(
     h, w = comparison.image_size
     if image.shape[:2] != (h, w):
         raise ValueError(f"image {image.shape[:2]} does not fit the comparison's {comparison.image_size}")
-    size = panel_size((h, w), max_side=max_side, min_side=min_side)
-    if size == (h, w):
-        small = np.ascontiguousarray(image)
-    else:
-        interp = cv2.INTER_AREA if size[0] < h else cv2.INTER_LINEAR
-        small = cv2.resize(image, (size[1], size[0]), interpolation=interp)
+    small = panel_image(image, max_side=max_side, min_side=min_side)
+    size = (small.shape[0], small.shape[1])
     canvas = canvas_size(size)
     annotator = OverlayAnnotator()
     reference = comparison.runs[-1].instances
@@ -337,17 +334,10 @@ def proposals_figure(image: np.ndarray, comparison: ProposalsComparison) -> np.n
 
 
 # --------------------------------------------------------------------------- one image, end to end
-def proposals_paths(image_path: Path, out_dir: Path) -> tuple[Path, Path]:
-    """``<out>/<image name>.proposals.png`` and ``<out>/<image name>.proposals.json``."""
-    name = fit_name(Path(image_path).name, Path(image_path).name)  # too long a name: shortened
-    return out_dir / f"{name}.proposals.png", out_dir / f"{name}.proposals.json"
-
-
 @dataclass(frozen=True)
-class ProposalsResult:
-    figure_path: Path
-    json_path: Path
-    record: dict[str, Any]
+class ProposalsResult(FigureResult):
+    """What :func:`run_compare_proposals` wrote, and the comparison behind it."""
+
     comparison: ProposalsComparison
 
 
@@ -361,20 +351,11 @@ def run_compare_proposals(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> ProposalsResult:
     """Compare one image file at every N: write the figure, then the JSON (atomically, each)."""
-    image_path = Path(image_path)
-    pixels = read_image(image_path, max_pixels=max_pixels).pixels
-    comparison = compare_proposals(segmenter, pixels, ns, repeats=repeats)
-    figure_path, json_path = proposals_paths(image_path, out_dir)
-    record = proposals_record(
-        comparison,
-        image_path=str(image_path),
-        model=segmenter.model_info(),
-        settings=segmenter.settings.to_dict(),
-        figure=figure_path.name,
+    analyse = functools.partial(compare_proposals, segmenter, ns=ns, repeats=repeats)
+    draw, record = proposals_figure, proposals_record
+    return ProposalsResult(
+        *run_figure(segmenter, image_path, out_dir, "proposals", max_pixels, analyse, record, draw)
     )
-    atomic_write_bytes(figure_path, encode_image(proposals_figure(pixels, comparison), ".png"))
-    atomic_write_bytes(json_path, dumps(record))
-    return ProposalsResult(figure_path=figure_path, json_path=json_path, record=record, comparison=comparison)
 
 
 __all__ = [
@@ -394,7 +375,6 @@ __all__ = [
     "parse_ns",
     "proposals_figure",
     "proposals_panels",
-    "proposals_paths",
     "proposals_record",
     "proposals_set",
     "run_compare_proposals",

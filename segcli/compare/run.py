@@ -8,9 +8,10 @@ the COCO way with :func:`voc_names_as_coco`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
@@ -43,31 +44,68 @@ def check_semantic_source(source: str, weights: Path | None = None) -> str:
 
 
 # --------------------------------------------------------------------------- files
-def compare_paths(image_path: Path, out_dir: Path) -> tuple[Path, Path]:
-    """``<out>/<image name>.compare.png`` and ``<out>/<image name>.compare.json`` (a name too
+def figure_paths(image_path: Path, out_dir: Path, kind: str) -> tuple[Path, Path]:
+    """``<out>/<image name>.<kind>.png`` and ``<out>/<image name>.<kind>.json`` (a name too
     long for the file system shortened as batch outputs are, :func:`segcli.writers.fit_name`)."""
     name = fit_name(Path(image_path).name, Path(image_path).name)
-    return out_dir / f"{name}.compare.png", out_dir / f"{name}.compare.json"
+    return out_dir / f"{name}.{kind}.png", out_dir / f"{name}.{kind}.json"
 
 
-def write_compare(figure_path: Path, json_path: Path, figure: np.ndarray, record: dict[str, Any]) -> None:
-    """Write the figure, then the JSON (atomically, each)."""
+def write_figure(figure_path: Path, json_path: Path, figure: np.ndarray, record: dict[str, Any]) -> None:
+    """Write the figure, then the JSON (atomically, each): a JSON file means its figure is there."""
     atomic_write_bytes(figure_path, encode_image(figure, ".png"))
     atomic_write_bytes(json_path, dumps(record))
 
 
 # --------------------------------------------------------------------------- one image, end to end
 @dataclass(frozen=True)
-class CompareResult:
-    """What :func:`run_compare` wrote, and the numbers it wrote there."""
+class FigureResult:
+    """What a one-image figure command (compare, compare proposals, explain) wrote."""
 
     figure_path: Path
     json_path: Path
     record: dict[str, Any]
-    stats: tuple[ClassStats, ...]
 
     def paths(self) -> dict[str, Path]:
         return {"figure": self.figure_path, "json": self.json_path}
+
+
+T = TypeVar("T")
+
+
+def run_figure(
+    segmenter: Segmenter,
+    image_path: Path,
+    out_dir: Path,
+    kind: str,
+    max_pixels: int | None,
+    analyse: Callable[[np.ndarray], T],
+    make_record: Callable[..., dict[str, Any]],
+    draw: Callable[[np.ndarray, T], np.ndarray],
+) -> tuple[Path, Path, dict[str, Any], T]:
+    """Read ``image_path``, ``analyse`` its pixels, write ``draw(pixels, analysis)`` and
+    ``make_record(analysis, image_path=, model=, settings=, figure=)`` as
+    <image name>.<kind>.png / .json; returns (figure path, JSON path, record, analysis)."""
+    image_path = Path(image_path)
+    pixels = read_image(image_path, max_pixels=max_pixels).pixels
+    analysis = analyse(pixels)
+    figure_path, json_path = figure_paths(image_path, out_dir, kind)
+    record = make_record(
+        analysis,
+        image_path=str(image_path),
+        model=segmenter.model_info(),
+        settings=segmenter.settings.to_dict(),
+        figure=figure_path.name,
+    )
+    write_figure(figure_path, json_path, draw(pixels, analysis), record)
+    return figure_path, json_path, record, analysis
+
+
+@dataclass(frozen=True)
+class CompareResult(FigureResult):
+    """What :func:`run_compare` wrote, and the numbers it wrote there."""
+
+    stats: tuple[ClassStats, ...]
 
 
 def run_compare(
@@ -103,7 +141,7 @@ def run_compare(
     figure = compose_figure(
         compare_panels(pixels, instances, semantic_map, names, semantic=semantic), footer=count_lines(stats)
     )
-    figure_path, json_path = compare_paths(image_path, out_dir)
+    figure_path, json_path = figure_paths(image_path, out_dir, "compare")
     record = compare_record(
         stats,
         image_path=str(image_path),
@@ -114,5 +152,5 @@ def run_compare(
         semantic_model=semantic_info,
         settings=segmenter.settings.to_dict(),
     )
-    write_compare(figure_path, json_path, figure, record)
+    write_figure(figure_path, json_path, figure, record)
     return CompareResult(figure_path=figure_path, json_path=json_path, record=record, stats=tuple(stats))
