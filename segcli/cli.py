@@ -985,7 +985,7 @@ def demo(
 def _demo_compare(seg: SegmenterLike, image: Path, out_dir: Path) -> dict[str, Path]:
     from segcli.compare import run_compare
 
-    return run_compare(seg, image, out_dir).paths()  # type: ignore[arg-type]  # TODO(merge): SegmenterLike
+    return run_compare(seg, image, out_dir).paths()
 
 
 # --------------------------------------------------------------------------- compare

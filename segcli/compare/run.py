@@ -23,7 +23,7 @@ from segcli.registry import SEMANTIC_MODELS
 from segcli.writers import dumps, encode_image, fit_name
 
 if TYPE_CHECKING:
-    from segcli.predictor import Segmenter
+    from segcli.engines import SegmenterLike
     from segcli.weights import Loaded
 
 SEMANTIC_SOURCES: tuple[str, ...] = ("derived", *SEMANTIC_MODELS)
@@ -74,7 +74,7 @@ T = TypeVar("T")
 
 
 def run_figure(
-    segmenter: Segmenter,
+    segmenter: SegmenterLike,
     image_path: Path,
     out_dir: Path,
     kind: str,
@@ -109,7 +109,7 @@ class CompareResult(FigureResult):
 
 
 def run_compare(
-    segmenter: Segmenter,
+    segmenter: SegmenterLike,
     image_path: Path,
     out_dir: Path,
     *,
