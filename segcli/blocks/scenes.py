@@ -15,6 +15,7 @@ same pixels and masks on every call.
 from __future__ import annotations
 
 import colorsys
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -647,19 +648,9 @@ def render_scene(seed: int, *, size: tuple[int, int] | None = None) -> Scene:
     shadow = float(rng.uniform(0.2, 0.6)) if rng.random() < 0.6 else 0.0
     blur = float(rng.uniform(0.3, 1.0)) if rng.random() < 0.5 else 0.0
     noise = float(rng.uniform(0.0, 0.03)) if rng.random() < 0.5 else 0.0
-    while True:  # every scene holds at least one object: draw again while none is left
-        scene = compose(
-            width,
-            height,
-            specs,
-            floor=floor,
-            lighting=lighting,
-            shadow=shadow,
-            blur=blur,
-            noise=noise,
-            rng=rng,
-            seed=seed,
-        )
+    paint = functools.partial(compose, floor=floor, lighting=lighting, shadow=shadow, blur=blur, noise=noise)
+    while True:  # every scene holds at least one object: draw again (same look) while none is left
+        scene = paint(width, height, specs, rng=rng, seed=seed)
         if scene.objects:
             return scene
         specs = random_objects(rng, width, height, style_rng=style_rng)
