@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+# Before torch loads (it reads this once): OpenMP's worker threads sleep instead of spinning
+# after each parallel region. The suite runs forwards beside writer threads, subprocesses and
+# Ray workers on 2 cores; spinning threads took the CPU from them (the same tests ran 1.7-2x
+# slower under load with the default policy). Subprocesses and Ray workers inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import shutil
 import urllib.error
 import urllib.request
