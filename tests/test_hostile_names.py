@@ -254,24 +254,27 @@ def test_input_folders_named_like_outputs_or_run_files(tmp_path: Path) -> None:
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
 def test_fifo_is_refused_not_waited_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """predict and compare refuse a FIFO at once (main waited for a writer forever). In-process:
-    should segcli wait, a watchdog plays the writer after 10 s, so the test fails, not hangs."""
+    should segcli wait, after 10 s a watchdog plays the writer (again and again, for every
+    open that waits), so the test fails instead of hanging."""
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
     use_fake_in_cli(monkeypatch)
 
-    def writer_comes_and_goes(waited: threading.Event) -> None:
-        waited.set()
-        os.close(os.open(fifo, os.O_RDWR))  # a blocked open returns; its reads see end of file
+    def watchdog(finished: threading.Event, waited: threading.Event) -> None:
+        while not finished.wait(0.1 if waited.is_set() else 10):
+            waited.set()
+            os.close(os.open(fifo, os.O_RDWR))  # a blocked open returns; its reads see end of file
 
     for command in (["predict", str(fifo)], ["compare", "semantic-vs-instance", str(fifo)]):
-        waited = threading.Event()
-        watchdog = threading.Timer(10, writer_comes_and_goes, args=(waited,))
-        watchdog.start()
+        finished, waited = threading.Event(), threading.Event()
+        thread = threading.Thread(target=watchdog, args=(finished, waited), daemon=True)
+        thread.start()
         try:
             args = [*command, "-o", str(tmp_path / "o"), *BATCH_FAST[:-1], "--model", "BLOCKS", "--quiet"]
             done = runner.invoke(app, args)
         finally:
-            watchdog.cancel()
+            finished.set()
+            thread.join()
         assert not waited.is_set(), "segcli waited for the FIFO's writer"
         assert done.exit_code == 1, done.output
         assert done.stderr.endswith(f"{fifo}: is a FIFO, not an image file\n"), done.stderr
