@@ -319,15 +319,16 @@ def _in_forked_child(probe: Callable[[], dict[str, Any]], timeout: float = 120) 
     Returns probe's result; its exception fails the test with the child's traceback."""
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: never returns into pytest
+    if pid == 0:  # the child: whatever happens, it never returns into pytest
         try:
-            torch.set_num_threads(1)  # OpenMP's thread pool does not survive a fork
-            reply = {"result": probe()}
-        except BaseException:
-            reply = {"error": traceback.format_exc()}
-        finally:
+            try:
+                torch.set_num_threads(1)  # OpenMP's thread pool does not survive a fork
+                reply = {"result": probe()}
+            except BaseException:
+                reply = {"error": traceback.format_exc()}
             with os.fdopen(write_end, "w") as pipe:
                 pipe.write(json.dumps(reply))
+        finally:
             os._exit(0)
     os.close(write_end)
     try:
@@ -337,7 +338,8 @@ def _in_forked_child(probe: Callable[[], dict[str, Any]], timeout: float = 120) 
                 pytest.fail(f"the child ran past {timeout} s")
             text = pipe.read()
     finally:
-        os.waitpid(pid, 0)
+        _, status = os.waitpid(pid, 0)
+    assert text, f"the child died (wait status {status})"
     reply = json.loads(text)
     assert "error" not in reply, reply["error"]
     return dict(reply["result"])
