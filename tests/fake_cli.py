@@ -6,7 +6,9 @@ loading a model. Environment:
 - ``SEGCLI_FAKE_DELAY``: seconds each forward call sleeps (default 0.2);
 - ``SEGCLI_FAKE_STALL_AFTER=N``: forward calls after the first N sleep until the process is
   stopped (at most 10 minutes), so a test can signal a run that has done exactly N calls
-  and is still running, whatever the machine's load.
+  and is still running, whatever the machine's load;
+- ``SEGCLI_FAKE_STALLED=PATH``: the file created when that stall begins (the main thread is
+  then in the forward call, where a real run spends its time).
 
 A fake runs no model, so the process never imports torch (seconds of the start-up): the
 precision check keeps only its torch-free part (the ``--precision`` / ``--half`` values).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +35,9 @@ class SlowFake(FakeSegmenter):
     def __call__(self, images: Sequence[np.ndarray]) -> list[Instances]:
         stall_after = os.environ.get("SEGCLI_FAKE_STALL_AFTER")
         if stall_after is not None and len(self.calls) >= int(stall_after):
+            stalled = os.environ.get("SEGCLI_FAKE_STALLED")
+            if stalled:
+                Path(stalled).touch()
             time.sleep(STALL_S)
         time.sleep(float(os.environ.get("SEGCLI_FAKE_DELAY", "0.2")))
         return super().__call__(images)

@@ -261,8 +261,10 @@ def test_sigterm_stops_like_ctrl_c(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     write_images(tmp_path / "in", {f"{i}.png": 10 + i for i in range(8)})
     out = tmp_path / "out"
     cmd = [*FAKE_CLI, "batch", str(tmp_path / "in"), "-o", str(out), "--quiet"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _wait_for(lambda: len(list(out.glob("*.png.json"))) >= 2, proc)  # then its third forward stalls
+    stalled = tmp_path / "stalled"  # two images through the model, the third forward stalls
+    env = {**_env(2), "SEGCLI_FAKE_STALLED": str(stalled)}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for(stalled.exists, proc)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr.decode()
