@@ -19,13 +19,16 @@ import urllib.error
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
-from torchvision.models._api import WeightsEnum
 
 from segcli.errors import SegcliError, UsageError, first_line
 from segcli.registry import ModelSpec, Task, get_spec
+
+if TYPE_CHECKING:
+    from torchvision.models._api import WeightsEnum  # annotations only: torchvision costs seconds
 
 DOWNLOAD_TIMEOUT_S = 30.0
 

@@ -22,6 +22,7 @@ import segcli.cli
 import segcli.fsutil
 from segcli.batch import discover
 from segcli.cli import app
+from segcli.engines import SegmenterLike
 from segcli.engines.local import LocalEngine
 from segcli.fsutil import atomic_write_bytes
 from segcli.instances import Instances
@@ -30,8 +31,8 @@ from segcli.predictor import Segmenter
 from segcli.settings import Settings
 from segcli.writers import OUTPUT_MARKER
 from tests.conftest import BATCH_FAST as FAST
-from tests.conftest import PHOTOS, random_image
-from tests.fakes import use_fake_in_cli
+from tests.conftest import PHOTOS, REPO, random_image
+from tests.fakes import use_fake_in_cli, write_images
 
 runner = CliRunner()
 
@@ -160,23 +161,15 @@ def test_errors_are_one_line_and_escaped(tmp_path: Path, monkeypatch: pytest.Mon
 
 # --------------------------------------------------------------------------- interrupted runs
 # Library-level interrupts (KeyboardInterrupt and a real SIGINT from the segmenter) are in
-# test_run.py on a FakeSegmenter; here the real model through the CLI: SIGINT in-process,
-# SIGKILL in a subprocess, both resumed and compared with one shared uninterrupted run.
+# test_run.py; here the CLI: SIGINT in-process, SIGKILL in a process of its own
+# (tests/fake_cli.py), both resumed and compared with one shared uninterrupted run. All on a
+# FakeSegmenter: what is tested is the run (what is kept, redone, cleaned up), not the model
+# (the model's results do not depend on the batch: test_hostile_runs, test_parity).
 N_INPUTS = 8
 
 
-def _batch_args(root: Path, out: Path, ckpt: Path) -> list[str]:
-    return [
-        "batch",
-        str(root),
-        "-o",
-        str(out),
-        "--weights",
-        str(ckpt),
-        "--save",
-        "overlay,json,masks,idmap",
-        *FAST,
-    ]
+def _batch_args(root: Path, out: Path) -> list[str]:
+    return ["batch", str(root), "-o", str(out), "--save", "overlay,json,masks,idmap", *FAST]
 
 
 def _outputs(out: Path) -> dict[str, bytes]:
@@ -188,27 +181,27 @@ def _outputs(out: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="session")
-def reference_run(tmp_path_factory: pytest.TempPathFactory, blocks_ckpt: Path) -> tuple[Path, Path]:
-    """N_INPUTS photos and their uninterrupted batch outputs (every kind): made once."""
+def reference_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """N_INPUTS small JPEGs and their uninterrupted batch outputs (every kind): made once."""
     base = tmp_path_factory.mktemp("interrupted")
     root = base / "in"
-    root.mkdir()
-    photos = sorted(PHOTOS.glob("*.jpg"))
-    for i in range(N_INPUTS):
-        shutil.copy(photos[i % len(photos)], root / f"img{i:02d}.jpg")
-    result = runner.invoke(app, _batch_args(root, base / "ref", blocks_ckpt))
+    write_images(root, {f"img{i:02d}.jpg": 40 + i for i in range(N_INPUTS)}, height=30)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_fake_in_cli(monkeypatch)
+        result = runner.invoke(app, _batch_args(root, base / "ref"))
     assert result.exit_code == 0, result.output
     return root, base / "ref"
 
 
-def _resume_and_compare(root: Path, out: Path, ckpt: Path, reference: Path) -> None:
-    """Resume ``out``: nothing done twice, nothing left over, the same files as ``reference``."""
+def _resume_and_compare(root: Path, out: Path, reference: Path) -> None:
+    """Resume ``out`` (the CLI on a fake): nothing done twice, nothing left over, the same
+    files as ``reference``."""
     done_before = {
         p: p.stat().st_mtime_ns
         for p in out.glob("*.json")
         if p.name not in ("run.json", "coco.json", "coco-results.json")
     }
-    resumed = runner.invoke(app, _batch_args(root, out, ckpt))
+    resumed = runner.invoke(app, _batch_args(root, out))
     assert resumed.exit_code == 0, resumed.output
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "complete"
@@ -224,12 +217,11 @@ def _resume_and_compare(root: Path, out: Path, ckpt: Path, reference: Path) -> N
 
 
 class _SigintOnCall:
-    """Wraps the real segmenter; sends this process SIGINT when forward number ``n`` starts."""
+    """Wraps a segmenter; sends this process SIGINT when forward number ``n`` starts."""
 
-    def __init__(self, inner: Segmenter, n: int) -> None:
+    def __init__(self, inner: SegmenterLike, n: int) -> None:
         self.inner, self.n, self.calls = inner, n, 0
         self.settings, self.categories = inner.settings, inner.categories
-        self.device = inner.device
 
     def model_info(self) -> dict[str, Any]:
         return self.inner.model_info()
@@ -242,41 +234,44 @@ class _SigintOnCall:
 
 
 def test_sigint_stops_cleanly_and_resumes_to_the_same_result(
-    reference_run: tuple[Path, Path], tmp_path: Path, blocks_ckpt: Path, monkeypatch: pytest.MonkeyPatch
+    reference_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, reference = reference_run
-    real_load = segcli.cli.load_segmenter
+    use_fake_in_cli(monkeypatch)
+    fake_load = segcli.cli.load_segmenter
 
     def load(opts: ModelOptions, *, quiet: bool = False) -> _SigintOnCall:
-        return _SigintOnCall(real_load(opts, quiet=quiet), n=4)
+        return _SigintOnCall(fake_load(opts, quiet=quiet), n=4)
 
     monkeypatch.setattr(segcli.cli, "load_segmenter", load)
     out = tmp_path / "out"
-    result = runner.invoke(app, _batch_args(root, out, blocks_ckpt))
+    result = runner.invoke(app, _batch_args(root, out))
     assert result.exit_code == 130, result.output
     assert "Traceback" not in result.output and "interrupted" in result.stdout
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "interrupted" and run["counts"]["done"] == 3
     assert not list(out.rglob("*.part")), "Ctrl-C leaves no temporary files"
-    monkeypatch.setattr(segcli.cli, "load_segmenter", real_load)
-    _resume_and_compare(root, out, blocks_ckpt, reference)
+    monkeypatch.setattr(segcli.cli, "load_segmenter", fake_load)
+    _resume_and_compare(root, out, reference)
 
 
 def test_sigkill_loses_nothing_done_and_resumes_to_the_same_result(
-    reference_run: tuple[Path, Path], tmp_path: Path, blocks_ckpt: Path
+    reference_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root, reference = reference_run
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "segcli", *_batch_args(root, out, blocks_ckpt)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [sys.executable, "-m", "tests.fake_cli", *_batch_args(root, out)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SEGCLI_FAKE_DELAY": "0", "SEGCLI_FAKE_STALL_AFTER": "2"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while len(list(out.glob("*.jpg.json"))) < 2 and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.005)
+        time.sleep(0.005)  # two images done, the third forward stalls
     assert proc.poll() is None, "the run ended before it could be killed"
     proc.kill()
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, err.decode()
-    _resume_and_compare(root, out, blocks_ckpt, reference)
+    use_fake_in_cli(monkeypatch)
+    _resume_and_compare(root, out, reference)
 
 
 def test_unreadable_file_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,11 +3,11 @@ stdout, a run ends the way the README says.
 
 - names: Rich markup, backslashes, control characters, 230-255 byte names, bytes that are
   not UTF-8, newlines, input folders named like outputs or run files;
-- FIFOs and closed pipes (real subprocesses, the bundled blocks model at a tiny size);
+- FIFOs (in-process, with a watchdog) and closed pipes (real subprocesses, tests/fake_cli.py);
 - segcli output folders (marker file), usage errors (exit 2 before any model loads), messages.
 
-Most tests run the CLI in-process on a FakeSegmenter (tests/fakes.py); the subprocess tests
-load the bundled blocks model (a few seconds each).
+Every test runs the CLI on a FakeSegmenter (tests/fakes.py): in-process, or for closed pipes
+in processes of their own (tests/fake_cli.py, which never imports torch: about a second each).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -249,30 +250,45 @@ def test_input_folders_named_like_outputs_or_run_files(tmp_path: Path) -> None:
     assert len(set(bases)) == len(bases) and "a.png" not in bases
 
 
-# ----------------------------------------------------------- 12, 13: FIFOs and pipes (subprocesses)
-def _segcli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "segcli", *args]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO)}
-
-
+# ----------------------------------------------------------- 12, 13: FIFOs and pipes
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="POSIX FIFOs")
-def test_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+def test_fifo_is_refused_not_waited_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """predict and compare refuse a FIFO at once (main waited for a writer forever). In-process:
+    should segcli wait, after 10 s a watchdog plays the writer (again and again, for every
+    open that waits), so the test fails instead of hanging."""
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
+    use_fake_in_cli(monkeypatch)
+
+    def watchdog(finished: threading.Event, waited: threading.Event) -> None:
+        while not finished.wait(0.1 if waited.is_set() else 10):
+            waited.set()
+            os.close(os.open(fifo, os.O_RDWR))  # a blocked open returns; its reads see end of file
+
     for command in (["predict", str(fifo)], ["compare", "semantic-vs-instance", str(fifo)]):
-        done = subprocess.run(
-            _segcli(*command, "-o", str(tmp_path / "o"), *BATCH_FAST[:-1], "--model", "BLOCKS", "--quiet"),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=_env(),
-        )
-        assert done.returncode == 1, done.stderr
+        finished, waited = threading.Event(), threading.Event()
+        thread = threading.Thread(target=watchdog, args=(finished, waited), daemon=True)
+        thread.start()
+        try:
+            args = [*command, "-o", str(tmp_path / "o"), *BATCH_FAST[:-1], "--model", "BLOCKS", "--quiet"]
+            done = runner.invoke(app, args)
+        finally:
+            finished.set()
+            thread.join()
+        assert not waited.is_set(), "segcli waited for the FIFO's writer"
+        assert done.exit_code == 1, done.output
         assert done.stderr.endswith(f"{fifo}: is a FIFO, not an image file\n"), done.stderr
         assert len(done.stderr.splitlines()) == 1
+
+
+def _fake_cli(*args: str) -> list[str]:
+    """The real CLI in a process of its own, on a FakeSegmenter (tests/fake_cli.py: no torch)."""
+    return [sys.executable, "-m", "tests.fake_cli", *args]
+
+
+def _start(command: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SEGCLI_FAKE_DELAY": "0"}
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd)
 
 
 def _photos(folder: Path, n: int) -> list[Path]:
@@ -286,38 +302,27 @@ def _photos(folder: Path, n: int) -> list[Path]:
 
 def test_closed_stdout_ends_quietly(tmp_path: Path) -> None:
     """--json - into a reader that goes away (at once, or after 50 bytes), into a closed
-    stdout, and batch's summary into a closed pipe: no message, no traceback, exit 0 or 141."""
+    stdout, and batch's summary into a closed pipe: no message, no traceback, exit 0 or 141.
+    Real processes on a FakeSegmenter, all four started at once."""
     photos = _photos(tmp_path / "in", 6)
-    predict = _segcli("predict", *map(str, photos), "--json", "-", *BATCH_FAST)
-
-    gone = subprocess.Popen(predict, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
-    assert gone.stdout is not None and gone.stderr is not None
+    predict = _fake_cli("predict", *map(str, photos), "--json", "-", *BATCH_FAST)
+    gone = _start(predict, tmp_path)
+    assert gone.stdout is not None
     gone.stdout.close()  # the reader is gone before the first line
-    assert gone.wait(timeout=120) == 141
-    assert gone.stderr.read() == b""
+    head = _start(predict, tmp_path)
+    closed = _start(["sh", "-c", 'exec "$0" "$@" >&-', *predict], tmp_path)
+    batch = _start(
+        _fake_cli("batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), *BATCH_FAST), tmp_path
+    )
+    assert batch.stdout is not None
+    batch.stdout.close()  # `| head -1` that has already gone
 
-    head = subprocess.Popen(predict, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env())
-    assert head.stdout is not None and head.stderr is not None
+    assert head.stdout is not None
     assert len(head.stdout.read(50)) == 50  # `| head -c 50`
     head.stdout.close()
-    assert head.wait(timeout=120) in (0, 141)
-    assert head.stderr.read() == b""
-
-    closed = subprocess.run(
-        ["sh", "-c", 'exec "$0" "$@" >&-', *predict], capture_output=True, timeout=120, env=_env()
-    )
-    assert closed.returncode in (0, 141) and closed.stderr == b""
-
-    batch = subprocess.Popen(
-        _segcli("batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), *BATCH_FAST),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=_env(),
-    )
-    assert batch.stdout is not None and batch.stderr is not None
-    batch.stdout.close()  # `| head -1` that has already gone
-    assert batch.wait(timeout=120) == 141
-    assert batch.stderr.read() == b""
+    for proc, codes in ((gone, (141,)), (head, (0, 141)), (closed, (0, 141)), (batch, (141,))):
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode in codes and err == b"", (proc.args, proc.returncode, err)
     assert json.loads((tmp_path / "out" / "run.json").read_text())["counts"]["done"] == len(photos)
 
 

@@ -1,7 +1,8 @@
 """Resume, stops and resources under attack (issue 10, items 5-11 and 17).
 
-Runs use FakeSegmenter (milliseconds); only the batch-size test runs the blocks model, and
-only the SIGTERM, lock and memory tests start processes of their own.
+Runs use FakeSegmenter (milliseconds); only the batch-size and memory tests run the blocks
+model. The SIGTERM and lock tests start the real CLI in processes of their own, on a fake
+(tests/fake_cli.py); the memory test forks this process, so it starts no second torch.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ import errno
 import io
 import json
 import os
+import select
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import textwrap
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,7 @@ from segcli.engines import Job
 from segcli.engines.local import BYTES_PER_PIXEL, LocalEngine
 from segcli.errors import SegcliError
 from segcli.imageio import read_image
-from segcli.predictor import sampled_model_input
+from segcli.predictor import Segmenter, sampled_model_input
 from segcli.settings import Settings
 from segcli.writers import mark_output, plan_outputs, write_outputs
 from tests.conftest import BATCH_FAST, REPO, random_image
@@ -60,8 +63,14 @@ def _files(out: Path) -> dict[str, bytes]:
     }
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "SEGCLI_FAKE_DELAY": "0.3"}
+def _env(stall_after: int) -> dict[str, str]:
+    """tests/fake_cli.py's forward calls after the first ``stall_after`` wait to be stopped."""
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "SEGCLI_FAKE_DELAY": "0",
+        "SEGCLI_FAKE_STALL_AFTER": str(stall_after),
+    }
 
 
 def _wait_for(condition: Any, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
@@ -159,7 +168,7 @@ def test_a_second_run_into_a_busy_folder_is_refused(tmp_path: Path, monkeypatch:
     write_images(tmp_path / "in", {f"{i}.png": 10 + i for i in range(8)})
     out = tmp_path / "out"
     cmd = [*FAKE_CLI, "batch", str(tmp_path / "in"), "-o", str(out), "--quiet"]
-    first = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = subprocess.Popen(cmd, cwd=REPO, env=_env(0), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_for(lambda: (out / "run.json").is_file(), first)
         in_flight = out / ".7.png.json.k3ep.part"  # as if the first run were writing it now
@@ -252,8 +261,10 @@ def test_sigterm_stops_like_ctrl_c(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     write_images(tmp_path / "in", {f"{i}.png": 10 + i for i in range(8)})
     out = tmp_path / "out"
     cmd = [*FAKE_CLI, "batch", str(tmp_path / "in"), "-o", str(out), "--quiet"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _wait_for(lambda: len(list(out.glob("*.png.json"))) >= 2, proc)
+    stalled = tmp_path / "stalled"  # two images through the model, the third forward stalls
+    env = {**_env(2), "SEGCLI_FAKE_STALLED": str(stalled)}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for(stalled.exists, proc)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr.decode()
@@ -263,7 +274,7 @@ def test_sigterm_stops_like_ctrl_c(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert "segcli batch: interrupted" in stdout.decode()
     run = json.loads((out / "run.json").read_text())
     done = len(list(out.glob("*.png.json")))
-    assert run["status"] == "interrupted" and run["counts"]["done"] == done
+    assert run["status"] == "interrupted" and run["counts"]["done"] == done == 2
     assert run["counts"]["inputs"] == 8 and run["counts"]["total"]["pending"] == 8 - done
     assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
     use_fake_in_cli(monkeypatch)
@@ -304,19 +315,47 @@ def test_budget_caps_decoded_images_held_at_once(tmp_path: Path) -> None:
     assert seg.calls and max(seg.calls) <= 2, f"batches of {seg.calls}: over the budget"
 
 
-_MEMORY_PROBE = textwrap.dedent(
-    """
-    import resource, sys, numpy as np
-    from segcli.predictor import Segmenter
-    from segcli.settings import Settings
+def _in_forked_child(probe: Callable[[], dict[str, Any]], timeout: float = 120) -> dict[str, Any]:
+    """``probe()`` run in a forked child of this process: a process of its own (its own peak
+    RSS and address-space limit) with segcli, torch and torchvision already imported.
+    Returns probe's result; its exception fails the test with the child's traceback."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: whatever happens, it never returns into pytest
+        try:
+            try:
+                torch.set_num_threads(1)  # OpenMP's thread pool does not survive a fork
+                reply = {"result": probe()}
+            except BaseException:
+                reply = {"error": traceback.format_exc()}
+            with os.fdopen(write_end, "w") as pipe:
+                pipe.write(json.dumps(reply))
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end) as pipe:
+            if not select.select([pipe], [], [], timeout)[0]:
+                os.kill(pid, signal.SIGKILL)
+                pytest.fail(f"the child ran past {timeout} s")
+            text = pipe.read()
+    finally:
+        _, status = os.waitpid(pid, 0)
+    assert text, f"the child died (wait status {status})"
+    reply = json.loads(text)
+    assert "error" not in reply, reply["error"]
+    return dict(reply["result"])
+
+
+def _memory_probe(ckpt: Path) -> dict[str, Any]:
+    import resource  # POSIX only
 
     def vm() -> int:
-        for line in open("/proc/self/status"):
+        for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmSize:"):
                 return int(line.split()[1]) * 1024
         raise RuntimeError("no VmSize")
 
-    ckpt = sys.argv[1]
     seg = Segmenter("blocks", weights=ckpt, device="cpu")  # the model's default input size
     tiny = Segmenter("blocks", weights=ckpt, device="cpu", settings=Settings(min_size=1, max_size=1))
     seg([np.zeros((384, 512, 3), np.uint8)])
@@ -328,21 +367,18 @@ _MEMORY_PROBE = textwrap.dedent(
     for s, image in cases:
         [inst] = s([image])
         assert inst.image_size == image.shape[:2]
-    print("peak_mb", (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
-    print("shape", tuple(seg.model_input(thin)[0].shape))
-    """
-)
+    return {
+        "peak_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024,
+        "shape": list(seg.model_input(thin)[0].shape),
+    }
 
 
+@pytest.mark.skipif(not hasattr(os, "fork") or sys.platform != "linux", reason="fork, /proc")
 def test_memory_is_bounded_by_the_model_input(blocks_ckpt: Path) -> None:
     """1x100000, 100000x1 and --min-size 1 --max-size 1 cost what the model sees (issue: 6-10 GB)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", _MEMORY_PROBE, str(blocks_ckpt)], capture_output=True, text=True, env=_env()
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    lines = dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())
-    assert lines["shape"] == "(3, 32, 640)"
-    assert float(lines["peak_mb"]) < 300, lines
+    probed = _in_forked_child(lambda: _memory_probe(blocks_ckpt))
+    assert probed["shape"] == [3, 32, 640]
+    assert probed["peak_mb"] < 300, probed
 
 
 def test_sampled_model_input_equals_torchvision_resize() -> None:
@@ -377,15 +413,21 @@ def test_forged_jpeg_header_is_an_error_not_a_grey_image(tmp_path: Path) -> None
         assert read_image(grey).size == (2000, 3000)
 
 
-def test_pillow_keeps_its_pixel_limit_for_other_code(tmp_path: Path) -> None:
-    """segcli reads what --max-pixels allows, without lifting Pillow's guard for the whole process."""
-    assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < 200_000_000
+def test_pillow_keeps_its_pixel_limit_for_other_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """segcli reads what --max-pixels allows, without lifting Pillow's guard for the whole process.
+
+    Pillow's limit is lowered to 1,000 pixels here (its errors start at twice the limit), so
+    a 20,000-pixel image stands for a 200 MP one: the same refusal, without 200 MP of work."""
+    assert Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < 200_000_000, "as segcli left it"
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     big = tmp_path / "big.png"
-    Image.new("1", (20000, 10000), 1).save(big)  # 200 MP, over Pillow's error limit (2 x 89 MP)
+    Image.new("1", (200, 100), 1).save(big)  # over Pillow's error limit (2 x 1,000)
     with pytest.raises(Image.DecompressionBombError):
         Image.open(big)
-    assert read_image(big, max_pixels=None).size == (10000, 20000)
-    assert Image.MAX_IMAGE_PIXELS is not None
+    assert read_image(big, max_pixels=None).size == (100, 200)
+    assert Image.MAX_IMAGE_PIXELS == 1000, "the guard is back for other code"
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(big)
 
 
 # --------------------------------------------------------------------------- 17: run.json truth
