@@ -465,3 +465,32 @@ def test_ctrl_c_while_waiting_for_a_write_loses_no_result(
     submitted = min(n_inputs, 2 * 2 + 1 + 1)  # the write queue's bound, plus the one that filled it
     assert sorted(results) == sorted(p.key for p in plans[:submitted])
     assert {r.status for r in results.values()} == {"done"}
+
+
+def test_ctrl_c_right_after_a_write_is_queued_still_reports_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C between handing a write to the write threads and recording its future: the
+    write still ends (good work) and is reported, so run.json counts every JSON on disk."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    real_submit = ThreadPoolExecutor.submit
+    writes: list[object] = []
+
+    def submit(self: ThreadPoolExecutor, fn: object, /, *args: object, **kwargs: object) -> object:
+        fut = real_submit(self, fn, *args, **kwargs)  # type: ignore[arg-type]
+        if self._thread_name_prefix.startswith("segcli-write"):  # type: ignore[attr-defined]
+            writes.append(fut)
+            if len(writes) == 2:
+                fut.result()  # this write ends (the main thread was preempted here) ...
+                raise KeyboardInterrupt  # ... and the signal lands before the engine records it
+        return fut
+
+    monkeypatch.setattr(ThreadPoolExecutor, "submit", submit)
+    write_images(tmp_path / "in", {f"{i}.png": 10 + i for i in range(8)})
+    outcome = run_batch(
+        tmp_path / "in", tmp_path / "out", FakeSegmenter, options=BatchOptions(save=("json",))
+    )
+    on_disk = sorted(p.name for p in (tmp_path / "out").glob("*.png.json"))
+    assert outcome.summary["status"] == "interrupted" and on_disk == ["0.png.json", "1.png.json"]
+    assert outcome.summary["counts"]["done"] == 2

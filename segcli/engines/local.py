@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from segcli.engines import (
     Emit,
@@ -27,6 +27,9 @@ from segcli.engines import (
 )
 from segcli.imageio import LoadedImage, declared_pixels
 from segcli.writers import OutputPlan
+
+if TYPE_CHECKING:
+    from segcli.instances import Instances
 
 DECODE_BUDGET_BYTES = 1 << 30
 """Memory for images in flight (read-ahead, the batch, pending writes), counted at
@@ -79,6 +82,23 @@ class LocalEngine:
         def release(plan: OutputPlan) -> None:
             cost.pop(id(plan), None)
 
+        # Every write records its own result, from its thread: a write whose future never
+        # reached ``writes`` (Ctrl-C right after submit) is still reported at the end.
+        unreported: dict[int, ItemResult] = {}
+
+        def write(plan: OutputPlan, image: LoadedImage, instances: Instances) -> ItemResult:
+            try:
+                result = write_result(plan, image, instances, job)
+            except Exception as exc:
+                result = write_failure(plan, exc)
+            unreported[id(plan)] = result
+            return result
+
+        def report(result: ItemResult) -> None:
+            unreported.pop(id(result.plan), None)
+            release(result.plan)
+            emit(result)
+
         with (
             ThreadPoolExecutor(self.decode_workers, thread_name_prefix="segcli-decode") as decoder,
             ThreadPoolExecutor(self.write_workers, thread_name_prefix="segcli-write") as writer,
@@ -105,8 +125,7 @@ class LocalEngine:
                         if writes:  # the budget is held by pending writes: let one end
                             result = self._written(*writes[0])
                             writes.popleft()
-                            release(result.plan)
-                            emit(result)
+                            report(result)
                             continue
                         break
                     batch: list[tuple[OutputPlan, LoadedImage]] = []
@@ -130,15 +149,14 @@ class LocalEngine:
                             release(plan)
                             emit(model_failure(plan, outcome))
                         else:
-                            writes.append((plan, writer.submit(write_result, plan, image, outcome, job)))
+                            writes.append((plan, writer.submit(write, plan, image, outcome)))
                     del batch, outcomes
                     while len(writes) > 2 * self.write_workers + job.batch_size or (
                         writes and held() > self.decode_budget
                     ):
                         result = self._written(*writes[0])  # an interrupt here leaves it queued
                         writes.popleft()
-                        release(result.plan)
-                        emit(result)
+                        report(result)
             except KeyboardInterrupt:
                 interrupted = True
                 for _, fut in reads:
@@ -152,7 +170,15 @@ class LocalEngine:
                     interrupted = True
                     continue
                 writes.popleft()
-                emit(result)
+                report(result)
+            while True:  # writes submitted but not in ``writes`` (see ``unreported``) end too
+                try:
+                    writer.shutdown(wait=True)
+                    break
+                except KeyboardInterrupt:
+                    interrupted = True
+            for result in list(unreported.values()):
+                report(result)
         return interrupted
 
     @staticmethod
