@@ -9,14 +9,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from segcli.instances import Instances
 from segcli.registry import COCO_DEFAULTS
 from segcli.settings import Settings
+
+if TYPE_CHECKING:
+    import pytest  # annotations only: fake_cli processes do not import pytest
 
 FAKE_CATEGORIES = ("__background__", "cube", "sphere", "cylinder")
 FAKE_SETTINGS = dataclasses.replace(COCO_DEFAULTS, min_size=64, max_size=96)
