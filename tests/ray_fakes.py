@@ -93,8 +93,11 @@ def use_fakes_in_cli(delay: float = 0.0) -> Callable[[], None]:
     def check_precision(opts: ModelOptions) -> str:
         return opts.requested_precision()
 
-    patches = [(segcli.cli, "load_segmenter", load), (ModelOptions, "spec", spec)]
-    patches.append((ModelOptions, "check_precision", check_precision))
+    patches: list[tuple[object, str, object]] = [
+        (segcli.cli, "load_segmenter", load),
+        (ModelOptions, "spec", spec),
+        (ModelOptions, "check_precision", check_precision),
+    ]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
     for owner, name, value in patches:
         setattr(owner, name, value)

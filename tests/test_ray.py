@@ -388,9 +388,9 @@ def test_a_killed_worker_is_replaced_and_every_image_is_redone_once(
 
     def kill_a_worker() -> None:  # kill -9 an actor process in the middle of an image
         deadline = time.monotonic() + 60
-        while not list(pids.glob("*.busy")) and time.monotonic() < deadline:
+        while not (busy := sorted(pids.glob("*.busy"))) and time.monotonic() < deadline:
             time.sleep(0.01)
-        victim = int(sorted(pids.glob("*.busy"))[0].stem)
+        victim = int(busy[0].stem)
         os.kill(victim, signal.SIGKILL)
         killed.append(victim)
 
@@ -447,17 +447,17 @@ def test_an_image_that_kills_its_worker_fails_alone(tmp_path: Path, ray_cluster:
 def test_ctrl_c_stops_the_ray_job_and_a_rerun_resumes(
     tmp_path: Path, fake_cli: None, ray_cluster: Any
 ) -> None:
-    n = 12
+    n = 16
     folder = tmp_path / "in"
     write_images(folder, {f"scene{i:03d}.png": 20 + i for i in range(n)})
     out = tmp_path / "out"
     address = ray_cluster.get_runtime_context().gcs_address
     # The real CLI in a process of its own (Ctrl-C goes to the whole process), on fakes that
-    # take 0.2 s an image in the Ray worker.
+    # take 0.3 s an image in the Ray worker: it is still busy when the driver has stopped.
     cmd = [sys.executable, "-m", "tests.ray_fakes", "batch", str(folder), "-o", str(out), *FAST]
     proc = subprocess.Popen(
         [*cmd, "--engine", "ray", "--ray-address", address, "--workers", "1"],
-        env={**_env(), "SEGCLI_FAKE_DELAY": "0.2"},
+        env={**_env(), "SEGCLI_FAKE_DELAY": "0.3"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
