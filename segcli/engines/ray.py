@@ -31,6 +31,7 @@ import math
 import os
 import shutil
 import socket
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -128,11 +129,14 @@ class PlanWorker:
     a block of plans and returns one small row per plan (index, status, counts, reason)."""
 
     def __init__(self, source: SegmenterSource, job: Job, threads: int = 0) -> None:
-        if threads > 0:
+        self.segmenter = source.build(progress=False)
+        # Set torch's threads after the build, and only if torch is loaded: a segmenter that
+        # runs on torch imported it while building (set_num_threads governs the forward passes
+        # that follow); one that does not (a test fake) need not import torch (seconds) here.
+        if threads > 0 and "torch" in sys.modules:
             import torch
 
             torch.set_num_threads(threads)
-        self.segmenter = source.build(progress=False)
         self.job = job
         self.node = node_name()
         info = self.segmenter.model_info()
