@@ -113,10 +113,11 @@ def local_out(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def ray_out(tree: Path, tmp_path_factory: pytest.TempPathFactory, ray_cluster: Any) -> Path:
-    """The Ray engine with default resources (every CPU reserved by the actor pool)."""
+    """The Ray engine with every CPU reserved by the actor pool: one worker of 2 CPUs (one
+    actor to start, importing torchvision once; the default, 2 x 1, is checked by layout)."""
     out = tmp_path_factory.mktemp("ray") / "out"
     with watchdog(180):  # the pitfall: a starved Ray Data job hangs forever
-        result = _run(tree, "-o", out, *FAST, *SAVE_ALL, "--engine", "ray")
+        result = _run(tree, "-o", out, *FAST, *SAVE_ALL, "--engine", "ray", "--cpus-per-worker", "2")
     assert result.exit_code == 0, result.output
     return out
 
@@ -170,11 +171,17 @@ def test_same_outputs_as_the_local_engine(local_out: Path, ray_out: Path) -> Non
     assert runs[0]["counts"]["done"] == 7
 
 
-def test_default_resources_reserve_every_cpu_and_finish(ray_out: Path) -> None:
+def test_default_resources_reserve_every_cpu_and_finish(ray_out: Path, ray_cluster: Any) -> None:
+    from segcli.engines import Job
+    from segcli.engines.ray import RayEngine
+
     engine = json.loads((ray_out / "run.json").read_text())["engine"]
     assert engine["name"] == "ray" and engine["cluster"]["CPU"] == 2
     assert engine["workers"] * engine["cpus_per_worker"] == 2, "the pool holds every CPU, yet it finished"
     assert engine["gpus_per_worker"] == 0 and engine["rows_per_task"] >= 1
+    # the default layout on this cluster reserves every CPU too: a worker per CPU
+    job = Job.for_segmenter(FakeSegmenter(), ["json"])
+    assert RayEngine(FakeSpec())._layout(ray_cluster, 7, job) == (2, 1.0, 0.0, 1)
 
 
 def test_resume_and_settings_refusal(tree: Path, fake_cli: None, tmp_path: Path, ray_cluster: Any) -> None:
