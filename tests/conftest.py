@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 
 # Before torch loads (it reads this once): OpenMP's worker threads sleep instead of spinning
 # after each parallel region. The suite runs forwards beside writer threads, subprocesses and
 # Ray workers on 2 cores; spinning threads took the CPU from them (the same tests ran 1.7-2x
 # slower under load with the default policy). Subprocesses and Ray workers inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+# A suite started from a background job (`cmd &` in a script) inherits SIGINT ignored, and
+# Python then keeps it ignored: the tests of Ctrl-C need Python's own handler, here and in the
+# processes they start (which inherit "ignored", never a handler).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import shutil
 import urllib.error
