@@ -23,13 +23,14 @@ from segcli.options import (
     PANEL_MODEL,
     PANEL_OUTPUTS,
     PANEL_RUN,
-    PANEL_VIDEO,
     DeviceOpt,
     HelpWithModelDefaults,
     ModelOptions,
     PrecisionOpt,
     SuggestingGroup,
+    VideoCliOptions,
     model_options,
+    video_options,
 )
 from segcli.settings import DEFAULT_MAX_PIXELS
 
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     from segcli.engines import ItemResult, SegmenterLike
     from segcli.evaluate import EvalResult
     from segcli.predictor import Segmenter
-    from segcli.video_run import VideoOptions
     from segcli.writers import OutputPlan
 
 GLOBAL_OPTIONS = ("--debug", "--version")
@@ -263,35 +263,6 @@ ImageArg = Annotated[
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="No progress bar or per-image lines.", rich_help_panel=PANEL_RUN)
 ]
-StrideOpt = Annotated[
-    int, typer.Option("--stride", min=1, help="Videos: segment every Nth frame.", rich_help_panel=PANEL_VIDEO)
-]
-StartOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--start", min=0.0, help="Videos: first time to segment, in seconds.", rich_help_panel=PANEL_VIDEO
-    ),
-]
-EndOpt = Annotated[
-    float | None,
-    typer.Option(
-        "--end", min=0.0, help="Videos: stop before this time, in seconds.", rich_help_panel=PANEL_VIDEO
-    ),
-]
-MaxFramesOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--max-frames", min=1, help="Videos: segment at most this many frames.", rich_help_panel=PANEL_VIDEO
-    ),
-]
-TrackOpt = Annotated[
-    bool,
-    typer.Option(
-        "--track/--no-track",
-        help="Videos: keep instance ids and colours across frames.",
-        rich_help_panel=PANEL_VIDEO,
-    ),
-]
 
 
 def load_segmenter(opts: ModelOptions, *, quiet: bool = False) -> Segmenter:
@@ -308,19 +279,6 @@ def _say_loaded(what: str, info: Mapping[str, object], device: object) -> None:
         f"{what} {info['name']} ({info['architecture']}, {info['weights']}) on {device}",
         console=err_console(),
     )
-
-
-def _video_options(
-    stride: int, start: float | None, end: float | None, max_frames: int | None, track: bool, batch_size: int
-) -> VideoOptions:
-    """The video options, checked before any model loads (a bad range is a usage error)."""
-    from segcli.video import FrameSelection
-    from segcli.video_run import VideoOptions
-
-    if end is not None and end <= (start or 0.0):
-        raise typer.BadParameter(f"--end ({end}) must be after --start ({start or 0})", param_hint="--end")
-    selection = FrameSelection(stride=stride, start=start, end=end, max_frames=max_frames)
-    return VideoOptions(selection=selection, track=track, batch_size=batch_size)
 
 
 def _check_writable(out_dir: Path) -> None:
@@ -412,6 +370,7 @@ def _print_failed(console: Console, result: ItemResult) -> None:
 )
 @cli_errors
 @model_options
+@video_options
 def predict(
     images: Annotated[
         list[Path],
@@ -424,6 +383,7 @@ def predict(
         ),
     ],
     model_opts: ModelOptions,
+    video_opts: VideoCliOptions,
     output: OutputOpt = Path("segcli-out"),
     save: SaveOpt = None,
     json_out: Annotated[
@@ -438,11 +398,6 @@ def predict(
     ] = None,
     batch_size: BatchSizeOpt = 1,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
-    stride: StrideOpt = 1,
-    start: StartOpt = None,
-    end: EndOpt = None,
-    max_frames: MaxFramesOpt = None,
-    track: TrackOpt = True,
     quiet: QuietOpt = False,
 ) -> None:
     """Segment images and videos into overlays and JSON.
@@ -460,7 +415,7 @@ def predict(
     to_stdout = json_out == "-"
     kinds = parse_save(save) if save is not None else (() if to_stdout else DEFAULT_SAVE)
     _check_model_run(model_opts, batch_size, max_pixels)
-    video = _video_options(stride, start, end, max_frames, track, batch_size)
+    video = video_opts.check(batch_size)
     for image in images:
         if image.is_dir():
             raise UsageError(f"{image} is a folder: use segcli batch {image} for folders")
@@ -513,6 +468,7 @@ def predict(
 )
 @cli_errors
 @model_options
+@video_options
 def batch(
     folder: Annotated[
         Path | None,
@@ -525,6 +481,7 @@ def batch(
     ] = None,
     *,
     model_opts: ModelOptions,
+    video_opts: VideoCliOptions,
     output: OutputOpt = Path("segcli-out"),
     save: SaveOpt = None,
     recursive: Annotated[
@@ -554,11 +511,6 @@ def batch(
         bool,
         typer.Option("--videos/--no-videos", help="Pick up videos (mp4, mov, m4v, mkv, avi, webm) too."),
     ] = True,
-    stride: StrideOpt = 1,
-    start: StartOpt = None,
-    end: EndOpt = None,
-    max_frames: MaxFramesOpt = None,
-    track: TrackOpt = True,
     quiet: QuietOpt = False,
     from_list: Annotated[
         Path | None,
@@ -633,7 +585,7 @@ def batch(
         batch_size=batch_size,
         max_pixels=max_pixels,
         videos=videos,
-        video=_video_options(stride, start, end, max_frames, track, batch_size),
+        video=video_opts.check(batch_size),
         coco_ids_from=coco_ids_from,
     )
     _check_writable(output)

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from segcli.engines import SegmenterSpec
     from segcli.registry import ModelSpec
+    from segcli.video_run import VideoOptions
 
 
 def model_registry() -> Mapping[str, ModelSpec]:
@@ -228,42 +229,102 @@ class ModelOptions:
 R = TypeVar("R")
 
 
+def _options_object(cls: type, param: str, first: bool) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """A decorator adding every field of the dataclass ``cls`` (each annotated with its Typer
+    option) to a command as an option; the command receives them as one ``param: cls``. The
+    options go after the command's arguments (``first``) or after all its own parameters."""
+    hints = get_type_hints(cls, include_extras=True)
+    names = [f.name for f in dataclasses.fields(cls)]
+
+    def decorate(command: Callable[..., R]) -> Callable[..., R]:
+        own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != param]
+        arguments = [p for p in own if p.default is inspect.Parameter.empty]
+        rest = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in own
+            if p.default is not inspect.Parameter.empty
+        ]
+        added = [
+            inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=getattr(cls, n), annotation=hints[n])
+            for n in names
+        ]
+        params = [*arguments, *added, *rest] if first else [*arguments, *rest, *added]
+
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> R:
+            return command(*args, **{param: cls(**{n: kwargs.pop(n) for n in names})}, **kwargs)
+
+        wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in params}
+        return wrapper
+
+    return decorate
+
+
 def model_options(command: Callable[..., R]) -> Callable[..., R]:
-    """Add every :class:`ModelOptions` field to ``command`` as an option (after its own
-    parameters); ``command`` receives them as one ``model_opts: ModelOptions``."""
-    hints = get_type_hints(ModelOptions, include_extras=True)
-    names = [f.name for f in dataclasses.fields(ModelOptions)]
-    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "model_opts"]
-    # the command's arguments, then the model options, then its other options: help panels
-    # appear in this order (Model, Thresholds, then the command's Outputs and Run control)
-    arguments = [p for p in own if p.default is inspect.Parameter.empty]
-    rest = [
-        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-        for p in own
-        if p.default is not inspect.Parameter.empty
-    ]
-    params = [
-        *arguments,
-        *(
-            inspect.Parameter(
-                name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=getattr(ModelOptions, name),
-                annotation=hints[name],
-            )
-            for name in names
+    """Add every :class:`ModelOptions` field to ``command`` as an option (after its arguments,
+    before its other options: help panels appear in this order, Model and Thresholds first);
+    ``command`` receives them as one ``model_opts: ModelOptions``."""
+    return _options_object(ModelOptions, "model_opts", first=True)(command)
+
+
+@dataclass(frozen=True)
+class VideoCliOptions:
+    """The video options of ``predict`` and ``batch``, declared once (``@video_options``)."""
+
+    stride: Annotated[
+        int,
+        typer.Option("--stride", min=1, help="Videos: segment every Nth frame.", rich_help_panel=PANEL_VIDEO),
+    ] = 1
+    start: Annotated[
+        float | None,
+        typer.Option(
+            "--start", min=0.0, help="Videos: first time to segment, in seconds.", rich_help_panel=PANEL_VIDEO
         ),
-        *rest,
-    ]
+    ] = None
+    end: Annotated[
+        float | None,
+        typer.Option(
+            "--end", min=0.0, help="Videos: stop before this time, in seconds.", rich_help_panel=PANEL_VIDEO
+        ),
+    ] = None
+    max_frames: Annotated[
+        int | None,
+        typer.Option(
+            "--max-frames",
+            min=1,
+            help="Videos: segment at most this many frames.",
+            rich_help_panel=PANEL_VIDEO,
+        ),
+    ] = None
+    track: Annotated[
+        bool,
+        typer.Option(
+            "--track/--no-track",
+            help="Videos: keep instance ids and colours across frames.",
+            rich_help_panel=PANEL_VIDEO,
+        ),
+    ] = True
 
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> R:
-        opts = ModelOptions(**{name: kwargs.pop(name) for name in names})
-        return command(*args, model_opts=opts, **kwargs)
+    def check(self, batch_size: int) -> VideoOptions:
+        """The library's options; a bad range is a usage error (exit 2, before any model loads)."""
+        from segcli.video import FrameSelection
+        from segcli.video_run import VideoOptions
 
-    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    return wrapper
+        if self.end is not None and self.end <= (self.start or 0.0):
+            raise typer.BadParameter(
+                f"--end ({self.end}) must be after --start ({self.start or 0})", param_hint="--end"
+            )
+        selection = FrameSelection(
+            stride=self.stride, start=self.start, end=self.end, max_frames=self.max_frames
+        )
+        return VideoOptions(selection=selection, track=self.track, batch_size=batch_size)
+
+
+def video_options(command: Callable[..., R]) -> Callable[..., R]:
+    """Add every :class:`VideoCliOptions` field to ``command`` as an option (after its own);
+    ``command`` receives them as one ``video_opts: VideoCliOptions``."""
+    return _options_object(VideoCliOptions, "video_opts", first=False)(command)
 
 
 # --------------------------------------------------------------------------- help text
