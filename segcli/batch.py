@@ -554,11 +554,15 @@ def write_run_files(
 
     ``run.json`` is written even if the others cannot be (a full disk): then the summary
     says why under ``coco_error`` and this raises a one-line :class:`SegcliError` after.
+    Ctrl-C (or SIGTERM) while they are written (seconds for a big folder) stops them, still
+    writes ``run.json`` (saying so under ``coco_error``; a rerun writes them) and is raised
+    again after: every image's own files are already complete.
     """
     from segcli.exports import write_coco_results
 
     coco_path = None
     coco_error = None
+    interrupted = False
     if "json" in job.save:
         json_paths = ((plan, plan.paths(["json"])["json"]) for plan in plans if not plan.is_video)
         entries = [
@@ -579,6 +583,9 @@ def write_run_files(
             coco_error = f"cannot write {coco_path} ({exc.strerror or exc})"
         except SegcliError as exc:
             coco_error = str(exc)
+        except KeyboardInterrupt:
+            interrupted = True
+            coco_error = f"interrupted while writing {coco_path.name}: run the same command again to write it"
         if coco_error is not None:
             summary["coco_error"] = coco_error
             coco_path = None
@@ -588,7 +595,18 @@ def write_run_files(
         except OSError as exc:
             coco_error = f"cannot write {out_dir / YOLO_DIR} ({exc.strerror or exc})"
             summary["coco_error"] = coco_error
-    write_run_json(out_dir, summary)
+        except KeyboardInterrupt:
+            interrupted = True
+            coco_error = f"interrupted while writing {out_dir / YOLO_DIR}: run the same command again"
+            summary["coco_error"] = coco_error
+    while True:  # run.json is small, and must say how the run ended: an interrupt writes it again
+        try:
+            write_run_json(out_dir, summary)
+            break
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt
     if coco_error is not None:
         raise SegcliError(coco_error)
     return coco_path

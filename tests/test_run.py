@@ -494,3 +494,29 @@ def test_ctrl_c_right_after_a_write_is_queued_still_reports_it(
     on_disk = sorted(p.name for p in (tmp_path / "out").glob("*.png.json"))
     assert outcome.summary["status"] == "interrupted" and on_disk == ["0.png.json", "1.png.json"]
     assert outcome.summary["counts"]["done"] == 2
+
+
+def test_ctrl_c_while_coco_json_is_written_still_writes_run_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every image is done; Ctrl-C lands while coco.json is written (seconds for a big folder):
+    run.json says so, the interrupt goes on to the caller, and a rerun writes coco.json."""
+    import segcli.batch
+
+    real = segcli.batch.write_coco
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(segcli.batch, "write_coco", interrupted)
+    write_images(tmp_path / "in", WIDTHS)
+    with pytest.raises(KeyboardInterrupt):
+        _batch(tmp_path, FakeSegmenter())
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["status"] == "complete" and run["counts"]["done"] == len(WIDTHS)
+    assert run["coco_error"].startswith("interrupted while writing coco.json: run the same command again")
+    assert not (tmp_path / "out" / "coco.json").exists()
+    monkeypatch.setattr(segcli.batch, "write_coco", real)
+    again = _batch(tmp_path, FakeSegmenter())
+    assert again.exit_code == 0 and again.summary["counts"]["skipped"] == len(WIDTHS)
+    assert "coco_error" not in again.summary and (tmp_path / "out" / "coco.json").is_file()
