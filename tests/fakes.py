@@ -7,9 +7,11 @@ seg = FakeSegmenter(fail_on={13: RuntimeError("boom")})  # calls with a 13 px wi
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -80,6 +82,25 @@ class FakeSegmenter:
             if exc is not None:
                 raise exc
         return [two_instances((int(im.shape[0]), int(im.shape[1]))) for im in images]
+
+
+class FullDiskFile:
+    """A file object on a full disk, to monkeypatch ``open`` with: writes half of the data, then
+    fails with ENOSPC (subclasses choose which writes still fit)."""
+
+    def __init__(self, path: Path, mode: str, **kwargs: Any) -> None:
+        self.name = Path(path).name
+        self.fh = open(path, mode, **kwargs)  # noqa: SIM115 (closed in __exit__)
+
+    def __enter__(self) -> FullDiskFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.fh.close()
+
+    def write(self, data: Any) -> int:
+        self.fh.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def write_images(folder: Path, widths: Mapping[str, int], height: int = 8) -> list[Path]:

@@ -32,7 +32,7 @@ from segcli.settings import Settings
 from segcli.writers import OUTPUT_MARKER
 from tests.conftest import BATCH_FAST as FAST
 from tests.conftest import PHOTOS, REPO, random_image
-from tests.fakes import use_fake_in_cli, write_images
+from tests.fakes import FullDiskFile, use_fake_in_cli, write_images
 
 runner = CliRunner()
 
@@ -87,28 +87,11 @@ def test_broken_symlink_is_reported(tmp_path: Path) -> None:
     assert found.files == [] and found.problems == [(root / "gone.jpg", "broken symbolic link")]
 
 
-class _FullDisk:
-    """A file object that writes part of the data, then fails like a full disk."""
-
-    def __init__(self, path: Path, mode: str, **kwargs: Any) -> None:
-        self.fh = open(path, mode, **kwargs)  # noqa: SIM115 (closed in __exit__)
-
-    def __enter__(self) -> _FullDisk:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.fh.close()
-
-    def write(self, data: bytes) -> int:
-        self.fh.write(data[: len(data) // 2])
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-
 def test_disk_full_leaves_no_file_that_looks_complete(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = tmp_path / "x.json"
-    monkeypatch.setattr(segcli.fsutil, "open", _FullDisk, raising=False)
+    monkeypatch.setattr(segcli.fsutil, "open", FullDiskFile, raising=False)
     with pytest.raises(OSError, match="No space left"):
         atomic_write_bytes(target, b"{}" * 1000)
     assert list(tmp_path.iterdir()) == []

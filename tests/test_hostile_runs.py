@@ -42,7 +42,14 @@ from segcli.predictor import Segmenter, sampled_model_input
 from segcli.settings import Settings
 from segcli.writers import mark_output, plan_outputs, write_outputs
 from tests.conftest import BATCH_FAST, REPO, random_image
-from tests.fakes import FAKE_SETTINGS, FakeSegmenter, two_instances, use_fake_in_cli, write_images
+from tests.fakes import (
+    FAKE_SETTINGS,
+    FakeSegmenter,
+    FullDiskFile,
+    two_instances,
+    use_fake_in_cli,
+    write_images,
+)
 
 runner = CliRunner()
 WIDTHS = {"a.png": 10, "b.png": 11, "c.png": 12, "d.png": 13}
@@ -192,22 +199,12 @@ def test_a_second_run_into_a_busy_folder_is_refused(tmp_path: Path, monkeypatch:
 
 
 # --------------------------------------------------------------------------- 8: disk full
-class _FullDisk:
-    """``open`` of a full disk: writes fail with ENOSPC, except to files named in ``room``."""
+class _FullDisk(FullDiskFile):
+    """``open`` of a full disk: every write fails with ENOSPC, but the first ``run_json_room``
+    writes of run.json (counted across files)."""
 
-    room: tuple[str, ...] = ()
     run_json_writes = 0
     run_json_room = 0
-
-    def __init__(self, path: Path, mode: str, **kwargs: Any) -> None:
-        self.name = Path(path).name
-        self.fh = open(path, mode, **kwargs)  # noqa: SIM115 (closed in __exit__)
-
-    def __enter__(self) -> _FullDisk:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.fh.close()
 
     def write(self, data: Any) -> int:
         if self.name.startswith(".run.json."):
