@@ -183,8 +183,5 @@ class LocalEngine:
 
     @staticmethod
     def _written(plan: OutputPlan, fut: Future[ItemResult]) -> ItemResult:
-        """Wait for one write; its result, or its failure as a result."""
-        try:
-            return fut.result()
-        except Exception as exc:
-            return write_failure(plan, exc)
+        """Wait for the write of ``plan``; its result (its thread made a failure one too)."""
+        return fut.result()
