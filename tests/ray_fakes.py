@@ -79,7 +79,7 @@ def use_fakes_in_cli(delay: float = 0.0) -> Callable[[], None]:
     """Make ``segcli batch`` run fakes: :class:`FakeSegmenter` in this process (the driver,
     and the local engine) and :class:`FakeSpec` in Ray workers, both with the settings the
     options give on :data:`FAKE_SETTINGS`. The fakes run the precision asked for on any
-    device (the real check resolves ``--device``, which imports torchvision: seconds).
+    device (the real check resolves ``--device``, which imports torch: seconds).
     Returns a function that undoes it."""
     import segcli.cli
     from segcli.options import ModelOptions
