@@ -27,14 +27,18 @@ KILL_WIDTH = 13
 """An image this many pixels wide kills the worker process segmenting it (as the OOM killer does)."""
 MEMORY_ERROR_WIDTH = 17
 """An image this many pixels wide raises MemoryError in the fake model."""
+STALL_WIDTH = 19
+"""With ``record``: the first worker to segment an image this wide hangs on it (until a test
+kills it); the workers after it do not."""
 
 
 @dataclass(frozen=True)
 class FakeSpec:
     """Builds a :class:`WorkerFake` inside a Ray actor (picklable, like ``SegmenterSpec``).
 
-    ``record``: a folder where each building process leaves ``PID.pid`` and, while it
-    segments, ``PID.busy``. ``delay``: seconds per forward call. The driver's segmenter is
+    ``record``: a folder where each building process leaves ``PID.pid``, and the one that
+    hangs on :data:`STALL_WIDTH` leaves ``stalled`` (holding its pid). ``delay``: seconds per
+    forward call. The driver's segmenter is
     ``FakeSegmenter(settings=spec.settings)``: same model info and settings as the workers'.
     """
 
@@ -43,36 +47,37 @@ class FakeSpec:
     record: str | None = None
 
     def build(self, *, progress: bool = False) -> WorkerFake:
-        busy = None
+        stalled = None
         if self.record is not None:
             Path(self.record, f"{os.getpid()}.pid").write_text("")
-            busy = Path(self.record, f"{os.getpid()}.busy")
-        return WorkerFake(settings=self.settings, delay=self.delay, busy=busy)
+            stalled = Path(self.record, "stalled")
+        return WorkerFake(settings=self.settings, delay=self.delay, stalled=stalled)
 
 
 class WorkerFake(FakeSegmenter):
     """:class:`tests.fakes.FakeSegmenter` (same outputs, so a local run with it is the
-    reference), slowed by ``delay`` seconds a call, marking its process busy meanwhile; an
-    image :data:`KILL_WIDTH` wide SIGKILLs the process, one :data:`MEMORY_ERROR_WIDTH` wide
-    raises MemoryError."""
+    reference), slowed by ``delay`` seconds a call; an image :data:`KILL_WIDTH` wide SIGKILLs
+    the process, one :data:`MEMORY_ERROR_WIDTH` wide raises MemoryError, and one
+    :data:`STALL_WIDTH` wide hangs the first process to meet it (it leaves the mark ``stalled``)."""
 
-    def __init__(self, *, settings: Settings, delay: float = 0.0, busy: Path | None = None) -> None:
+    def __init__(self, *, settings: Settings, delay: float = 0.0, stalled: Path | None = None) -> None:
         super().__init__(
             settings=settings, fail_on={MEMORY_ERROR_WIDTH: MemoryError("fake allocation failed")}
         )
         self.delay = delay
-        self.busy = busy
+        self.stalled = stalled
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[Instances]:
-        if self.busy is not None:
-            self.busy.write_text("")
         if any(int(image.shape[1]) == KILL_WIDTH for image in images):
             os.kill(os.getpid(), signal.SIGKILL)
+        stall = any(int(image.shape[1]) == STALL_WIDTH for image in images)
+        if stall and self.stalled is not None and not self.stalled.exists():
+            part = self.stalled.with_name(f".{self.stalled.name}.part")
+            part.write_text(str(os.getpid()))
+            part.rename(self.stalled)  # whole when seen: it names this process
+            time.sleep(600)
         time.sleep(self.delay)
-        out = super().__call__(images)
-        if self.busy is not None:
-            self.busy.unlink()
-        return out
+        return super().__call__(images)
 
 
 def use_fakes_in_cli(delay: float = 0.0) -> Callable[[], None]:

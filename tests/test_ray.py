@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +34,7 @@ from segcli.writers import OUTPUT_MARKER
 from tests.conftest import BATCH_FAST as FAST
 from tests.conftest import REPO
 from tests.fakes import FAKE_SETTINGS, FakeSegmenter, write_images
-from tests.ray_fakes import KILL_WIDTH, MEMORY_ERROR_WIDTH, FakeSpec, use_fakes_in_cli
+from tests.ray_fakes import KILL_WIDTH, MEMORY_ERROR_WIDTH, STALL_WIDTH, FakeSpec, use_fakes_in_cli
 
 pytestmark = pytest.mark.ray
 runner = CliRunner()
@@ -44,14 +45,18 @@ runner = CliRunner()
 def ray_cluster() -> Iterator[Any]:
     """A local Ray instance with 2 CPUs; workers import this repo (the test fakes live here)."""
     ray = pytest.importorskip("ray", reason='needs the ray extra: pip install -e ".[test,ray]"')
-    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="ERROR",
-        runtime_env={"env_vars": {"PYTHONPATH": path}},
-    )
+    # The instance's processes inherit this environment: workers find the test fakes. (A
+    # runtime_env would start every worker through one more interpreter, setup_worker.py:
+    # the first job took 9.7 s instead of 6.4 s, each later one ~0.6 s more.)
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = _env()["PYTHONPATH"]
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
     yield ray
     ray.shutdown()
 
@@ -149,7 +154,9 @@ def fake_cli() -> Iterator[None]:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    """This environment, with this repo first on PYTHONPATH (for ``tests.*``)."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path}
 
 
 # --------------------------------------------------------------------------- same outputs
@@ -360,14 +367,11 @@ def test_only_the_ray_engine_imports_ray_and_only_when_asked() -> None:
 
 # --------------------------------------------------------------------------- faults
 class Results(BatchEvents):
-    def __init__(self, on_first: Any = None) -> None:
+    def __init__(self) -> None:
         self.results: list[ItemResult] = []
-        self.on_first = on_first
 
     def result(self, result: ItemResult) -> None:
         self.results.append(result)
-        if len(self.results) == 1 and self.on_first is not None:
-            self.on_first()
 
 
 def _local_fake_run(folder: Path, out: Path, options: BatchOptions | None = None) -> dict[str, bytes]:
@@ -377,115 +381,108 @@ def _local_fake_run(folder: Path, out: Path, options: BatchOptions | None = None
     return _snapshot(out)
 
 
-def test_a_killed_worker_is_replaced_and_every_image_is_redone_once(
+def test_killed_workers_are_replaced_and_an_image_that_kills_its_worker_fails_alone(
     tree: Path, tmp_path: Path, ray_cluster: Any
 ) -> None:
-    """``--overwrite`` over a complete folder, and an actor killed mid-image: every image is
-    rewritten (new files, same bytes as the local engine's) and reported exactly once."""
-    from segcli.engines.ray import RayEngine
+    """``--overwrite`` over a complete folder, on one worker (the job can only finish if Ray
+    replaces it), with an actor killed from outside mid-image, an image that kills each
+    worker segmenting it and one that runs out of memory: every other image is rewritten
+    (new files, the local engine's bytes), every image is reported exactly once, and the
+    two bad images fail alone."""
+    from segcli.engines.ray import MAX_ATTEMPTS, RayEngine
 
+    folder = tmp_path / "in"
+    shutil.copytree(tree, folder)
+    write_images(folder, {"stall.png": STALL_WIDTH})  # the first worker to meet it hangs: killed below
     save = ("overlay", "json", "masks", "idmap")
     out = tmp_path / "out"
-    reference = _local_fake_run(tree, out, BatchOptions(save=save))
+    reference = _local_fake_run(folder, out, BatchOptions(save=save))
     inodes = {key: (out / key).stat().st_ino for key in reference}
+    write_images(folder, {"killer.png": KILL_WIDTH, "oom.png": MEMORY_ERROR_WIDTH})
     pids = tmp_path / "pids"
     pids.mkdir()
-    spec = FakeSpec(settings=FAKE_SETTINGS, delay=0.2, record=str(pids))
+    spec = FakeSpec(settings=FAKE_SETTINGS, record=str(pids))
     killed: list[int] = []
 
-    def kill_a_worker() -> None:  # kill -9 an actor process in the middle of an image
-        deadline = time.monotonic() + 60
-        while not (busy := sorted(pids.glob("*.busy"))) and time.monotonic() < deadline:
+    def kill_a_worker() -> None:  # kill -9 the actor process hanging on stall.png
+        deadline = time.monotonic() + 120
+        while not (pids / "stalled").is_file() and time.monotonic() < deadline:
             time.sleep(0.01)
-        victim = int(busy[0].stem)
+        victim = int((pids / "stalled").read_text())
         os.kill(victim, signal.SIGKILL)
         killed.append(victim)
 
-    events = Results(on_first=kill_a_worker)
-    with watchdog(240):
-        outcome = run_batch(
-            tree,
-            out,
-            lambda: FakeSegmenter(settings=FAKE_SETTINGS),  # the driver's: no pid file
-            options=BatchOptions(save=save, overwrite=True),
-            # One worker: the job can only finish if Ray replaces it.
-            engine=lambda seg: RayEngine(spec, workers=1, rows_per_task=1),
-            events=events,
-        )
-    assert outcome.exit_code == 0 and outcome.summary["status"] == "complete"
-    assert outcome.summary["counts"]["done"] == 7 and outcome.summary["counts"]["skipped"] == 0
+    events = Results()
+    killer = threading.Thread(target=kill_a_worker)
+    killer.start()
+    try:
+        with watchdog(240):
+            outcome = run_batch(
+                folder,
+                out,
+                lambda: FakeSegmenter(settings=FAKE_SETTINGS),  # the driver's: no pid file
+                options=BatchOptions(save=save, overwrite=True),
+                engine=lambda seg: RayEngine(spec, workers=1, rows_per_task=4),
+                events=events,
+            )
+    finally:
+        killer.join()
+    assert outcome.exit_code == 1 and outcome.summary["status"] == "done_with_failures"
+    assert outcome.summary["counts"]["done"] == 8 and outcome.summary["counts"]["skipped"] == 0
     keys = [r.plan.key for r in events.results]
-    assert len(keys) == 7 and len(set(keys)) == 7, "every image reported exactly once"
-    assert all(r.status == "done" for r in events.results)
-    assert len(killed) == 1 and len(list(pids.glob("*.pid"))) >= 2, "Ray restarted the killed actor"
-    assert _snapshot(out) == reference, "none missing, none different"
+    assert len(keys) == 10 and len(set(keys)) == 10, "every image reported exactly once"
+    status = {r.plan.key: (r.status, r.reason) for r in events.results}
+    assert sorted(k for k, (s, _) in status.items() if s == "failed") == ["killer.png", "oom.png"]
+    assert f"died {MAX_ATTEMPTS} times" in status["killer.png"][1] and "on node" in status["killer.png"][1]
+    assert "out of memory in the model" in status["oom.png"][1]
+    assert len(killed) == 1, "one worker killed from outside"
+    assert len(list(pids.glob("*.pid"))) >= 2 + MAX_ATTEMPTS, "Ray restarted each killed actor"
+    assert _snapshot(out) == reference, "none missing, none different, none from the failed images"
     kept = [key for key, inode in inodes.items() if (out / key).stat().st_ino == inode]
     assert kept == [], "every output was written again (a new file renamed into place)"
     assert not [p for p in out.rglob("*") if p.name.endswith(".part")]
 
 
-def test_an_image_that_kills_its_worker_fails_alone(tmp_path: Path, ray_cluster: Any) -> None:
-    from segcli.engines.ray import MAX_ATTEMPTS, RayEngine
-
-    folder = tmp_path / "in"
-    widths = [20, 21, KILL_WIDTH, 22, MEMORY_ERROR_WIDTH, 23, 24, 25]
-    write_images(folder, {f"img{i}.png": width for i, width in enumerate(widths)})
-    events = Results()
-    with watchdog(240):
-        outcome = run_batch(
-            folder,
-            tmp_path / "out",
-            lambda: FakeSegmenter(settings=FAKE_SETTINGS),
-            engine=lambda seg: RayEngine(FakeSpec(settings=FAKE_SETTINGS), workers=1, rows_per_task=4),
-            events=events,
-        )
-    assert outcome.exit_code == 1 and outcome.summary["status"] == "done_with_failures"
-    status = {r.plan.key: (r.status, r.reason) for r in events.results}
-    assert len(events.results) == 8 == len(status)
-    assert sorted(k for k, (s, _) in status.items() if s == "failed") == ["img2.png", "img4.png"]
-    assert f"died {MAX_ATTEMPTS} times" in status["img2.png"][1] and "on node" in status["img2.png"][1]
-    assert "out of memory in the model" in status["img4.png"][1]
-    assert not [p for p in (tmp_path / "out").rglob("*") if p.name.endswith(".part")]
-    done = tuple(f"{k}." for k, (s, _) in status.items() if s == "done")
-    reference = _local_fake_run(folder, tmp_path / "local")  # (the local fake fails on neither width)
-    assert _snapshot(tmp_path / "out") == {k: v for k, v in reference.items() if k.startswith(done)}
-
-
 def test_ctrl_c_stops_the_ray_job_and_a_rerun_resumes(
-    tmp_path: Path, fake_cli: None, ray_cluster: Any
+    tmp_path: Path, ray_cluster: Any, request: pytest.FixtureRequest
 ) -> None:
+    """The real CLI (in this process: Ray's driver here is what a shell's Ctrl-C reaches),
+    on fakes that take 0.3 s an image in the Ray worker, so it is still busy when the driver
+    has stopped. SIGINT comes from outside the run (a thread), as from a terminal."""
     n = 16
     folder = tmp_path / "in"
     write_images(folder, {f"scene{i:03d}.png": 20 + i for i in range(n)})
     out = tmp_path / "out"
-    address = ray_cluster.get_runtime_context().gcs_address
-    # The real CLI in a process of its own (Ctrl-C goes to the whole process), on fakes that
-    # take 0.3 s an image in the Ray worker: it is still busy when the driver has stopped.
-    cmd = [sys.executable, "-m", "tests.ray_fakes", "batch", str(folder), "-o", str(out), *FAST]
-    proc = subprocess.Popen(
-        [*cmd, "--engine", "ray", "--ray-address", address, "--workers", "1"],
-        env={**_env(), "SEGCLI_FAKE_DELAY": "0.3"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    # run.json is written at the start: wait for an image's JSON, so Ctrl-C lands mid-job
-    while not list(out.glob("scene*.json")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)  # Ctrl-C
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    main = threading.main_thread().ident
+    assert main is not None
+
+    def ctrl_c() -> None:
+        deadline = time.monotonic() + 120
+        # run.json is written at the start: wait for an image's JSON, so Ctrl-C lands mid-job
+        while not list(out.glob("scene*.json")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    undo = use_fakes_in_cli(delay=0.3)  # for the rerun too (the local engine: no delay)
+    request.addfinalizer(undo)
+    sender = threading.Thread(target=ctrl_c)
+    sender.start()
+    try:
+        with watchdog(180):
+            result = _run(folder, "-o", out, *FAST, "--engine", "ray", "--workers", "1")
+    finally:
+        sender.join()
+    assert result.exit_code == 130, result.output
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "interrupted" and run["counts"]["done"] < n
     assert run["engine"]["name"] == "ray"
-    finished = len(list(out.glob("scene*.json")))  # written by workers, reported or not
-    assert 1 <= finished < n and not list(out.rglob("*.part"))
     # The job's actors are gone: the cluster's CPUs are free again.
     deadline = time.monotonic() + 60
     while ray_cluster.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert ray_cluster.available_resources().get("CPU", 0) == 2
+    finished = len(list(out.glob("scene*.json")))  # written by workers, reported or not
+    assert 1 <= finished < n and not list(out.rglob("*.part"))
     # The rerun skips what the workers finished (skipping is run_batch's, above the engines).
     result = _run(folder, "-o", out, *FAST)
     assert result.exit_code == 0, result.output
