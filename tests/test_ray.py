@@ -191,30 +191,16 @@ def test_default_resources_reserve_every_cpu_and_finish(ray_out: Path, ray_clust
     assert RayEngine(FakeSpec())._layout(ray_cluster, 7, job) == (2, 1.0, 0.0, 1)
 
 
-def test_resume_and_settings_refusal(tree: Path, fake_cli: None, tmp_path: Path, ray_cluster: Any) -> None:
-    reference = tmp_path / "local"  # the local engine, on the same fake
-    assert _run(tree, "-o", reference, *FAST, *SAVE_ALL).exit_code == 0
-    out = tmp_path / "out"
-    shutil.copytree(reference, out)
-    before = _snapshot(out)
-    assert len(before) > 7 * 4
-    (out / "sub" / "photo.jpg.json").unlink()  # one incomplete input
-    (out / "sub" / ".photo.jpg.overlay.jpg.x1.part").write_text("left by a killed run")
-    result = _run(tree, "-o", out, *FAST, *SAVE_ALL, "--engine", "ray", "--workers", "1")
-    assert result.exit_code == 0, result.output
-    run = json.loads((out / "run.json").read_text())
-    assert run["engine"]["name"] == "ray"
-    assert run["counts"]["done"] == 1 and run["counts"]["skipped"] == 6
-    assert _snapshot(out) == before and not list(out.rglob("*.part"))
-    # --overwrite on the Ray engine: test_a_killed_worker_is_replaced_and_every_image_is_redone_once
-    result = _run(tree, "-o", out, *FAST, *SAVE_ALL, "--engine", "ray", "--nms-iou", "0.3")
-    assert result.exit_code == 1
-    assert "other settings" in result.stderr and "--overwrite" in result.stderr
-
-
-# --------------------------------------------------------------------------- bad inputs
-def test_bad_files_and_from_list_on_both_engines(tmp_path: Path, fake_cli: None, ray_cluster: Any) -> None:
-    write_images(tmp_path / "data", {"a/scene000.png": 20, "a/scene001.png": 21, "b/c/scene002.png": 22})
+# --------------------------------------------------------------------------- resume, bad inputs
+def test_resume_bad_files_and_from_list_on_both_engines(
+    tmp_path: Path, fake_cli: None, ray_cluster: Any
+) -> None:
+    """``--from-list`` (nested, a non-ASCII name, bad and missing files) on the local engine
+    (the reference), then the Ray engine resumes that output folder with one image's JSON
+    deleted and a temp file a killed worker left: it redoes that image alone, fails the bad
+    files again with the same reasons (naming the node for a missing one), removes the temp
+    file, and refuses other settings."""
+    write_images(tmp_path / "data", {"a/scene000.png": 20, "a/szène ü.png": 21, "b/c/scene002.png": 22})
     root = tmp_path / "data" / "a"
     (root / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (root / "empty.png").write_bytes(b"")
@@ -223,43 +209,53 @@ def test_bad_files_and_from_list_on_both_engines(tmp_path: Path, fake_cli: None,
     listing.write_text(
         "# relative to this file's folder\n"
         "../data/a/scene000.png\n\n"
-        f"  {root / 'scene001.png'}  \n"
+        f"  {root / 'szène ü.png'}  \n"
         "../data/a/scene000.png\n"  # a repeat counts once
         "../data/b/c/scene002.png\n"
         "../data/a/broken.jpg\n"
         "../data/a/empty.png\n"
-        "../data/a/missing.png\n"
+        "../data/a/missing.png\n",
+        encoding="utf-8",
     )
     assert read_list(listing) == (
         tmp_path / "data",
-        [root / n for n in ("scene000.png", "scene001.png")]
+        [root / n for n in ("scene000.png", "szène ü.png")]
         + [tmp_path / "data" / "b" / "c" / "scene002.png"]
         + [root / n for n in ("broken.jpg", "empty.png", "missing.png")],
     )
+    outputs = sorted(
+        f"{key}{suffix}"
+        for key in ("a/scene000.png", "a/szène ü.png", "b/c/scene002.png")
+        for suffix in (".json", ".overlay.png")
+    )
     runs = {}
-    for engine, workers in (("local", ()), ("ray", ("--workers", "1"))):
-        out = tmp_path / f"out-{engine}"
-        result = _run("--from-list", listing, "-o", out, *FAST, "--engine", engine, *workers)
+    reference = tmp_path / "out-local"
+    out = tmp_path / "out-ray"
+    for engine, workers, folder in (("local", (), reference), ("ray", ("--workers", "1"), out)):
+        if engine == "ray":  # resume the local engine's folder, one image undone
+            shutil.copytree(reference, out)
+            (out / "b" / "c" / "scene002.png.json").unlink()
+            (out / "b" / "c" / ".scene002.png.overlay.png.x1.part").write_text("left by a killed run")
+        result = _run("--from-list", listing, "-o", folder, *FAST, "--engine", engine, *workers)
         assert result.exit_code == 1, result.output
         lines = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
         assert len(lines) == 3, result.stderr
-        runs[engine] = json.loads((out / "run.json").read_text())
-        assert runs[engine]["counts"] == {**runs[engine]["counts"], "done": 3, "failed": 3}
-        assert sorted(_snapshot(out)) == [
-            "a/scene000.png.json",
-            "a/scene000.png.overlay.png",
-            "a/scene001.png.json",
-            "a/scene001.png.overlay.png",
-            "b/c/scene002.png.json",
-            "b/c/scene002.png.overlay.png",
-        ]
-    assert _snapshot(tmp_path / "out-ray") == _snapshot(tmp_path / "out-local")
+        runs[engine] = json.loads((folder / "run.json").read_text())
+        assert sorted(_snapshot(folder)) == outputs
+    assert runs["local"]["counts"] == {**runs["local"]["counts"], "done": 3, "failed": 3}
+    assert runs["ray"]["counts"] == {**runs["ray"]["counts"], "done": 1, "skipped": 2, "failed": 3}
+    assert runs["ray"]["engine"]["name"] == "ray"
+    assert _snapshot(out) == _snapshot(reference) and not list(out.rglob("*.part"))
     reasons = {e: {f["path"]: f["reason"] for f in runs[e]["failed"]} for e in runs}
     missing = str(root / "missing.png")
     for path in (str(root / "broken.jpg"), str(root / "empty.png")):
         assert reasons["ray"][path] == reasons["local"][path]
     assert reasons["local"][missing] == f"{missing}: no such file"
     assert reasons["ray"][missing].startswith(f"{missing}: no such file on node ")
+    # (--overwrite on the Ray engine: test_killed_workers_are_replaced_and_...)
+    result = _run("--from-list", listing, "-o", out, *FAST, "--engine", "ray", "--nms-iou", "0.3")
+    assert result.exit_code == 1
+    assert "other settings" in result.stderr and "--overwrite" in result.stderr
 
 
 def test_usage_errors_exit_2_before_any_model_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
