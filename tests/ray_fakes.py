@@ -3,9 +3,6 @@ pays seconds on every start and restart).
 
 Ray pickles a spec by reference, so each actor imports this module: keep it torch-free
 (``python -c "import tests.ray_fakes, sys; print('torch' in sys.modules)"`` prints False).
-
-``python -m tests.ray_fakes batch ...``: the real CLI in a process of its own, on fakes for both
-engines (``SEGCLI_FAKE_DELAY`` seconds per forward call in the Ray workers, default 0).
 """
 
 from __future__ import annotations
@@ -112,10 +109,3 @@ def use_fakes_in_cli(delay: float = 0.0) -> Callable[[], None]:
             setattr(owner, name, value)
 
     return undo
-
-
-if __name__ == "__main__":
-    import segcli.cli
-
-    use_fakes_in_cli(float(os.environ.get("SEGCLI_FAKE_DELAY", "0")))
-    segcli.cli.main()
