@@ -35,8 +35,8 @@ class FakeSpec:
 
     ``record``: a folder where each building process leaves ``PID.pid``, and the one that
     hangs on :data:`STALL_WIDTH` leaves ``stalled`` (holding its pid). ``delay``: seconds per
-    forward call. The driver's segmenter is
-    ``FakeSegmenter(settings=spec.settings)``: same model info and settings as the workers'.
+    forward call. The driver's segmenter is ``FakeSegmenter(settings=spec.settings)``: same
+    model info and settings as the workers'.
     """
 
     settings: Settings = FAKE_SETTINGS
