@@ -29,6 +29,7 @@ from segcli.formats import yolo_data_yaml
 from segcli.fsutil import atomic_write_bytes, fsync_dir, is_temp_name
 from segcli.imageio import DEFAULT_MAX_PIXELS, is_image_path
 from segcli.instances import PLACEHOLDER_CLASSES
+from segcli.signals import uninterrupted
 from segcli.video import is_video_path
 from segcli.video_run import VideoOptions, earlier_failure, process_video
 from segcli.writers import (
@@ -599,12 +600,8 @@ def write_run_files(
             interrupted = True
             coco_error = f"interrupted while writing {out_dir / YOLO_DIR}: run the same command again"
             summary["coco_error"] = coco_error
-    while True:  # run.json is small, and must say how the run ended: an interrupt writes it again
-        try:
-            write_run_json(out_dir, summary)
-            break
-        except KeyboardInterrupt:
-            interrupted = True
+    # run.json is small, and must say how the run ended: an interrupt writes it again
+    interrupted = uninterrupted(lambda: write_run_json(out_dir, summary)) or interrupted
     if interrupted:
         raise KeyboardInterrupt
     if coco_error is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -51,3 +51,17 @@ def stop_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def uninterrupted(step: Callable[[], object]) -> bool:
+    """Run ``step`` to its end even if Ctrl-C (or SIGTERM, see :func:`stop_on_sigterm`)
+    interrupts it: it is started again, so it must be short and idempotent. True if an
+    interrupt came meanwhile (the caller reports it once the step is done)."""
+    interrupted = False
+    while True:
+        try:
+            step()
+        except KeyboardInterrupt:
+            interrupted = True
+            continue
+        return interrupted

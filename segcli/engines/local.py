@@ -26,6 +26,7 @@ from segcli.engines import (
     write_result,
 )
 from segcli.imageio import LoadedImage, declared_pixels
+from segcli.signals import uninterrupted
 from segcli.writers import OutputPlan
 
 if TYPE_CHECKING:
@@ -171,12 +172,8 @@ class LocalEngine:
                     continue
                 writes.popleft()
                 report(result)
-            while True:  # writes submitted but not in ``writes`` (see ``unreported``) end too
-                try:
-                    writer.shutdown(wait=True)
-                    break
-                except KeyboardInterrupt:
-                    interrupted = True
+            # writes submitted but not in ``writes`` (see ``unreported``) end too
+            interrupted = uninterrupted(lambda: writer.shutdown(wait=True)) or interrupted
             for result in list(unreported.values()):
                 report(result)
         return interrupted

@@ -32,7 +32,7 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import ModuleType
@@ -42,6 +42,7 @@ import numpy as np
 
 from segcli.engines import Emit, ItemResult, Job, SegmenterLike, Status, process_plans
 from segcli.errors import SegcliError, first_line
+from segcli.signals import uninterrupted
 from segcli.writers import OutputPlan
 
 INSTALL_HINT = 'the ray engine needs Ray: pip install "segcli[ray]"'
@@ -249,19 +250,6 @@ def remove_orphan_parts(plans: Sequence[OutputPlan]) -> int:
     return removed
 
 
-def _uninterrupted(step: Callable[[], object]) -> bool:
-    """Run ``step`` to its end even if Ctrl-C interrupts it (it is started again; each step
-    here is short and idempotent); True if an interrupt came meanwhile."""
-    interrupted = False
-    while True:
-        try:
-            step()
-        except KeyboardInterrupt:
-            interrupted = True
-            continue
-        return interrupted
-
-
 @contextmanager
 def quiet_ray_data(ray: ModuleType) -> Iterator[Any]:
     """Ray Data's DataContext for one run: no progress bars of its own, no console logs
@@ -421,11 +409,11 @@ class RayEngine:
             interrupted = True
         finally:
             if owned and ray is not None:
-                interrupted = _uninterrupted(ray.shutdown) or interrupted
+                interrupted = uninterrupted(ray.shutdown) or interrupted
             # Workers killed mid-write left temp files (and marks). After a complete run no
             # worker is writing; after Ctrl-C on a cluster this process did not start, a
             # worker being killed may still leave one, which the next run removes.
-            interrupted = _uninterrupted(lambda: remove_orphan_parts(plans)) or interrupted
+            interrupted = uninterrupted(lambda: remove_orphan_parts(plans)) or interrupted
         return interrupted
 
     def _stream(
