@@ -17,6 +17,7 @@ precision check keeps only its torch-free part (the ``--precision`` / ``--half``
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,20 @@ from segcli.options import ModelOptions
 from tests.fakes import FAKE_SETTINGS, FakeSegmenter
 
 STALL_S = 600.0
+REPO = Path(__file__).resolve().parents[1]
+COMMAND = [sys.executable, "-m", "tests.fake_cli"]
+"""The command line that starts this module; the CLI's own arguments follow."""
+
+
+def environment(*, stall_after: int | None = None, stalled: Path | None = None) -> dict[str, str]:
+    """The environment for :data:`COMMAND`: this repo importable, no delay per forward call,
+    and the ``SEGCLI_FAKE_STALL_AFTER`` / ``SEGCLI_FAKE_STALLED`` given."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SEGCLI_FAKE_DELAY": "0"}
+    if stall_after is not None:
+        env["SEGCLI_FAKE_STALL_AFTER"] = str(stall_after)
+    if stalled is not None:
+        env["SEGCLI_FAKE_STALLED"] = str(stalled)
+    return env
 
 
 class SlowFake(FakeSegmenter):

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +28,7 @@ from segcli.options import ModelOptions
 from segcli.predictor import Segmenter
 from segcli.settings import Settings
 from segcli.writers import OUTPUT_MARKER
+from tests import fake_cli
 from tests.conftest import BATCH_FAST as FAST
 from tests.conftest import PHOTOS, REPO, random_image
 from tests.fakes import FullDiskFile, use_fake_in_cli, write_images
@@ -243,8 +242,8 @@ def test_sigkill_loses_nothing_done_and_resumes_to_the_same_result(
 ) -> None:
     root, reference = reference_run
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "tests.fake_cli", *_batch_args(root, out)]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SEGCLI_FAKE_DELAY": "0", "SEGCLI_FAKE_STALL_AFTER": "2"}
+    cmd = [*fake_cli.COMMAND, *_batch_args(root, out)]
+    env = fake_cli.environment(stall_after=2)
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while len(list(out.glob("*.jpg.json"))) < 2 and time.monotonic() < deadline and proc.poll() is None:

@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -30,7 +29,8 @@ from segcli.compare import run_compare
 from segcli.errors import SegcliError
 from segcli.fsutil import NAME_MAX, atomic_write_bytes
 from segcli.writers import OUTPUT_KINDS, OUTPUT_MARKER, plan_outputs
-from tests.conftest import BATCH_FAST, PHOTOS, REPO
+from tests import fake_cli
+from tests.conftest import BATCH_FAST, PHOTOS
 from tests.fakes import FakeSegmenter, use_fake_in_cli, write_images
 
 runner = CliRunner()
@@ -283,11 +283,11 @@ def test_fifo_is_refused_not_waited_on(tmp_path: Path, monkeypatch: pytest.Monke
 
 def _fake_cli(*args: str) -> list[str]:
     """The real CLI in a process of its own, on a FakeSegmenter (tests/fake_cli.py: no torch)."""
-    return [sys.executable, "-m", "tests.fake_cli", *args]
+    return [*fake_cli.COMMAND, *args]
 
 
 def _start(command: list[str], cwd: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SEGCLI_FAKE_DELAY": "0"}
+    env = fake_cli.environment()
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd)
 
 

@@ -41,6 +41,7 @@ from segcli.imageio import read_image
 from segcli.predictor import Segmenter, sampled_model_input
 from segcli.settings import Settings
 from segcli.writers import mark_output, plan_outputs, write_outputs
+from tests import fake_cli
 from tests.conftest import BATCH_FAST, REPO, random_image
 from tests.fakes import (
     FAKE_SETTINGS,
@@ -54,7 +55,6 @@ from tests.fakes import (
 runner = CliRunner()
 WIDTHS = {"a.png": 10, "b.png": 11, "c.png": 12, "d.png": 13}
 OTHER = Settings(**{**FAKE_SETTINGS.to_dict(), "nms_iou": 0.3, "classes": None})
-FAKE_CLI = [sys.executable, "-m", "tests.fake_cli"]
 
 
 def _batch(tmp_path: Path, seg: FakeSegmenter, **options: Any) -> BatchOutcome:
@@ -67,16 +67,6 @@ def _files(out: Path) -> dict[str, bytes]:
         p.relative_to(out).as_posix(): p.read_bytes()
         for p in sorted(out.rglob("*"))
         if p.is_file() and p.name not in ("run.json", "coco.json", LOCK_NAME)
-    }
-
-
-def _env(stall_after: int) -> dict[str, str]:
-    """tests/fake_cli.py's forward calls after the first ``stall_after`` wait to be stopped."""
-    return {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
-        "SEGCLI_FAKE_DELAY": "0",
-        "SEGCLI_FAKE_STALL_AFTER": str(stall_after),
     }
 
 
@@ -174,8 +164,9 @@ def test_outputs_reach_the_disk_before_the_json_marks_them_done(
 def test_a_second_run_into_a_busy_folder_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_images(tmp_path / "in", {f"{i}.png": 10 + i for i in range(8)})
     out = tmp_path / "out"
-    cmd = [*FAKE_CLI, "batch", str(tmp_path / "in"), "-o", str(out), "--quiet"]
-    first = subprocess.Popen(cmd, cwd=REPO, env=_env(0), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [*fake_cli.COMMAND, "batch", str(tmp_path / "in"), "-o", str(out), "--quiet"]
+    env = fake_cli.environment(stall_after=0)
+    first = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_for(lambda: (out / "run.json").is_file(), first)
         in_flight = out / ".7.png.json.k3ep.part"  # as if the first run were writing it now
@@ -257,9 +248,9 @@ def test_disk_full_is_one_line_and_exit_1(
 def test_sigterm_stops_like_ctrl_c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_images(tmp_path / "in", {f"{i}.png": 10 + i for i in range(8)})
     out = tmp_path / "out"
-    cmd = [*FAKE_CLI, "batch", str(tmp_path / "in"), "-o", str(out), "--quiet"]
+    cmd = [*fake_cli.COMMAND, "batch", str(tmp_path / "in"), "-o", str(out), "--quiet"]
     stalled = tmp_path / "stalled"  # two images through the model, the third forward stalls
-    env = {**_env(2), "SEGCLI_FAKE_STALLED": str(stalled)}
+    env = fake_cli.environment(stall_after=2, stalled=stalled)
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _wait_for(stalled.exists, proc)
     proc.send_signal(signal.SIGTERM)
