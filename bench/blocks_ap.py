@@ -14,7 +14,7 @@ Timing: the wall time of each ``Segmenter`` call (forward pass, mask pasting
 and conversion to ``Instances``; no file decoding) over the benchmark scenes
 (their sizes vary, 192-640 px a side), plus the same over ``--timing-images``
 held-out scenes rendered at 512x384, where the network forward alone
-(``segcli.detect.detect``: no mask pasting) is timed as well.
+(``segcli.inference.forward.detect``: no mask pasting) is timed as well.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as pyt
 from bench.common import bench_parser, evaluate, instances_to_coco, print_ap, write_json
 
 if TYPE_CHECKING:
-    from segcli.predictor import Segmenter
+    from segcli.inference.segmenter import Segmenter
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def forward_seconds(seg: Segmenter, image: np.ndarray) -> float:
     """Wall time of the network alone: resize + normalise, backbone, RPN, box and mask heads."""
-    from segcli.detect import detect
+    from segcli.inference.forward import detect
 
     tensor = torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
     with torch.inference_mode():
@@ -75,9 +75,9 @@ def forward_seconds(seg: Segmenter, image: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    from segcli.blocks import HELDOUT_SEED_BASE, render_scene, scenes_to_coco
-    from segcli.predictor import Segmenter
-    from segcli.settings import Settings
+    from segcli.core.settings import Settings
+    from segcli.inference.segmenter import Segmenter
+    from segcli.models.blocks import HELDOUT_SEED_BASE, render_scene, scenes_to_coco
 
     settings = Settings(
         score_threshold=args.score_threshold,

@@ -2,7 +2,7 @@
 
     python bench/blocks_foreign.py -n 100
 
-``segcli.blocks.scenes`` is the renderer the model was trained on. This file is a
+``segcli.models.blocks.scenes`` is the renderer the model was trained on. This file is a
 second, independent and deliberately simpler implementation of issue 3's scene
 description (cubes, spheres and cylinders on a floor, painter's order, visible
 masks, objects under 1 % dropped), written without reusing any of its drawing code:
@@ -141,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     from pycocotools import mask as mask_utils
 
-    from segcli.blocks.arch import CLASS_NAMES
-    from segcli.predictor import Segmenter
-    from segcli.settings import Settings
+    from segcli.core.settings import Settings
+    from segcli.inference.segmenter import Segmenter
+    from segcli.models.blocks.arch import CLASS_NAMES
 
     seg = Segmenter(
         model="blocks", device="cpu", settings=Settings(score_threshold=args.score_threshold), progress=False

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 if TYPE_CHECKING:
-    from segcli.instances import Instances
+    from segcli.core.instances import Instances
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO / "examples" / "photos"
@@ -156,7 +156,7 @@ def write_json(path: Path | None, report: Any) -> None:
 # --------------------------------------------------------------------------- COCO AP
 def instances_to_coco(inst: Instances, image_id: int) -> list[dict[str, Any]]:
     """``inst`` as COCO result entries (RLE segmentation, xywh box, score) of ``image_id``."""
-    from segcli.masks import rle_encode
+    from segcli.core.masks import rle_encode
 
     out = []
     for i in range(len(inst)):

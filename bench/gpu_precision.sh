@@ -23,11 +23,11 @@ import time
 import torch
 
 from bench.common import REPO, machine, make_photo, random_coco_checkpoint
-from segcli.errors import SegcliError
-from segcli.imageio import read_image
-from segcli.precision import resolve_precision
-from segcli.predictor import Segmenter
-from segcli.settings import Settings
+from segcli.core.errors import SegcliError
+from segcli.io.images import read_image
+from segcli.models.precision import resolve_precision
+from segcli.inference.segmenter import Segmenter
+from segcli.core.settings import Settings
 
 if not torch.cuda.is_available():
     raise SystemExit("no CUDA device: this benchmark needs a GPU")

@@ -60,12 +60,12 @@ def make_cases(work: Path) -> dict[str, list[Path]]:
 
 
 def child(args: argparse.Namespace) -> None:
-    from segcli.engines import Job
-    from segcli.engines.local import LocalEngine
-    from segcli.imageio import read_image
-    from segcli.predictor import Segmenter
-    from segcli.settings import Settings
-    from segcli.writers import plan_outputs
+    from segcli.core.settings import Settings
+    from segcli.inference.segmenter import Segmenter
+    from segcli.io.images import read_image
+    from segcli.outputs.writers import plan_outputs
+    from segcli.runs.engines import Job
+    from segcli.runs.engines.local import LocalEngine
 
     settings = Settings(min_size=1, max_size=1) if "--min-size 1" in args.case else Settings()
     seg = Segmenter(args.model, weights=args.weights, device="cpu", settings=Settings())

@@ -2,7 +2,7 @@
 
     python -m bench.model_load [--weights COCO.pth] [--model coco] [--repeats 5] [--threads 1]
 
-`segcli.weights.load_model` builds the network inside `uninitialised_weights()` (the strict
+`segcli.models.weights.load_model` builds the network inside `uninitialised_weights()` (the strict
 `load_state_dict` replaces every tensor anyway). The other arm runs the same load with that
 block made a no-op, as every load did before. CPU seconds (`time.process_time`) per load,
 the two arms interleaved in one process, after one warm-up load.
@@ -25,7 +25,7 @@ def main() -> None:
     args = p.parse_args()
     import torch
 
-    import segcli.weights as weights
+    import segcli.models.weights as weights
 
     torch.set_num_threads(args.threads)
     ckpt = coco_weights(args)

@@ -41,10 +41,10 @@ def build_folder(work: Path) -> Path:
 def network_seconds(weights: Path, folder: Path, max_det: int) -> tuple[float, int]:
     import torch
 
-    from segcli.detect import detect_preprocessed, preprocess
-    from segcli.imageio import read_image
-    from segcli.predictor import Segmenter
-    from segcli.settings import Settings
+    from segcli.core.settings import Settings
+    from segcli.inference.forward import detect_preprocessed, preprocess
+    from segcli.inference.segmenter import Segmenter
+    from segcli.io.images import read_image
 
     seg = Segmenter(
         "coco",

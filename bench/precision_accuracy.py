@@ -37,9 +37,9 @@ import torch
 
 from bench.common import PHOTOS, REPO, random_coco_checkpoint, write_json
 from bench.roofline import ContextFactory, build_mode
-from segcli.instances import Instances
-from segcli.predictor import Segmenter
-from segcli.settings import Settings
+from segcli.core.instances import Instances
+from segcli.core.settings import Settings
+from segcli.inference.segmenter import Segmenter
 
 OUT = REPO / "bench" / "out"
 GATE = 0.005
@@ -110,7 +110,7 @@ def same_inputs(
     for fp32's proposals, mask probabilities and pasted masks for fp32's final detections."""
     from torchvision.models.detection.roi_heads import maskrcnn_inference
 
-    from segcli.detect import paste_masks, preprocess
+    from segcli.inference.forward import paste_masks, preprocess
 
     tensor = torch.from_numpy(image).permute(2, 0, 1).float().div(255.0)
     ra, ma = ref.module, seg.module
@@ -165,7 +165,7 @@ def same_inputs(
 
 
 def coco_part(modes: list[str], threads: int) -> dict[str, object]:
-    from segcli.imageio import read_image
+    from segcli.io.images import read_image
 
     ckpt = random_coco_checkpoint(OUT / "coco-random.pt")
     settings = Settings(score_threshold=0.0)
@@ -227,7 +227,7 @@ def coco_part(modes: list[str], threads: int) -> dict[str, object]:
 
 def blocks_part(modes: list[str], num_scenes: int, threads: int) -> dict[str, object]:
     from bench.blocks_ap import evaluate, instances_to_coco
-    from segcli.blocks import HELDOUT_SEED_BASE, render_scene, scenes_to_coco
+    from segcli.models.blocks import HELDOUT_SEED_BASE, render_scene, scenes_to_coco
 
     base = Segmenter("blocks", device="cpu", settings=Settings(score_threshold=0.05), progress=False)
     seeds = [HELDOUT_SEED_BASE + i for i in range(num_scenes)]

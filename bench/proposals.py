@@ -33,9 +33,9 @@ NS = (1000, 300, 100)
 
 
 def coco_time(weights: Path, photo: Path, n: int, repeats: int) -> float:
-    from segcli.imageio import read_image
-    from segcli.predictor import Segmenter
-    from segcli.settings import Settings
+    from segcli.core.settings import Settings
+    from segcli.inference.segmenter import Segmenter
+    from segcli.io.images import read_image
 
     seg = Segmenter("coco", weights=weights, device="cpu", settings=Settings(proposals=n), progress=False)
     pixels = read_image(photo).pixels

@@ -48,15 +48,15 @@ from bench.common import (
     segcli_batch_measured,
     write_json,
 )
-from segcli.batch import BatchEvents, BatchOptions, run_batch
-from segcli.engines import ItemResult, SegmenterLike
-from segcli.instances import Instances
-from segcli.settings import Settings
+from segcli.core.instances import Instances
+from segcli.core.settings import Settings
+from segcli.runs.batch import BatchEvents, BatchOptions, run_batch
+from segcli.runs.engines import ItemResult, SegmenterLike
 
 
 # --------------------------------------------------------------------------- data
 def blocks_scenes(folder: Path, n: int) -> Path:
-    from segcli.blocks.scenes import render_scene
+    from segcli.models.blocks.scenes import render_scene
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
@@ -200,7 +200,7 @@ def wall_times(args: argparse.Namespace, address: str, cpus: int) -> dict[str, A
 
 
 def driver_cost(args: argparse.Namespace, cpus: int) -> dict[str, Any]:
-    from segcli.engines.ray import RayEngine
+    from segcli.runs.engines.ray import RayEngine
 
     folder = tiny_pngs(args.work / "ray-tiny", args.driver_images)
     out = args.work / "ray-tiny-out"

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from bench.common import REPO, make_photo, random_coco_checkpoint, write_json
-from segcli.predictor import Segmenter
+from segcli.inference.segmenter import Segmenter
 
 OUT = REPO / "bench" / "out"
 
@@ -99,7 +99,7 @@ def setup_bf16_whole_cl(seg: Segmenter) -> Runner:
 
 
 def _dense_only(seg: Segmenter, *, fold: bool, channels_last: bool) -> Segmenter:
-    from segcli.precision import DENSE_PARTS, DenseAutocast, fold_batch_norms, replace_submodule
+    from segcli.models.precision import DENSE_PARTS, DenseAutocast, fold_batch_norms, replace_submodule
 
     s = _copy_segmenter(seg)
     module: nn.Module = s.loaded.module
@@ -124,7 +124,7 @@ def setup_bf16_dense_fold(seg: Segmenter) -> Runner:
 
 
 def setup_bf16_shipped(seg: Segmenter) -> Runner:
-    from segcli.precision import prepare_model
+    from segcli.models.precision import prepare_model
 
     s = _copy_segmenter(seg)
     prepare_model(s.loaded.module, "bf16", torch.device("cpu"))
@@ -132,7 +132,7 @@ def setup_bf16_shipped(seg: Segmenter) -> Runner:
 
 
 def setup_fp32_fold_cl(seg: Segmenter) -> Runner:
-    from segcli.precision import fold_batch_norms
+    from segcli.models.precision import fold_batch_norms
 
     s = _copy_segmenter(seg)
     fold_batch_norms(s.loaded.module)
@@ -160,7 +160,7 @@ def _compile(seg: Segmenter, precision: str, notes: list[str], image: np.ndarray
     module: nn.Module = seg.loaded.module
     notes.append(f"whole model: {_once('compile', lambda: _try_compile_whole(module))}")
     part = "backbone.inner" if precision == "bf16" else "backbone"
-    from segcli.precision import replace_submodule
+    from segcli.models.precision import replace_submodule
 
     replace_submodule(module, part, _CompiledBackbone(module.get_submodule(part)))
     t0 = time.perf_counter()
@@ -228,7 +228,7 @@ class _TupleBackbone(nn.Module):
 
 
 def _example_input(seg: Segmenter, image: np.ndarray) -> tuple[Tensor, list[str]]:
-    from segcli.detect import preprocess
+    from segcli.inference.forward import preprocess
 
     module = seg.loaded.module
     tensor = torch.from_numpy(image).permute(2, 0, 1).float().div(255.0)
@@ -399,7 +399,7 @@ def load() -> str:
 
 def machine_line() -> str:
     from bench.common import machine
-    from segcli.precision import cpu_bf16_feature
+    from segcli.models.precision import cpu_bf16_feature
 
     return (
         f"{machine()}; CPU capability {torch.backends.cpu.get_cpu_capability()}, "
@@ -555,9 +555,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    from segcli.imageio import read_image
-    from segcli.predictor import Segmenter
-    from segcli.settings import Settings
+    from segcli.core.settings import Settings
+    from segcli.inference.segmenter import Segmenter
+    from segcli.io.images import read_image
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
@@ -583,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         label = f"COCO architecture (maskrcnn_resnet50_fpn, random weights), min size {args.min_size}"
         results.append(bench_model(label, seg, image, modes, args.rounds, args.threads))
     if args.model in ("blocks", "both"):
-        from segcli.blocks import HELDOUT_SEED_BASE, render_scene
+        from segcli.models.blocks import HELDOUT_SEED_BASE, render_scene
 
         image = render_scene(HELDOUT_SEED_BASE + 500_000, size=(512, 384)).image
         settings = Settings(score_threshold=args.score_threshold)

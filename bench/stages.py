@@ -30,7 +30,7 @@ from bench.common import (
 )
 
 if TYPE_CHECKING:
-    from segcli.predictor import Segmenter
+    from segcli.inference.segmenter import Segmenter
 
 STAGES = ("decode", "preprocess", "forward", "paste", "rle", "overlay", "write")
 
@@ -38,10 +38,10 @@ STAGES = ("decode", "preprocess", "forward", "paste", "rle", "overlay", "write")
 def measure(seg: Segmenter, path: Path, out_dir: Path) -> dict[str, float]:
     import torch
 
-    from segcli.detect import detect_preprocessed, preprocess
-    from segcli.imageio import atomic_write_bytes, read_image
-    from segcli.render import OverlayAnnotator
-    from segcli.writers import dumps, encode_image, instances_record
+    from segcli.draw.annotators import OverlayAnnotator
+    from segcli.inference.forward import detect_preprocessed, preprocess
+    from segcli.io.images import atomic_write_bytes, read_image
+    from segcli.outputs.writers import dumps, encode_image, instances_record
 
     times: dict[str, float] = {}
 
@@ -79,8 +79,8 @@ def measure(seg: Segmenter, path: Path, out_dir: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    from segcli.predictor import Segmenter
-    from segcli.settings import Settings
+    from segcli.core.settings import Settings
+    from segcli.inference.segmenter import Segmenter
 
     p = bench_parser(__doc__, coco_weights=True)
     p.add_argument("--repeats", type=int, default=3)

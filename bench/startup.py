@@ -38,7 +38,7 @@ def main() -> None:
             sys.executable,
             "-c",
             "import sys; sys.argv=['segcli','--help']\n"
-            "from segcli.cli import main\ntry: main()\nexcept SystemExit: pass\n"
+            "from segcli.cli.root import main\ntry: main()\nexcept SystemExit: pass\n"
             "print('torch' in sys.modules, file=sys.stderr)",
         ],
         capture_output=True,

@@ -54,8 +54,8 @@ def _load() -> str:
 def write_blocks_clip(work: Path, frames: int) -> tuple[Path, Path]:
     """The clip and a folder of the same frames as PNG (as decoded from the clip, so both
     paths see identical pixels)."""
-    from segcli.blocks.motion import moving_blocks
-    from segcli.video import VideoWriter, read_frames
+    from segcli.io.video import VideoWriter, read_frames
+    from segcli.models.blocks.motion import moving_blocks
 
     clip = work / "blocks-512x384.mp4"
     writer = VideoWriter(clip, width=512, height=384, fps=25, crf=10)
@@ -71,10 +71,10 @@ def write_blocks_clip(work: Path, frames: int) -> tuple[Path, Path]:
 
 
 def run_images(seg: Any, folder: Path, out: Path) -> tuple[float, int, float]:
-    from segcli.batch import run_plans
-    from segcli.engines import Job
-    from segcli.engines.local import LocalEngine
-    from segcli.writers import DEFAULT_SAVE, plan_outputs
+    from segcli.outputs.writers import DEFAULT_SAVE, plan_outputs
+    from segcli.runs.batch import run_plans
+    from segcli.runs.engines import Job
+    from segcli.runs.engines.local import LocalEngine
 
     shutil.rmtree(out, ignore_errors=True)
     plans = plan_outputs(sorted(folder.glob("*.png")), out, root=folder)
@@ -86,8 +86,8 @@ def run_images(seg: Any, folder: Path, out: Path) -> tuple[float, int, float]:
 
 
 def run_video(seg: Any, clip: Path, out: Path, **options: Any) -> tuple[float, int, dict[str, Any], float]:
-    from segcli.video_run import VideoOptions, segment_video, video_output_paths
-    from segcli.writers import DEFAULT_SAVE
+    from segcli.outputs.writers import DEFAULT_SAVE
+    from segcli.runs.video import VideoOptions, segment_video, video_output_paths
 
     shutil.rmtree(out, ignore_errors=True)
     start, cpu = time.perf_counter(), time.process_time()
@@ -101,7 +101,7 @@ def run_video(seg: Any, clip: Path, out: Path, **options: Any) -> tuple[float, i
 
 
 def bench_blocks(work: Path, frames: int, rounds: int) -> dict[str, Any]:
-    from segcli.predictor import Segmenter
+    from segcli.inference.segmenter import Segmenter
 
     clip, folder = write_blocks_clip(work, frames)
     seg = Segmenter("blocks", device="cpu", progress=False)
@@ -140,9 +140,9 @@ def bench_blocks(work: Path, frames: int, rounds: int) -> dict[str, Any]:
 
 
 def bench_coco(work: Path, frames: int) -> dict[str, Any]:
-    from segcli.predictor import Segmenter
-    from segcli.settings import Settings
-    from segcli.video import VideoWriter
+    from segcli.core.settings import Settings
+    from segcli.inference.segmenter import Segmenter
+    from segcli.io.video import VideoWriter
 
     weights = random_coco_checkpoint(work / "coco-random.pt")
     clip = work / "coco-720p.mp4"
@@ -169,7 +169,7 @@ class _StandIn:
     """One fixed instance per frame: exercises tracking, drawing, encoding and JSONL cheaply."""
 
     def __init__(self) -> None:
-        from segcli.settings import Settings
+        from segcli.core.settings import Settings
 
         self.settings = Settings()
 
@@ -177,7 +177,7 @@ class _StandIn:
         return {"name": "stand-in"}
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[Any]:
-        from segcli.instances import Instances
+        from segcli.core.instances import Instances
 
         out = []
         for im in images:
@@ -199,8 +199,8 @@ class _StandIn:
 
 
 def bench_flat_memory(work: Path, frames: int) -> dict[str, Any]:
-    from segcli.video import VideoWriter
-    from segcli.video_run import VideoOptions, segment_video, video_output_paths
+    from segcli.io.video import VideoWriter
+    from segcli.runs.video import VideoOptions, segment_video, video_output_paths
 
     clip = work / "long-1080p.mp4"
     rng = np.random.default_rng(1)

@@ -14,20 +14,20 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from segcli.errors import SegcliError
-    from segcli.imageio import read_image
-    from segcli.instances import Instances
-    from segcli.predictor import Segmenter
-    from segcli.settings import Settings
+    from segcli.core.errors import SegcliError
+    from segcli.core.instances import Instances
+    from segcli.core.settings import Settings
+    from segcli.inference.segmenter import Segmenter
+    from segcli.io.images import read_image
 
 __all__ = ["Instances", "SegcliError", "Segmenter", "Settings", "__version__", "read_image"]
 
 _LAZY = {
-    "Instances": "segcli.instances",
-    "SegcliError": "segcli.errors",
-    "Segmenter": "segcli.predictor",
-    "Settings": "segcli.settings",
-    "read_image": "segcli.imageio",
+    "Instances": "segcli.core.instances",
+    "SegcliError": "segcli.core.errors",
+    "Segmenter": "segcli.inference.segmenter",
+    "Settings": "segcli.core.settings",
+    "read_image": "segcli.io.images",
 }
 
 

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segcli.batch import BatchOptions, run_batch, run_plans, write_yolo_dataset
-from segcli.engines import Job, SegmenterLike, SegmenterSpec
-from segcli.engines.local import LocalEngine
-from segcli.settings import Settings
-from segcli.writers import OUTPUT_KINDS, plan_outputs
+from segcli.core.settings import Settings
+from segcli.outputs.writers import OUTPUT_KINDS, plan_outputs
+from segcli.runs.batch import BatchOptions, run_batch, run_plans, write_yolo_dataset
+from segcli.runs.engines import Job, SegmenterLike, SegmenterSpec
+from segcli.runs.engines.local import LocalEngine
 
 SEED_CASE = "two-red-cubes.png"
 DEMO_SAVE = ("overlay", "json")
@@ -39,10 +39,10 @@ def run_demo(
     """Write example scenes, then run ``predict``, ``batch`` and (if given) ``compare`` on them.
 
     ``segmenter`` defaults to the bundled blocks model on ``device`` in ``precision``. The batch step is
-    :func:`segcli.batch.run_batch` with ``overwrite``: a demo redoes every example, so
+    :func:`segcli.runs.batch.run_batch` with ``overwrite``: a demo redoes every example, so
     stale temp files are removed and nothing of an earlier run mixes in.
     """
-    from segcli.blocks.examples import write_examples
+    from segcli.models.blocks.examples import write_examples
 
     inputs = out_dir / "inputs"
     write_examples(inputs)

@@ -61,7 +61,7 @@ def _no_network(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPa
 @pytest.fixture(scope="session")
 def blocks_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised blocks-architecture checkpoint (small and fast)."""
-    from segcli.blocks.arch import build_blocks_maskrcnn
+    from segcli.models.blocks.arch import build_blocks_maskrcnn
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "blocks-random.pt"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from segcli.instances import Instances
+from segcli.core.instances import Instances
 
 BLOCKS = ("__background__", "cube", "sphere", "cylinder")
 SIZE = (60, 80)

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-import segcli.cli
-from segcli.instances import Instances
-from segcli.options import ModelOptions
+import segcli.cli.root
+from segcli.cli.options import ModelOptions
+from segcli.core.instances import Instances
 from tests.fakes import FAKE_SETTINGS, FakeSegmenter
 
 STALL_S = 600.0
@@ -67,6 +67,6 @@ def _check_precision(opts: ModelOptions) -> str:
 
 
 if __name__ == "__main__":
-    segcli.cli.load_segmenter = _load  # type: ignore[assignment]
+    segcli.cli.root.load_segmenter = _load  # type: ignore[assignment]
     ModelOptions.check_precision = _check_precision  # type: ignore[method-assign]
-    segcli.cli.main()
+    segcli.cli.root.main()

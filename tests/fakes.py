@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from segcli.instances import Instances
-from segcli.registry import COCO_DEFAULTS
-from segcli.settings import Settings
+from segcli.core.instances import Instances
+from segcli.core.settings import Settings
+from segcli.models.registry import COCO_DEFAULTS
 
 if TYPE_CHECKING:
     import pytest  # annotations only: fake_cli processes do not import pytest
@@ -48,7 +48,7 @@ def two_instances(image_size: tuple[int, int]) -> Instances:
 
 
 class FakeSegmenter:
-    """Deterministic stand-in for :class:`segcli.predictor.Segmenter`.
+    """Deterministic stand-in for :class:`segcli.inference.segmenter.Segmenter`.
 
     Every image gets :func:`two_instances` of its size. ``fail_on`` maps an image
     width to the exception a call containing such an image raises (KeyboardInterrupt
@@ -123,8 +123,8 @@ def use_fake_in_cli(
 ) -> list[FakeSegmenter]:
     """Make the CLI load a :class:`FakeSegmenter` (its settings: the options given, on
     :data:`FAKE_SETTINGS`); returns the list of fakes it made, for their ``calls``."""
-    import segcli.cli
-    from segcli.options import ModelOptions
+    import segcli.cli.root
+    from segcli.cli.options import ModelOptions
 
     made: list[FakeSegmenter] = []
 
@@ -133,5 +133,5 @@ def use_fake_in_cli(
         made.append(FakeSegmenter(fail_on=fail_on, settings=settings, sha256=sha256))
         return made[-1]
 
-    monkeypatch.setattr(segcli.cli, "load_segmenter", load)
+    monkeypatch.setattr(segcli.cli.root, "load_segmenter", load)
     return made

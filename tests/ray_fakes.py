@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from segcli.instances import Instances
-from segcli.settings import Settings
+from segcli.core.instances import Instances
+from segcli.core.settings import Settings
 from tests.fakes import FAKE_SETTINGS, FakeSegmenter
 
 KILL_WIDTH = 13
@@ -83,8 +83,8 @@ def use_fakes_in_cli(delay: float = 0.0) -> Callable[[], None]:
     options give on :data:`FAKE_SETTINGS`. The fakes run the precision asked for on any
     device (the real check resolves ``--device``, which imports torch: seconds).
     Returns a function that undoes it."""
-    import segcli.cli
-    from segcli.options import ModelOptions
+    import segcli.cli.root
+    from segcli.cli.options import ModelOptions
 
     def load(opts: ModelOptions, *, quiet: bool = False) -> FakeSegmenter:
         return FakeSegmenter(settings=opts.settings().with_defaults(FAKE_SETTINGS))
@@ -96,7 +96,7 @@ def use_fakes_in_cli(delay: float = 0.0) -> Callable[[], None]:
         return opts.requested_precision()
 
     patches: list[tuple[object, str, object]] = [
-        (segcli.cli, "load_segmenter", load),
+        (segcli.cli.root, "load_segmenter", load),
         (ModelOptions, "spec", spec),
         (ModelOptions, "check_precision", check_precision),
     ]

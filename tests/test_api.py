@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from segcli import Segmenter, read_image
-from segcli.errors import SegcliError
-from segcli.instances import Instances
-from segcli.settings import Settings
+from segcli.core.errors import SegcliError
+from segcli.core.instances import Instances
+from segcli.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 SCENE = REPO / "examples" / "blocks" / "two-red-cubes.png"

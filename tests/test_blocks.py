@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segcli.blocks import HELDOUT_SEED_BASE, render_scene, scenes_to_coco, seed_case_scene
-from segcli.blocks.scenes import CATEGORIES, MIN_OBJECT_FRACTION
-from segcli.registry import BUNDLED_BLOCKS_WEIGHTS
+from segcli.models.blocks import HELDOUT_SEED_BASE, render_scene, scenes_to_coco, seed_case_scene
+from segcli.models.blocks.scenes import CATEGORIES, MIN_OBJECT_FRACTION
+from segcli.models.registry import BUNDLED_BLOCKS_WEIGHTS
 
 SPEC_SEEDS = [HELDOUT_SEED_BASE + 700_000 + i for i in range(40)]
 
@@ -130,7 +130,7 @@ needs_weights = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def segmenter():
-    from segcli.predictor import Segmenter
+    from segcli.inference.segmenter import Segmenter
 
     return Segmenter(model="blocks", device="cpu", progress=False)
 

@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from segcli.cli import app
-from segcli.masks import rle_decode
-from segcli.render import instance_color
-from segcli.settings import Settings
+from segcli.cli.root import app
+from segcli.core.masks import rle_decode
+from segcli.core.settings import Settings
+from segcli.draw.annotators import instance_color
 from tests.fakes import FakeSegmenter, use_fake_in_cli
 
 runner = CliRunner()
@@ -262,7 +262,7 @@ def test_help_does_not_import_torch() -> None:
     import sys
 
     code = (
-        "import sys\nsys.argv = ['segcli', '--help']\nfrom segcli.cli import main\n"
+        "import sys\nsys.argv = ['segcli', '--help']\nfrom segcli.cli.root import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules, 'cv2' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -271,7 +271,7 @@ def test_help_does_not_import_torch() -> None:
 
 
 def test_model_option_help_names_each_models_defaults() -> None:
-    from segcli.registry import MODELS
+    from segcli.models.registry import MODELS
 
     result = runner.invoke(app, ["batch", "--help"], terminal_width=200)
     assert result.exit_code == 0
@@ -297,7 +297,7 @@ def test_bad_option_fails_before_any_model_loads(tmp_path: Path, monkeypatch: py
 
 def test_demo_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``segcli demo`` end to end (generated scenes, predict, batch, compare) on a fake model."""
-    from segcli.engines import SegmenterSpec
+    from segcli.runs.engines import SegmenterSpec
 
     specs: list[SegmenterSpec] = []
 

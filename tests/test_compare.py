@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-from segcli import compare as C
-from segcli.errors import SegcliError
-from segcli.instances import Instances
+from segcli.core.errors import SegcliError
+from segcli.core.instances import Instances
+from segcli.figures import compare as C
 from tests.factories import BLOCKS, SIZE, box_mask, class_map
 from tests.factories import from_masks as make
 
@@ -73,7 +73,7 @@ def test_classes_found_by_one_side_only() -> None:
 
 
 def test_seed_case_scene_makes_the_point() -> None:
-    scenes = pytest.importorskip("segcli.blocks.scenes")
+    scenes = pytest.importorskip("segcli.models.blocks.scenes")
     scene = scenes.seed_case_scene()
     objs = scene.objects
     inst = Instances.from_full_masks(
@@ -236,7 +236,7 @@ def test_semantic_builders_fit_torchvisions_own_checkpoints(
     import torchvision.models.segmentation as tv_seg
     from torchvision.models._api import WeightsEnum
 
-    from segcli.registry import SEMANTIC_MODELS
+    from segcli.models.registry import SEMANTIC_MODELS
 
     spec = SEMANTIC_MODELS[name]
     with torch.device("meta"):
@@ -253,7 +253,7 @@ def test_semantic_builders_fit_torchvisions_own_checkpoints(
 def lraspp_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
-    from segcli.registry import SEMANTIC_MODELS
+    from segcli.models.registry import SEMANTIC_MODELS
 
     torch.manual_seed(0)
     module = SEMANTIC_MODELS["lraspp"].build(num_classes=21, aux_loss=False)
@@ -263,8 +263,8 @@ def lraspp_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_semantic_weights_run_end_to_end(lraspp_checkpoint: Path) -> None:
-    from segcli.detect import semantic_segment
-    from segcli.weights import load_model
+    from segcli.inference.forward import semantic_segment
+    from segcli.models.weights import load_model
 
     loaded = load_model("lraspp", task="semantic", weights=lraspp_checkpoint, device="cpu")
     assert loaded.info()["weights"] == str(lraspp_checkpoint) and len(loaded.categories) == 21
@@ -281,7 +281,7 @@ def test_semantic_weights_run_end_to_end(lraspp_checkpoint: Path) -> None:
 
 
 def test_semantic_checkpoint_of_another_architecture_is_refused(lraspp_checkpoint: Path) -> None:
-    from segcli.weights import load_model
+    from segcli.models.weights import load_model
 
     with pytest.raises(SegcliError, match=r"does not fit fcn_resnet50 \(--semantic fcn\)"):
         load_model("fcn", task="semantic", weights=lraspp_checkpoint, device="cpu")
@@ -293,8 +293,8 @@ def test_semantic_offline_error_names_file_cache_url_and_option(
     import torch
     from torchvision.models._api import WeightsEnum
 
-    from segcli.registry import SEMANTIC_MODELS
-    from segcli.weights import load_model
+    from segcli.models.registry import SEMANTIC_MODELS
+    from segcli.models.weights import load_model
 
     def offline(self: object, *args: object, **kwargs: object) -> None:
         raise urllib.error.URLError("no network in tests")
@@ -325,7 +325,7 @@ def tiny_image(tmp_path: Path) -> Path:
 def test_cli_end_to_end(coco_ckpt: Path, lraspp_checkpoint: Path, tiny_image: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from segcli.cli import app
+    from segcli.cli.root import app
 
     out = tmp_path / "out"
     common = [
@@ -360,7 +360,7 @@ def test_cli_end_to_end(coco_ckpt: Path, lraspp_checkpoint: Path, tiny_image: Pa
 def test_cli_rejects_a_bad_semantic_source_before_loading_anything(tiny_image: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from segcli.cli import app
+    from segcli.cli.root import app
 
     result = CliRunner().invoke(
         app, ["compare", "semantic-vs-instance", str(tiny_image), "--semantic", "bogus", "-o", str(tmp_path)]
@@ -371,12 +371,12 @@ def test_cli_rejects_a_bad_semantic_source_before_loading_anything(tiny_image: P
 
 
 def test_compare_module_does_not_import_torch() -> None:
-    code = "import sys, segcli.compare; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, segcli.figures.compare; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_figure_shows_the_counts_per_class_below_the_panels() -> None:
-    from segcli.compare.figure import count_lines
+    from segcli.figures.compare.figure import count_lines
 
     image, inst = _scene()
     semantic = class_map(inst)

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from segcli.cli import app
+from segcli.cli.root import app
 from tests.fakes import use_fake_in_cli
 
 runner = CliRunner()
@@ -96,7 +96,7 @@ def test_typos_suggest_the_closest_names(
 
 
 def test_suggest_by_similarity() -> None:
-    from segcli.suggest import suggest
+    from segcli.core.suggest import suggest
 
     options = ["--score-threshold", "--json", "--save", "--nms-iou", "--model", "-m"]
     assert suggest("--scor", options) == ["--score-threshold"]
@@ -118,13 +118,13 @@ def test_score_threshold_aliases(alias: str, tmp_path: Path, monkeypatch: pytest
 def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     from rich.console import Console
 
-    import segcli.cli
+    import segcli.cli.root
 
-    monkeypatch.setattr(segcli.cli, "out_console", lambda: Console(width=200))
+    monkeypatch.setattr(segcli.cli.root, "out_console", lambda: Console(width=200))
 
 
 def test_models_lists_every_model_without_loading_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    from segcli.registry import MODELS, SEMANTIC_MODELS
+    from segcli.models.registry import MODELS, SEMANTIC_MODELS
 
     loaded = use_fake_in_cli(monkeypatch)
     _wide_console(monkeypatch)
@@ -142,8 +142,8 @@ def test_models_lists_every_model_without_loading_one(monkeypatch: pytest.Monkey
 def test_models_sees_a_cached_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from segcli.registry import MODELS
-    from segcli.weights import torchvision_cache_file
+    from segcli.models.registry import MODELS
+    from segcli.models.weights import torchvision_cache_file
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "_hub_dir", None)

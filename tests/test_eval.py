@@ -1,4 +1,4 @@
-"""``segcli.evaluate``: matching, COCOeval parity, eval.json and precision-recall plots."""
+"""``segcli.evaluation.evaluate``: matching, COCOeval parity, eval.json and precision-recall plots."""
 
 from __future__ import annotations
 
@@ -13,15 +13,15 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from segcli.errors import SegcliError
-from segcli.evaluate import (
+from segcli.core.errors import SegcliError
+from segcli.core.masks import rle_decode
+from segcli.evaluation.evaluate import (
     STAT_NAMES,
     TABLE_STATS,
     evaluate,
     match_images,
     write_eval,
 )
-from segcli.masks import rle_decode
 from tests.conftest import REPO
 
 GT_PATH = REPO / "examples" / "blocks" / "ground-truth.json"
@@ -166,7 +166,7 @@ def test_results_list_in_ground_truth_ids_is_evaluated_as_is(tmp_path: Path) -> 
 
 def test_polygon_predictions_are_evaluated(tmp_path: Path) -> None:
     """Polygons (e.g. a coco.json written with --save polygons) go in as RLE of the same pixels."""
-    from segcli.formats import mask_rings
+    from segcli.outputs.formats import mask_rings
 
     pred = _predictions()
     for a in pred["annotations"]:
@@ -354,7 +354,7 @@ def test_eval_json_holds_every_printed_number_and_plots_exist(tmp_path: Path) ->
 
 
 def test_pr_plot_file_names_are_safe(tmp_path: Path) -> None:
-    from segcli.evaluate import curve_file_name
+    from segcli.evaluation.evaluate import curve_file_name
 
     assert curve_file_name(7, "traffic light") == "pr/007-traffic_light.png"
     assert curve_file_name(12, "../../etc/passwd") == "pr/012-etc_passwd.png"

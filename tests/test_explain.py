@@ -16,15 +16,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from segcli import explain as E
-from segcli.cli import app
-from segcli.compare import proposals as CP
-from segcli.compare.figure import MIN_CANVAS
-from segcli.imageio import read_image
-from segcli.instances import Instances
-from segcli.masks import rle_decode
-from segcli.predictor import Segmenter
-from segcli.settings import Settings
+from segcli.cli.root import app
+from segcli.core.instances import Instances
+from segcli.core.masks import rle_decode
+from segcli.core.settings import Settings
+from segcli.figures import explain as E
+from segcli.figures.compare import proposals as CP
+from segcli.figures.compare.figure import MIN_CANVAS
+from segcli.inference.segmenter import Segmenter
+from segcli.io.images import read_image
 
 REPO = Path(__file__).resolve().parents[1]
 SCENE = REPO / "examples" / "blocks" / "two-red-cubes.png"
@@ -129,7 +129,7 @@ def test_hooks_are_removed_and_leave_the_model_unchanged(seg: Segmenter, scene: 
 
 
 def test_instance_out_of_range_is_one_clear_error(seg: Segmenter, scene: np.ndarray) -> None:
-    from segcli.errors import SegcliError
+    from segcli.core.errors import SegcliError
 
     with pytest.raises(SegcliError, match=r"--instance 2: the image has 2 detection"):
         E.explain(seg, scene, instance=2)
@@ -145,7 +145,7 @@ def test_no_detection_still_explains(scene: np.ndarray) -> None:
     assert record["instance"] is None and record["detections"] == []
     fig = E.explain_figure(scene, ex)
     assert fig.ndim == 3
-    from segcli.errors import SegcliError
+    from segcli.core.errors import SegcliError
 
     with pytest.raises(SegcliError, match=r"--instance 0: the image has 0 detection\(s\)$"):
         E.explain(strict, scene, instance=0)
@@ -256,7 +256,7 @@ def test_matching_is_greedy_by_score() -> None:
 
 
 def test_match_colors_follow_the_reference() -> None:
-    from segcli.render import instance_color
+    from segcli.draw.annotators import instance_color
 
     ref = _inst([(0, 0, 10, 10), (30, 5, 50, 25)], [0.9, 0.8], [1, 2])
     run_inst = _inst([(30, 5, 50, 25), (15, 15, 25, 25), (0, 0, 10, 10)], [0.95, 0.9, 0.7], [2, 1, 1])
@@ -268,7 +268,7 @@ def test_match_colors_follow_the_reference() -> None:
 
 
 def test_parse_ns() -> None:
-    from segcli.errors import SegcliError
+    from segcli.core.errors import SegcliError
 
     assert CP.parse_ns("1000, 10,300,100") == (10, 100, 300, 1000)
     for bad in ("", "10,,20", "ten", "0", "-5", "10,10", "200000"):

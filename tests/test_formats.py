@@ -14,7 +14,9 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from segcli.formats import (
+from segcli.core.instances import Instances
+from segcli.core.masks import rle_decode
+from segcli.outputs.formats import (
     LABELME_VERSION,
     coco_polygons,
     coco_results,
@@ -25,9 +27,7 @@ from segcli.formats import (
     yolo_data_yaml,
     yolo_lines,
 )
-from segcli.instances import Instances
-from segcli.masks import rle_decode
-from segcli.writers import instances_record, write_coco
+from segcli.outputs.writers import instances_record, write_coco
 from tests.conftest import REPO
 
 GT_PATH = REPO / "examples" / "blocks" / "ground-truth.json"
@@ -272,8 +272,8 @@ def _run_records(tmp_path: Path) -> list[tuple[str, Path]]:
 
 
 def test_coco_results_file_with_ground_truth_ids(tmp_path: Path) -> None:
-    from segcli.evaluate import load_ground_truth
-    from segcli.exports import write_coco_results
+    from segcli.evaluation.evaluate import load_ground_truth
+    from segcli.outputs.exports import write_coco_results
 
     entries = _run_records(tmp_path)
     gt = load_ground_truth(GT_PATH)
@@ -296,7 +296,7 @@ def test_coco_results_file_with_ground_truth_ids(tmp_path: Path) -> None:
 
 
 def test_coco_results_file_without_ground_truth_numbers_like_coco_json(tmp_path: Path) -> None:
-    from segcli.exports import write_coco_results
+    from segcli.outputs.exports import write_coco_results
 
     entries = _run_records(tmp_path)
     written = write_coco_results(tmp_path / "coco-results.json", entries, BLOCKS)
@@ -311,8 +311,8 @@ def test_coco_results_file_without_ground_truth_numbers_like_coco_json(tmp_path:
 
 
 def test_coco_results_file_leaves_out_classes_the_ground_truth_lacks(tmp_path: Path) -> None:
-    from segcli.evaluate import load_ground_truth
-    from segcli.exports import write_coco_results
+    from segcli.evaluation.evaluate import load_ground_truth
+    from segcli.outputs.exports import write_coco_results
 
     entries = _run_records(tmp_path)
     model_classes = ("__background__", "cube", "ball", "cylinder")  # "sphere" is "ball" here

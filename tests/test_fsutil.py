@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from segcli.fsutil import UMASK, atomic_path, atomic_write_bytes, is_temp_name
+from segcli.io.files import UMASK, atomic_path, atomic_write_bytes, is_temp_name
 
 
 def test_atomic_write_replaces_with_plain_file_permissions(tmp_path: Path) -> None:

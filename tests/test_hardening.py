@@ -16,18 +16,18 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import segcli.cli
-import segcli.fsutil
-from segcli.batch import discover
-from segcli.cli import app
-from segcli.engines import SegmenterLike
-from segcli.engines.local import LocalEngine
-from segcli.fsutil import atomic_write_bytes
-from segcli.instances import Instances
-from segcli.options import ModelOptions
-from segcli.predictor import Segmenter
-from segcli.settings import Settings
-from segcli.writers import OUTPUT_MARKER
+import segcli.cli.root
+import segcli.io.files
+from segcli.cli.options import ModelOptions
+from segcli.cli.root import app
+from segcli.core.instances import Instances
+from segcli.core.settings import Settings
+from segcli.inference.segmenter import Segmenter
+from segcli.io.files import atomic_write_bytes
+from segcli.outputs.writers import OUTPUT_MARKER
+from segcli.runs.batch import discover
+from segcli.runs.engines import SegmenterLike
+from segcli.runs.engines.local import LocalEngine
 from tests import fake_cli
 from tests.conftest import BATCH_FAST as FAST
 from tests.conftest import PHOTOS, REPO, random_image
@@ -90,7 +90,7 @@ def test_disk_full_leaves_no_file_that_looks_complete(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = tmp_path / "x.json"
-    monkeypatch.setattr(segcli.fsutil, "open", FullDiskFile, raising=False)
+    monkeypatch.setattr(segcli.io.files, "open", FullDiskFile, raising=False)
     with pytest.raises(OSError, match="No space left"):
         atomic_write_bytes(target, b"{}" * 1000)
     assert list(tmp_path.iterdir()) == []
@@ -220,12 +220,12 @@ def test_sigint_stops_cleanly_and_resumes_to_the_same_result(
 ) -> None:
     root, reference = reference_run
     use_fake_in_cli(monkeypatch)
-    fake_load = segcli.cli.load_segmenter
+    fake_load = segcli.cli.root.load_segmenter
 
     def load(opts: ModelOptions, *, quiet: bool = False) -> _SigintOnCall:
         return _SigintOnCall(fake_load(opts, quiet=quiet), n=4)
 
-    monkeypatch.setattr(segcli.cli, "load_segmenter", load)
+    monkeypatch.setattr(segcli.cli.root, "load_segmenter", load)
     out = tmp_path / "out"
     result = runner.invoke(app, _batch_args(root, out))
     assert result.exit_code == 130, result.output
@@ -233,7 +233,7 @@ def test_sigint_stops_cleanly_and_resumes_to_the_same_result(
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "interrupted" and run["counts"]["done"] == 3
     assert not list(out.rglob("*.part")), "Ctrl-C leaves no temporary files"
-    monkeypatch.setattr(segcli.cli, "load_segmenter", fake_load)
+    monkeypatch.setattr(segcli.cli.root, "load_segmenter", fake_load)
     _resume_and_compare(root, out, reference)
 
 
@@ -292,6 +292,6 @@ def test_ctrl_c_in_predict_and_while_loading(tmp_path: Path, monkeypatch: pytest
     def interrupted_load(opts: ModelOptions, *, quiet: bool = False) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(segcli.cli, "load_segmenter", interrupted_load)
+    monkeypatch.setattr(segcli.cli.root, "load_segmenter", interrupted_load)
     result = runner.invoke(app, ["batch", str(PHOTOS), "-o", str(tmp_path / "b"), *FAST])
     assert (result.exit_code, result.stderr) == (130, "interrupted\n")

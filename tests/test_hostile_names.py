@@ -23,12 +23,12 @@ import pytest
 from typer.testing import CliRunner
 
 import tests.fakes
-from segcli.batch import BatchOptions, run_batch
-from segcli.cli import app, shown
-from segcli.compare import run_compare
-from segcli.errors import SegcliError
-from segcli.fsutil import NAME_MAX, atomic_write_bytes
-from segcli.writers import OUTPUT_KINDS, OUTPUT_MARKER, plan_outputs
+from segcli.cli.root import app, shown
+from segcli.core.errors import SegcliError
+from segcli.figures.compare import run_compare
+from segcli.io.files import NAME_MAX, atomic_write_bytes
+from segcli.outputs.writers import OUTPUT_KINDS, OUTPUT_MARKER, plan_outputs
+from segcli.runs.batch import BatchOptions, run_batch
 from tests import fake_cli
 from tests.conftest import BATCH_FAST, PHOTOS
 from tests.fakes import FakeSegmenter, use_fake_in_cli, write_images
@@ -328,16 +328,16 @@ def test_closed_stdout_ends_quietly(tmp_path: Path) -> None:
 
 def test_sigpipe_convention_is_not_an_error_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process: a BrokenPipeError from the stdout writer is exit 141 with nothing on stderr."""
-    import segcli.cli
+    import segcli.cli.root
 
     use_fake_in_cli(monkeypatch)
     silenced: list[bool] = []
-    monkeypatch.setattr(segcli.cli, "_silence_stdio", lambda: silenced.append(True))
+    monkeypatch.setattr(segcli.cli.root, "_silence_stdio", lambda: silenced.append(True))
 
     def broken(data: bytes) -> None:
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr(segcli.cli, "write_stdout", broken)
+    monkeypatch.setattr(segcli.cli.root, "write_stdout", broken)
     result = runner.invoke(app, ["predict", str(PHOTOS / "coffee.jpg"), "--json", "-", *FAST])
     assert result.exit_code == 141 and result.stderr == "" and silenced == [True]
     assert signal.SIGPIPE + 128 == 141
@@ -455,7 +455,7 @@ def test_command_line_shapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_model_names_and_classes_any_case() -> None:
-    from segcli.options import ModelOptions
+    from segcli.cli.options import ModelOptions
 
     settings = ModelOptions(model="BLOCKS", classes="Cube,SPHERE").check()
     assert settings.classes == ("Cube", "SPHERE")
@@ -468,7 +468,7 @@ def test_model_names_and_classes_any_case() -> None:
 def test_semantic_offline_error_names_its_file_and_torch_stays_quiet(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    from segcli.weights import load_model
+    from segcli.models.weights import load_model
 
     with pytest.raises(SegcliError) as err:
         load_model("lraspp", task="semantic", device="cpu")

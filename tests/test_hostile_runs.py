@@ -30,17 +30,17 @@ import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
 
-import segcli.fsutil
-import segcli.writers
-from segcli.batch import LOCK_NAME, BatchOptions, BatchOutcome, run_batch
-from segcli.cli import app
-from segcli.engines import Job
-from segcli.engines.local import BYTES_PER_PIXEL, LocalEngine
-from segcli.errors import SegcliError
-from segcli.imageio import read_image
-from segcli.predictor import Segmenter, sampled_model_input
-from segcli.settings import Settings
-from segcli.writers import mark_output, plan_outputs, write_outputs
+import segcli.io.files
+import segcli.outputs.writers
+from segcli.cli.root import app
+from segcli.core.errors import SegcliError
+from segcli.core.settings import Settings
+from segcli.inference.segmenter import Segmenter, sampled_model_input
+from segcli.io.images import read_image
+from segcli.outputs.writers import mark_output, plan_outputs, write_outputs
+from segcli.runs.batch import LOCK_NAME, BatchOptions, BatchOutcome, run_batch
+from segcli.runs.engines import Job
+from segcli.runs.engines.local import BYTES_PER_PIXEL, LocalEngine
 from tests import fake_cli
 from tests.conftest import BATCH_FAST, REPO, random_image
 from tests.fakes import (
@@ -221,8 +221,8 @@ def test_disk_full_is_one_line_and_exit_1(
     out = tmp_path / "out"
     mark_output(out)  # the disk fills after the output folder was made and marked
     disk = type("Disk", (_FullDisk,), {"run_json_room": room})
-    monkeypatch.setattr(segcli.fsutil, "open", disk, raising=False)
-    monkeypatch.setattr(segcli.writers, "open", disk, raising=False)
+    monkeypatch.setattr(segcli.io.files, "open", disk, raising=False)
+    monkeypatch.setattr(segcli.outputs.writers, "open", disk, raising=False)
     use_fake_in_cli(monkeypatch)
     result = runner.invoke(app, ["batch", str(tmp_path / "in"), "-o", str(out), "--quiet"])
     assert result.exit_code == 1
@@ -432,14 +432,14 @@ def test_summary_says_done_with_failures(tmp_path: Path, monkeypatch: pytest.Mon
 def test_sampled_path_agrees_with_torchvision_path_and_explain_refuses_it(
     blocks_ckpt: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import segcli.predictor
-    from segcli.explain import explain
-    from segcli.predictor import Segmenter
+    import segcli.inference.segmenter
+    from segcli.figures.explain import explain
+    from segcli.inference.segmenter import Segmenter
 
     seg = Segmenter("blocks", weights=blocks_ckpt, device="cpu", settings=Settings(min_size=64, max_size=96))
     image = random_image(90, 120, seed=5)
     full, size = seg.model_input(image)
-    monkeypatch.setattr(segcli.predictor, "SAMPLED_INPUT_PIXELS", 100)
+    monkeypatch.setattr(segcli.inference.segmenter, "SAMPLED_INPUT_PIXELS", 100)
     sampled, sampled_size = seg.model_input(image)
     assert size == sampled_size == (90, 120) and sampled.shape == full.shape
     assert float((sampled - full).abs().max()) < 1e-3

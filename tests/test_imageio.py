@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segcli.errors import SegcliError
-from segcli.imageio import read_image
+from segcli.core.errors import SegcliError
+from segcli.io.images import read_image
 
 
 def _quadrants(h: int = 32, w: int = 64) -> np.ndarray:

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segcli.compare import resize_label_map
-from segcli.imageio import LoadedImage
-from segcli.instances import Instances
+from segcli.core.instances import Instances
+from segcli.figures.compare import resize_label_map
+from segcli.io.images import LoadedImage
 from tests.factories import SIZE, box_mask, class_map, from_masks, make_instances
 
 H, W = SIZE

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from segcli.instances import Instances
-from segcli.masks import rle_decode, rle_encode
+from segcli.core.instances import Instances
+from segcli.core.masks import rle_decode, rle_encode
 
 
 def _random_case(rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int, int], np.ndarray]:

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torchvision.models.detection import maskrcnn_resnet50_fpn
 
-from segcli.predictor import Segmenter
-from segcli.registry import MODELS
-from segcli.settings import Settings
+from segcli.core.settings import Settings
+from segcli.inference.segmenter import Segmenter
+from segcli.models.registry import MODELS
 from tests.conftest import random_image
 
 

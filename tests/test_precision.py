@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from typer.testing import CliRunner
 
-from segcli import precision
-from segcli.errors import SegcliError
-from segcli.precision import fold_batch_norms, native_precisions, prepare_model, resolve_precision
+from segcli.core.errors import SegcliError
+from segcli.models import precision
+from segcli.models.precision import fold_batch_norms, native_precisions, prepare_model, resolve_precision
 from tests.conftest import BATCH_FAST, PHOTOS
 
 CPU = torch.device("cpu")
@@ -108,7 +108,7 @@ def _randomise_norms(module: nn.Module, seed: int = 0) -> None:
 
 
 def test_fold_blocks_backbone_keeps_fp32_outputs() -> None:
-    from segcli.blocks.arch import BlocksBackbone
+    from segcli.models.blocks.arch import BlocksBackbone
 
     backbone = BlocksBackbone().eval()
     _randomise_norms(backbone)
@@ -149,7 +149,7 @@ def test_fold_leaves_a_norm_that_does_not_follow_a_conv() -> None:
 
 
 def test_prepare_fp32_leaves_the_model_alone() -> None:
-    from segcli.blocks.arch import build_blocks_maskrcnn
+    from segcli.models.blocks.arch import build_blocks_maskrcnn
 
     model = build_blocks_maskrcnn().eval()
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -163,9 +163,9 @@ def test_prepare_fp32_leaves_the_model_alone() -> None:
 @pytest.mark.blocks
 def test_bf16_forward_on_blocks_matches_fp32() -> None:
     """The bundled model on a held-out scene: bf16 gives valid fp32 outputs that match fp32 closely."""
-    from segcli.blocks import HELDOUT_SEED_BASE, render_scene
-    from segcli.predictor import Segmenter
-    from segcli.settings import Settings
+    from segcli.core.settings import Settings
+    from segcli.inference.segmenter import Segmenter
+    from segcli.models.blocks import HELDOUT_SEED_BASE, render_scene
 
     scene = render_scene(HELDOUT_SEED_BASE + 900_001, size=(320, 240))
     settings = Settings(min_size=240, max_size=320)
@@ -194,8 +194,8 @@ def test_bf16_forward_on_blocks_matches_fp32() -> None:
 
 # --------------------------------------------------------------------------- Segmenter, settings, CLI
 def test_segmenter_records_the_resolved_precision(bf16_cpu: None, blocks_ckpt: Path) -> None:
-    from segcli.predictor import Segmenter
-    from segcli.settings import Settings
+    from segcli.core.settings import Settings
+    from segcli.inference.segmenter import Segmenter
 
     tiny = Settings(min_size=64, max_size=96, precision="auto")
     seg = Segmenter("blocks", weights=blocks_ckpt, device="cpu", settings=tiny, progress=False)
@@ -212,23 +212,25 @@ def test_segmenter_records_the_resolved_precision(bf16_cpu: None, blocks_ckpt: P
 def test_segmenter_refuses_a_foreign_precision_before_loading(
     plain_cpu: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import segcli.predictor
-    from segcli.settings import Settings
+    import segcli.inference.segmenter
+    from segcli.core.settings import Settings
 
     def no_load(*args: object, **kwargs: object) -> None:
         raise AssertionError("the model must not load")
 
-    monkeypatch.setattr(segcli.predictor, "load_model", no_load)
+    monkeypatch.setattr(segcli.inference.segmenter, "load_model", no_load)
     with pytest.raises(SegcliError, match="AVX-512 BF16 or AMX"):
-        segcli.predictor.Segmenter("blocks", device="cpu", settings=Settings(precision="bf16"))
+        segcli.inference.segmenter.Segmenter("blocks", device="cpu", settings=Settings(precision="bf16"))
     with pytest.raises(SegcliError, match="runs on CUDA only"):
-        segcli.predictor.Segmenter("blocks", device="cpu", half=True)
+        segcli.inference.segmenter.Segmenter("blocks", device="cpu", half=True)
     with pytest.raises(SegcliError, match="half=True is precision fp16"):
-        segcli.predictor.Segmenter("blocks", device="cpu", half=True, settings=Settings(precision="fp32"))
+        segcli.inference.segmenter.Segmenter(
+            "blocks", device="cpu", half=True, settings=Settings(precision="fp32")
+        )
 
 
 def test_settings_reject_an_unknown_precision() -> None:
-    from segcli.settings import Settings
+    from segcli.core.settings import Settings
 
     with pytest.raises(SegcliError, match="--precision must be one of fp32, bf16, fp16, auto; got 'fp8'"):
         Settings(precision="fp8")
@@ -260,13 +262,13 @@ def test_cli_precision_usage_errors_exit_2_before_loading(
     args: list[str],
     message: str,
 ) -> None:
-    import segcli.predictor
-    from segcli.cli import app
+    import segcli.inference.segmenter
+    from segcli.cli.root import app
 
     def no_load(*a: object, **k: object) -> None:
         raise AssertionError("the model must not load")
 
-    monkeypatch.setattr(segcli.predictor, "load_model", no_load)
+    monkeypatch.setattr(segcli.inference.segmenter, "load_model", no_load)
     out = tmp_path / "out"
     photo = str(PHOTOS / "chelsea.jpg")
     argv = {
@@ -286,7 +288,7 @@ def test_cli_precision_usage_errors_exit_2_before_loading(
 def test_batch_records_precision_and_resume_refuses_another(
     bf16_cpu: None, tmp_path: Path, blocks_ckpt: Path
 ) -> None:
-    from segcli.cli import app
+    from segcli.cli.root import app
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -303,7 +305,7 @@ def test_batch_records_precision_and_resume_refuses_another(
 
 
 def test_resume_treats_a_run_from_before_precision_as_fp32(tmp_path: Path, blocks_ckpt: Path) -> None:
-    from segcli.cli import app
+    from segcli.cli.root import app
 
     folder = tmp_path / "in"
     folder.mkdir()

@@ -27,10 +27,10 @@ import cv2
 import pytest
 from typer.testing import CliRunner
 
-from segcli.batch import LOCK_NAME, BatchEvents, BatchOptions, read_list, run_batch
-from segcli.cli import app
-from segcli.engines import ItemResult
-from segcli.writers import OUTPUT_MARKER
+from segcli.cli.root import app
+from segcli.outputs.writers import OUTPUT_MARKER
+from segcli.runs.batch import LOCK_NAME, BatchEvents, BatchOptions, read_list, run_batch
+from segcli.runs.engines import ItemResult
 from tests.conftest import BATCH_FAST as FAST
 from tests.conftest import REPO
 from tests.fakes import FAKE_SETTINGS, FakeSegmenter, write_images
@@ -62,7 +62,7 @@ def ray_cluster() -> Iterator[Any]:
 
 
 def _scenes(folder: Path, n: int, size: tuple[int, int] = (96, 72), first: int = 0) -> Path:
-    from segcli.blocks.scenes import render_scene
+    from segcli.models.blocks.scenes import render_scene
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(first, first + n):
@@ -179,8 +179,8 @@ def test_same_outputs_as_the_local_engine(local_out: Path, ray_out: Path) -> Non
 
 
 def test_default_resources_reserve_every_cpu_and_finish(ray_out: Path, ray_cluster: Any) -> None:
-    from segcli.engines import Job
-    from segcli.engines.ray import RayEngine
+    from segcli.runs.engines import Job
+    from segcli.runs.engines.ray import RayEngine
 
     engine = json.loads((ray_out / "run.json").read_text())["engine"]
     assert engine["name"] == "ray" and engine["cluster"]["CPU"] == 2
@@ -259,12 +259,12 @@ def test_resume_bad_files_and_from_list_on_both_engines(
 
 
 def test_usage_errors_exit_2_before_any_model_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import segcli.predictor
+    import segcli.inference.segmenter
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(segcli.predictor, "Segmenter", refuse)
+    monkeypatch.setattr(segcli.inference.segmenter, "Segmenter", refuse)
     folder = _scenes(tmp_path / "in", 1)
     listing = tmp_path / "list.txt"
     listing.write_text("# nothing\n")
@@ -297,7 +297,7 @@ def test_nothing_imports_ray_without_engine_ray(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "from segcli.cli import app\n"
+        "from segcli.cli.root import app\n"
         "from tests.ray_fakes import use_fakes_in_cli\n"
         "use_fakes_in_cli()\n"
         f"args = ['batch', {str(tmp_path / 'in')!r}, '-o', {str(tmp_path / 'out')!r}, *{FAST!r}]\n"
@@ -343,9 +343,9 @@ def _imports(path: Path) -> Iterator[tuple[str, bool]]:
 
 def test_only_the_ray_engine_imports_ray_and_only_when_asked() -> None:
     """Statically, for every module of segcli (the model modules included): only
-    ``segcli/engines/ray.py`` imports Ray, inside its functions, and nothing imports that
+    ``segcli/runs/engines/ray.py`` imports Ray, inside its functions, and nothing imports that
     module at module level."""
-    ray_engine = REPO / "segcli" / "engines" / "ray.py"
+    ray_engine = REPO / "segcli" / "runs" / "engines" / "ray.py"
     modules = sorted((REPO / "segcli").rglob("*.py"))
     assert ray_engine in modules and len(modules) > 20
     imports_ray, imports_engine_at_top, imports_engine = [], [], []
@@ -354,11 +354,11 @@ def test_only_the_ray_engine_imports_ray_and_only_when_asked() -> None:
             where = path.relative_to(REPO).as_posix()
             if (name == "ray" or name.startswith("ray.")) and (top or path != ray_engine):
                 imports_ray.append(f"{where}: {name}")  # the engine imports Ray when it runs
-            if name == "segcli.engines.ray":
+            if name == "segcli.runs.engines.ray":
                 (imports_engine_at_top if top else imports_engine).append(where)
     assert imports_ray == []
     assert imports_engine_at_top == []
-    assert "segcli/cli.py" in imports_engine, "the check sees the CLI's import (inside a function)"
+    assert "segcli/cli/root.py" in imports_engine, "the check sees the CLI's import (inside a function)"
 
 
 # --------------------------------------------------------------------------- faults
@@ -385,7 +385,7 @@ def test_killed_workers_are_replaced_and_an_image_that_kills_its_worker_fails_al
     worker segmenting it and one that runs out of memory: every other image is rewritten
     (new files, the local engine's bytes), every image is reported exactly once, and the
     two bad images fail alone."""
-    from segcli.engines.ray import MAX_ATTEMPTS, RayEngine
+    from segcli.runs.engines.ray import MAX_ATTEMPTS, RayEngine
 
     folder = tmp_path / "in"
     shutil.copytree(tree, folder)
@@ -503,7 +503,7 @@ class FakeRay(SimpleNamespace):
 
 
 def test_address_choice_and_only_what_was_started_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:
-    from segcli.engines.ray import RayEngine
+    from segcli.runs.engines.ray import RayEngine
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     fake = FakeRay(initialized=False)
@@ -521,9 +521,9 @@ def test_address_choice_and_only_what_was_started_is_stopped(monkeypatch: pytest
 
 
 def test_resources_that_do_not_fit_are_refused(ray_cluster: Any) -> None:
-    from segcli.engines import Job
-    from segcli.engines.ray import RayEngine
-    from segcli.errors import SegcliError
+    from segcli.core.errors import SegcliError
+    from segcli.runs.engines import Job
+    from segcli.runs.engines.ray import RayEngine
 
     job = Job.for_segmenter(FakeSegmenter(), ["json"])
     with pytest.raises(SegcliError, match="needs 3 CPUs; the Ray cluster has 2"):
@@ -560,9 +560,9 @@ def test_ctrl_c_anywhere_in_the_engine_returns_interrupted(
     run_batch writes run.json "interrupted"), never as an escaping KeyboardInterrupt."""
     import contextlib
 
-    import segcli.engines.ray as ray_engine
-    from segcli.engines import Job
-    from segcli.writers import OutputPlan
+    import segcli.runs.engines.ray as ray_engine
+    from segcli.outputs.writers import OutputPlan
+    from segcli.runs.engines import Job
 
     class Engine(ray_engine.RayEngine):
         """Streams nothing: no cluster is needed for the connect and shutdown paths."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segcli.instances import Instances
-from segcli.render import (
+from segcli.core.instances import Instances
+from segcli.draw.annotators import (
     BoxAnnotator,
     ContourAnnotator,
     LabelAnnotator,
@@ -148,7 +148,7 @@ def test_label_falls_back_to_the_name_when_the_score_does_not_fit() -> None:
 
 
 def test_font_and_lines_grow_with_the_image() -> None:
-    from segcli.render import tag_size, text_geometry
+    from segcli.draw.annotators import tag_size, text_geometry
 
     small, big = text_geometry((96, 128)), text_geometry((3000, 4000))
     assert small[0] < big[0] and small[1] <= big[1] and big[1] >= 3
@@ -163,7 +163,7 @@ def test_two_overlapping_boxes_get_separate_labels() -> None:
 
 
 def test_mask_file_names_carry_the_class_sanitised() -> None:
-    from segcli.writers import mask_file_name
+    from segcli.outputs.writers import mask_file_name
 
     assert mask_file_name(0, "cube") == "000-cube.png"
     assert mask_file_name(12, "hair drier") == "012-hair_drier.png"

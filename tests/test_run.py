@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-import segcli.engines
-from segcli.batch import BatchEvents, BatchOptions, BatchOutcome, run_batch, run_plans
-from segcli.engines import ItemResult, Job, get_engine, process_plans, segment_images
-from segcli.engines.local import LocalEngine
-from segcli.errors import SegcliError
-from segcli.instances import Instances
-from segcli.settings import Settings
-from segcli.writers import OUTPUT_KINDS, OutputPlan, idmap_preview_path, plan_outputs
+import segcli.runs.engines
+from segcli.core.errors import SegcliError
+from segcli.core.instances import Instances
+from segcli.core.settings import Settings
+from segcli.outputs.writers import OUTPUT_KINDS, OutputPlan, idmap_preview_path, plan_outputs
+from segcli.runs.batch import BatchEvents, BatchOptions, BatchOutcome, run_batch, run_plans
+from segcli.runs.engines import ItemResult, Job, get_engine, process_plans, segment_images
+from segcli.runs.engines.local import LocalEngine
 from tests.fakes import FAKE_SETTINGS, FakeSegmenter, two_instances, write_images
 
 WIDTHS = {"a.png": 10, "b.png": 11, "c.png": 12, "d.png": 13, "e.png": 14}
@@ -134,7 +134,7 @@ def test_unreadable_and_oversized_inputs_fail_alone(tmp_path: Path) -> None:
 
 
 def test_write_failures_become_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = segcli.engines.write_outputs
+    real = segcli.runs.engines.write_outputs
 
     def failing(paths: dict[str, Path], *args: object, **kwargs: object) -> None:
         name = next(iter(paths.values())).name
@@ -144,7 +144,7 @@ def test_write_failures_become_results(tmp_path: Path, monkeypatch: pytest.Monke
             raise ValueError("cannot encode\ndetails")
         real(paths, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(segcli.engines, "write_outputs", failing)
+    monkeypatch.setattr(segcli.runs.engines, "write_outputs", failing)
     results, _ = _run(_plans(tmp_path), FakeSegmenter())
     assert results["b.png"].reason.endswith("b.png: cannot write outputs (No space left on device)")
     assert results["c.png"].reason.endswith("c.png: cannot encode")
@@ -406,8 +406,8 @@ def test_fake_instances_are_what_the_writers_record(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- demo
 def test_demo_runs_predict_batch_and_compare_through_the_library(tmp_path: Path) -> None:
-    from segcli.blocks.examples import EXAMPLES
     from segcli.demo import DEMO_SAVE, SEED_CASE, run_demo
+    from segcli.models.blocks.examples import EXAMPLES
 
     out = tmp_path / "demo"
     batch_dir = out / "batch"
@@ -501,14 +501,14 @@ def test_ctrl_c_while_coco_json_is_written_still_writes_run_json(
 ) -> None:
     """Every image is done; Ctrl-C lands while coco.json is written (seconds for a big folder):
     run.json says so, the interrupt goes on to the caller, and a rerun writes coco.json."""
-    import segcli.batch
+    import segcli.runs.batch
 
-    real = segcli.batch.write_coco
+    real = segcli.runs.batch.write_coco
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(segcli.batch, "write_coco", interrupted)
+    monkeypatch.setattr(segcli.runs.batch, "write_coco", interrupted)
     write_images(tmp_path / "in", WIDTHS)
     with pytest.raises(KeyboardInterrupt):
         _batch(tmp_path, FakeSegmenter())
@@ -516,7 +516,7 @@ def test_ctrl_c_while_coco_json_is_written_still_writes_run_json(
     assert run["status"] == "complete" and run["counts"]["done"] == len(WIDTHS)
     assert run["coco_error"].startswith("interrupted while writing coco.json: run the same command again")
     assert not (tmp_path / "out" / "coco.json").exists()
-    monkeypatch.setattr(segcli.batch, "write_coco", real)
+    monkeypatch.setattr(segcli.runs.batch, "write_coco", real)
     again = _batch(tmp_path, FakeSegmenter())
     assert again.exit_code == 0 and again.summary["counts"]["skipped"] == len(WIDTHS)
     assert "coco_error" not in again.summary and (tmp_path / "out" / "coco.json").is_file()

@@ -14,12 +14,10 @@ import av
 import numpy as np
 import pytest
 
-from segcli.blocks.motion import ClipFrame, moving_blocks
-from segcli.errors import SegcliError
-from segcli.instances import Instances
-from segcli.settings import Settings
-from segcli.track import UNTRACKED, Tracker, TrackerConfig, TrackLog, box_iou, crop_iou, linear_assignment
-from segcli.video import (
+from segcli.core.errors import SegcliError
+from segcli.core.instances import Instances
+from segcli.core.settings import Settings
+from segcli.io.video import (
     FrameSelection,
     VideoDecodeError,
     VideoWriter,
@@ -27,7 +25,17 @@ from segcli.video import (
     probe_video,
     read_frames,
 )
-from segcli.video_run import VideoOptions, segment_video, video_output_paths
+from segcli.models.blocks.motion import ClipFrame, moving_blocks
+from segcli.runs.track import (
+    UNTRACKED,
+    Tracker,
+    TrackerConfig,
+    TrackLog,
+    box_iou,
+    crop_iou,
+    linear_assignment,
+)
+from segcli.runs.video import VideoOptions, segment_video, video_output_paths
 
 FPS = 25
 
@@ -246,8 +254,8 @@ def test_track_log_summarises_tracks() -> None:
 
 
 def test_a_track_keeps_its_colour_and_label_in_the_overlay() -> None:
-    from segcli.render import OverlayAnnotator, instance_color
-    from segcli.video_run import UNTRACKED_COLOR, draw_frame, track_colors, track_labels
+    from segcli.draw.annotators import OverlayAnnotator, instance_color
+    from segcli.runs.video import UNTRACKED_COLOR, draw_frame, track_colors, track_labels
 
     assert track_colors(np.array([5, UNTRACKED, 0])) == [
         instance_color(5),
@@ -337,7 +345,7 @@ def test_mp4_without_index_is_unreadable(tmp_path: Path) -> None:
 def test_writer_pads_odd_sizes_copies_audio_and_is_atomic(tmp_path: Path) -> None:
     source = write_clip(tmp_path / "sound.mp4", marked_frames(10), audio=True)
     assert probe_video(source).audio == "aac"
-    from segcli.video import AudioSource
+    from segcli.io.video import AudioSource
 
     out = tmp_path / "o.mp4"
     writer = VideoWriter(out, width=95, height=63, fps=25, audio=AudioSource(source))
@@ -360,7 +368,7 @@ def test_writer_pads_odd_sizes_copies_audio_and_is_atomic(tmp_path: Path) -> Non
 
 
 def test_writer_reencodes_audio_browsers_cannot_play(tmp_path: Path) -> None:
-    from segcli.video import AudioSource
+    from segcli.io.video import AudioSource
 
     source = tmp_path / "pcm.mov"
     with av.open(str(source), "w") as out:
@@ -518,7 +526,7 @@ def one_torch_thread() -> Iterator[None]:
 @pytest.mark.blocks
 @pytest.mark.usefixtures("one_torch_thread")
 def test_blocks_model_counts_and_tracks_moving_blocks(tmp_path: Path) -> None:
-    from segcli.predictor import Segmenter
+    from segcli.inference.segmenter import Segmenter
 
     truth = list(moving_blocks(7, 30, size=(256, 192), count=3, speed=4.0))
     clip = write_clip(tmp_path / "blocks.mp4", [f.image for f in truth])
@@ -530,7 +538,7 @@ def test_blocks_model_counts_and_tracks_moving_blocks(tmp_path: Path) -> None:
     assert len(records) == result.processed
     assert count_frames(outputs["overlay"]) == result.processed
 
-    from segcli.masks import rle_decode
+    from segcli.core.masks import rle_decode
 
     good_counts = 0
     ids_of: dict[int, list[int | None]] = {}
@@ -564,7 +572,7 @@ def test_blocks_model_counts_and_tracks_moving_blocks(tmp_path: Path) -> None:
 def _cli(*args: str, ckpt: Path) -> Any:
     from typer.testing import CliRunner
 
-    from segcli.cli import app
+    from segcli.cli.root import app
     from tests.conftest import BATCH_FAST
 
     return CliRunner().invoke(app, [*args, "--weights", str(ckpt), *BATCH_FAST], catch_exceptions=False)
@@ -614,7 +622,7 @@ def test_cli_predict_mixes_images_and_videos(tmp_path: Path, blocks_ckpt: Path) 
 def test_cli_bad_video_range_is_a_usage_error_before_the_model_loads(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from segcli.cli import app
+    from segcli.cli.root import app
 
     clip = write_clip(tmp_path / "clip.mp4", marked_frames(4))
     # --model coco without weights would try a download (and fail, exit 1) if it got that far

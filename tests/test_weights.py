@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from segcli.blocks.arch import CATEGORIES, build_blocks_maskrcnn
-from segcli.errors import SegcliError
-from segcli.registry import MODELS, SEMANTIC_MODELS, get_spec
-from segcli.weights import (
+from segcli.core.errors import SegcliError
+from segcli.models.blocks.arch import CATEGORIES, build_blocks_maskrcnn
+from segcli.models.registry import MODELS, SEMANTIC_MODELS, get_spec
+from segcli.models.weights import (
     load_model,
     read_checkpoint,
     resolve_device,
@@ -174,7 +174,7 @@ def test_devices() -> None:
 
 def test_bundled_checkpoint_names_the_blocks_classes_of_the_architecture() -> None:
     """The class names travel in the bundled file; they must be the ones the scenes use."""
-    from segcli.blocks.scenes import CATEGORIES as SCENE_NAMES
+    from segcli.models.blocks.scenes import CATEGORIES as SCENE_NAMES
 
     bundled = MODELS["blocks"].bundled_weights
     assert bundled is not None
@@ -198,7 +198,7 @@ def test_registry_imports_no_torch() -> None:
     import sys
 
     code = (
-        "import sys; from segcli.registry import get_spec; "
+        "import sys; from segcli.models.registry import get_spec; "
         "d = get_spec('coco').defaults; assert d.min_size == 800 and d.max_size == 1333; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
@@ -210,8 +210,8 @@ def test_coco_v2_architecture_runs_from_a_local_checkpoint(tmp_path: Path) -> No
     import numpy as np
     from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
 
-    from segcli.predictor import Segmenter
-    from segcli.settings import Settings
+    from segcli.core.settings import Settings
+    from segcli.inference.segmenter import Segmenter
 
     torch.manual_seed(0)
     path = tmp_path / "v2.pt"
@@ -225,8 +225,8 @@ def test_coco_v2_architecture_runs_from_a_local_checkpoint(tmp_path: Path) -> No
 
 
 def test_segmenter_repr_is_one_short_line(blocks_ckpt: Path) -> None:
-    from segcli.predictor import Segmenter
-    from segcli.settings import Settings
+    from segcli.core.settings import Settings
+    from segcli.inference.segmenter import Segmenter
 
     seg = Segmenter(
         "Blocks", weights=blocks_ckpt, device="cpu", settings=Settings(classes=("cube", "sphere"))

@@ -1,0 +1,1 @@
+"""Datasets: labels read from disk (COCO ground truth loading and matching)."""

@@ -1,0 +1,1 @@
+"""Drawing: the annotators that paint ``Instances`` onto an image, colours, and plots."""

@@ -1,0 +1,685 @@
+"""Evaluation against a COCO ground truth, with pycocotools' ``COCOeval`` as the reference.
+
+``evaluate(ground_truth, predictions)`` matches the predictions' images to the
+ground truth's by ``file_name`` and their categories by name, runs ``COCOeval`` for
+boxes and masks, and returns an :class:`EvalResult` (plain data). ``eval_record``
+turns it into the ``segcli.eval/1`` JSON object; ``write_eval`` writes that and one
+precision-recall plot per class. The numbers are COCOeval's own: nothing is
+recomputed, so they equal a direct COCOeval run on the same predictions.
+
+Mask AP uses each detection's mask area for the small/medium/large ranges (the
+results are handed to ``loadRes`` without boxes, as COCO's own segmentation results
+files are); box AP uses box areas.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import io
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from segcli.core.errors import SegcliError
+from segcli.core.instances import PLACEHOLDER_CLASSES
+from segcli.io.files import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from segcli.runs.batch import BatchEvents, BatchOptions, BatchOutcome
+    from segcli.runs.engines import SegmenterLike
+
+EVAL_SCHEMA = "segcli.eval/1"
+IOU_TYPES = ("bbox", "segm")
+STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+"""COCOeval's ``stats`` vector, in its order."""
+TABLE_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
+"""The summary columns printed for each IoU type."""
+CLASS_STATS = ("AP", "AP50", "AP75")
+COCO_SCORE_THRESHOLD = 0.05
+"""Above this score threshold, truncated precision-recall curves lower AP noticeably."""
+MATCH_BY = ("name", "id")
+
+
+# --------------------------------------------------------------------------- files
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file, or one clear error naming ``what`` it should have been."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SegcliError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise SegcliError(f"{what} {path} is a folder, not a JSON file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SegcliError(f"cannot read {what} {path} ({reason})") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise SegcliError(f"{what} {path} is not valid JSON ({exc})") from None
+
+
+def _quiet_coco(dataset: dict[str, Any]) -> COCO:
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def load_ground_truth(path: Path) -> COCO:
+    """A COCO ground-truth file as a pycocotools ``COCO`` object (checked, silent)."""
+    data = read_json(path, "ground truth")
+    if not isinstance(data, dict):
+        raise SegcliError(
+            f"ground truth {path} is not a COCO file (a JSON object with images and annotations)"
+        )
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise SegcliError(f"ground truth {path} is not a COCO file: it has no {key!r} list")
+    for img in data["images"]:
+        if not isinstance(img, dict) or "id" not in img or not isinstance(img.get("file_name"), str):
+            raise SegcliError(f"ground truth {path}: an image entry lacks 'id' or 'file_name': {img!r:.120}")
+    for cat in data["categories"]:
+        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
+            raise SegcliError(f"ground truth {path}: a category lacks 'id' or 'name': {cat!r:.120}")
+    return _quiet_coco(data)
+
+
+# --------------------------------------------------------------------------- matching
+def _norm_path(name: str) -> str:
+    text = name.replace("\\", "/")
+    while text.startswith("./"):
+        text = text[2:]
+    return PurePosixPath(text).as_posix()
+
+
+def _names(items: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(x) for x in items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def match_images(
+    gt_images: Sequence[Mapping[str, Any]], file_names: Sequence[str], *, source: str = "predictions"
+) -> dict[str, int]:
+    """Each file name -> the id of the ground-truth image it is.
+
+    A name matches the ground truth's ``file_name`` as a relative path first, then by
+    its last component alone. A name that matches no image, a basename shared by
+    several ground-truth images, or two names that land on one image are errors
+    naming them.
+    """
+    by_path: dict[str, int] = {}
+    by_base: dict[str, list[str]] = {}
+    for img in gt_images:
+        key = _norm_path(str(img["file_name"]))
+        if key in by_path:
+            raise SegcliError(f"the ground truth lists file_name {key!r} twice")
+        by_path[key] = int(img["id"])
+        by_base.setdefault(PurePosixPath(key).name, []).append(key)
+    out: dict[str, int] = {}
+    missing: list[str] = []
+    for name in file_names:
+        key = _norm_path(name)
+        if key in by_path:
+            out[name] = by_path[key]
+            continue
+        candidates = by_base.get(PurePosixPath(key).name, [])
+        if len(candidates) == 1:
+            out[name] = by_path[candidates[0]]
+        elif candidates:
+            raise SegcliError(
+                f"{source} image {name!r} is ambiguous: its name matches {len(candidates)} ground-truth "
+                f"images ({_names(candidates)}); give it the ground truth's relative path (file_name)"
+            )
+        else:
+            missing.append(name)
+    if missing:
+        raise SegcliError(f"{len(missing)} {source} image(s) are not in the ground truth: {_names(missing)}")
+    seen: dict[int, str] = {}
+    for name, image_id in out.items():
+        if image_id in seen:
+            raise SegcliError(
+                f"{source} images {seen[image_id]!r} and {name!r} both match the ground-truth image "
+                f"with id {image_id}"
+            )
+        seen[image_id] = name
+    return out
+
+
+@dataclass(frozen=True)
+class CategoryMatch:
+    """How prediction categories map onto the ground truth's."""
+
+    by: str  # "name" or "id"
+    mapping: dict[int, int]  # prediction category id -> ground-truth category id
+    unmatched_predicted: tuple[str, ...]  # prediction categories (with detections) left out
+    unmatched_ground_truth: tuple[str, ...]  # ground-truth categories no prediction can hit
+
+
+def match_categories(
+    gt_categories: Sequence[Mapping[str, Any]],
+    pred_categories: Sequence[Mapping[str, Any]],
+    *,
+    by: str = "name",
+    used: Mapping[int, int] | None = None,
+) -> CategoryMatch:
+    """Map prediction category ids to ground-truth ids by (case-insensitive) name, or by id.
+
+    ``used`` counts detections per prediction category id: only categories with
+    detections are listed as unmatched. Placeholder names (``N/A``) never match.
+    """
+    if by not in MATCH_BY:
+        raise SegcliError(f"match categories by {by!r}? choose from {', '.join(MATCH_BY)}")
+    gt_by_id = {int(c["id"]): str(c["name"]) for c in gt_categories}
+    mapping: dict[int, int] = {}
+    if by == "name":
+        gt_by_name: dict[str, int] = {}
+        for cid, name in gt_by_id.items():
+            key = name.strip().casefold()
+            if key in gt_by_name:
+                raise SegcliError(f"the ground truth has two categories named {name!r}; use --match-by id")
+            gt_by_name[key] = cid
+        for cat in pred_categories:
+            name = str(cat.get("name", ""))
+            if name in PLACEHOLDER_CLASSES:
+                continue
+            gt_id = gt_by_name.get(name.strip().casefold())
+            if gt_id is not None:
+                mapping[int(cat["id"])] = gt_id
+    else:
+        mapping = {int(c["id"]): int(c["id"]) for c in pred_categories if int(c["id"]) in gt_by_id}
+    pred_names = {int(c["id"]): str(c.get("name", f"id {c['id']}")) for c in pred_categories}
+    counts = used if used is not None else dict.fromkeys(pred_names, 1)
+    unmatched_pred = tuple(
+        f"{pred_names.get(cid, f'id {cid}')} ({n} detections)"
+        for cid, n in sorted(counts.items())
+        if n and cid not in mapping
+    )
+    hit = set(mapping.values())
+    unmatched_gt = tuple(name for cid, name in sorted(gt_by_id.items()) if cid not in hit)
+    return CategoryMatch(by, mapping, unmatched_pred, unmatched_gt)
+
+
+# --------------------------------------------------------------------------- predictions
+@dataclass
+class Predictions:
+    """Predictions as a COCO results list in the ground truth's image and category ids."""
+
+    results: list[dict[str, Any]]
+    categories: CategoryMatch
+    images: int  # ground-truth images the predictions cover
+    score_threshold: float | None  # as recorded by the run that made them, if known
+    has_masks: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def _segmentation_rle(segm: Any, height: int, width: int) -> dict[str, Any]:
+    """Any COCO segmentation (polygons, RLE, compressed RLE) as a compressed RLE."""
+    if isinstance(segm, list):
+        polys = [p for p in segm if len(p) >= 6]
+        if not polys:
+            return mask_utils.encode(np.zeros((height, width), dtype=np.uint8, order="F"))
+        return mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
+    if isinstance(segm, dict) and isinstance(segm.get("counts"), list):
+        return mask_utils.frPyObjects(segm, height, width)
+    return segm
+
+
+def _recorded_threshold(data: Mapping[str, Any], path: Path) -> float | None:
+    info = data.get("info") if isinstance(data.get("info"), dict) else {}
+    settings = (info.get("segcli") or {}).get("settings") if isinstance(info.get("segcli"), dict) else None
+    if settings is None:
+        run_json = path.parent / "run.json"
+        if run_json.is_file():
+            with contextlib.suppress(OSError, ValueError):
+                settings = json.loads(run_json.read_text(encoding="utf-8")).get("settings")
+    value = settings.get("score_threshold") if isinstance(settings, dict) else None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def load_predictions(path: Path, gt: COCO, *, match_by: str = "name") -> Predictions:
+    """Read a ``coco.json`` (images + annotations with scores) or a COCO results list.
+
+    A ``coco.json`` is matched to the ground truth by file name and category name
+    (or id); every ground-truth image must be in it. A results list already uses the
+    ground truth's ids (COCO's results format): its image ids must exist there.
+    """
+    data = read_json(path, "predictions")
+    gt_images = gt.dataset["images"]
+    sizes = {int(img["id"]): (int(img.get("height", 0)), int(img.get("width", 0))) for img in gt_images}
+    notes: list[str] = []
+    if isinstance(data, list):
+        anns = data
+        bad = [
+            a for a in anns if not isinstance(a, dict) or not {"image_id", "category_id", "score"} <= set(a)
+        ]
+        if bad:
+            raise SegcliError(
+                f"predictions {path}: an entry lacks image_id, category_id or score: {bad[0]!r:.120}"
+            )
+        unknown = sorted({a["image_id"] for a in anns} - set(sizes), key=str)
+        if unknown:
+            raise SegcliError(
+                f"predictions {path}: {len(unknown)} image id(s) are not in the ground truth "
+                f"({_names([str(u) for u in unknown])}); a results list must use the ground truth's ids "
+                "(a coco.json with images is matched by file name)"
+            )
+        if match_by == "name":
+            notes.append("a results list has no category names: categories matched by id")
+        used = Counter(int(a["category_id"]) for a in anns)
+        pred_cats = [
+            {"id": cid, "name": gt.cats[cid]["name"] if cid in gt.cats else f"id {cid}"} for cid in used
+        ]
+        cats = match_categories(gt.dataset["categories"], pred_cats, by="id", used=used)
+        image_ids = {int(a["image_id"]): int(a["image_id"]) for a in anns}
+        covered = len(set(image_ids))
+        threshold = None
+    elif (
+        isinstance(data, dict)
+        and isinstance(data.get("annotations"), list)
+        and isinstance(data.get("images"), list)
+    ):
+        anns = data["annotations"]
+        if anns and not all(isinstance(a, dict) and "score" in a for a in anns):
+            raise SegcliError(
+                f"predictions {path} has annotations without a score: is it a ground-truth file? "
+                "(predictions need a score per annotation)"
+            )
+        names = [str(img.get("file_name", "")) for img in data["images"]]
+        by_name = match_images(gt_images, names)
+        image_ids = {int(img["id"]): by_name[str(img.get("file_name", ""))] for img in data["images"]}
+        covered_ids = set(image_ids.values())
+        absent = [str(img["file_name"]) for img in gt_images if int(img["id"]) not in covered_ids]
+        if absent:
+            raise SegcliError(
+                f"{len(absent)} ground-truth image(s) are not in predictions {path}: {_names(absent)} "
+                "(segment them too, or evaluate against a ground truth of the segmented images only)"
+            )
+        used = Counter(int(a["category_id"]) for a in anns)
+        cats = match_categories(
+            gt.dataset["categories"], data.get("categories") or [], by=match_by, used=used
+        )
+        covered = len(image_ids)
+        threshold = _recorded_threshold(data, path)
+    else:
+        raise SegcliError(
+            f"predictions {path} is neither a COCO file (images, annotations with scores) nor a COCO "
+            "results list"
+        )
+
+    results: list[dict[str, Any]] = []
+    has_masks = bool(anns) and all("segmentation" in a for a in anns)
+    for a in anns:
+        if int(a["category_id"]) not in cats.mapping:
+            continue
+        if int(a["image_id"]) not in image_ids:
+            raise SegcliError(
+                f"predictions {path}: an annotation refers to image id {a['image_id']} not listed"
+            )
+        image_id = image_ids[int(a["image_id"])]
+        entry: dict[str, Any] = {
+            "image_id": image_id,
+            "category_id": cats.mapping[int(a["category_id"])],
+            "score": float(a["score"]),
+        }
+        if has_masks:
+            height, width = sizes[image_id]
+            entry["segmentation"] = _segmentation_rle(a["segmentation"], height, width)
+        if a.get("bbox"):
+            entry["bbox"] = [float(v) for v in a["bbox"]]
+        elif has_masks:
+            entry["bbox"] = [float(v) for v in mask_utils.toBbox(entry["segmentation"])]
+        else:
+            raise SegcliError(f"predictions {path}: an entry has neither bbox nor segmentation")
+        results.append(entry)
+    if anns and not has_masks:
+        notes.append("the predictions have no masks: only boxes are evaluated")
+    return Predictions(results, cats, covered, threshold, has_masks or not anns, notes)
+
+
+# --------------------------------------------------------------------------- COCOeval
+def run_cocoeval(gt: COCO, results: Sequence[Mapping[str, Any]], iou_type: str) -> COCOeval:
+    """COCOeval (evaluate, accumulate, summarize) on a results list, its output silenced.
+
+    For ``segm`` the boxes are left out, so that mask areas decide small/medium/large.
+    """
+    keep = ("image_id", "category_id", "score", "bbox" if iou_type == "bbox" else "segmentation")
+    dets = [{k: copy.copy(r[k]) for k in keep} for r in results]
+    with contextlib.redirect_stdout(io.StringIO()):
+        if dets:
+            dt = gt.loadRes(dets)
+        else:
+            dt = _quiet_coco(
+                {
+                    "images": list(gt.dataset["images"]),
+                    "categories": gt.dataset["categories"],
+                    "annotations": [],
+                }
+            )
+        ev = COCOeval(gt, dt, iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev
+
+
+@dataclass(frozen=True)
+class ClassAP:
+    category_id: int
+    name: str
+    instances: int  # ground-truth instances (not crowd)
+    detections: int
+    ap: dict[str, dict[str, float | None]]  # iou type -> {"AP", "AP50", "AP75"}
+
+
+@dataclass(frozen=True)
+class Curves:
+    """Interpolated precision at COCO's 101 recall points, area "all", 100 detections."""
+
+    recall: np.ndarray  # (R,)
+    iou_thresholds: np.ndarray  # (T,)
+    precision: np.ndarray  # (T, R, K), -1 where a class has no ground truth
+
+
+@dataclass
+class EvalResult:
+    ground_truth: str
+    predictions: str
+    images: int
+    detections: int
+    categories: CategoryMatch
+    stats: dict[str, dict[str, float | None]]  # iou type -> STAT_NAMES -> value (None: undefined)
+    classes: list[ClassAP]
+    curves: dict[str, Curves]
+    score_threshold: float | None
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _value(x: float) -> float | None:
+    """COCOeval's -1 ("no ground truth in this range") as None."""
+    return None if x < 0 or math.isnan(x) else float(x)
+
+
+def _class_ap(precision: np.ndarray, k: int) -> dict[str, float | None]:
+    p = precision[:, :, k, 0, -1]  # (T, R) at area "all", maxDets 100
+    out: dict[str, float | None] = {}
+    for name, rows in (("AP", p), ("AP50", p[0:1]), ("AP75", p[5:6])):
+        valid = rows[rows > -1]
+        out[name] = float(np.mean(valid)) if valid.size else None
+    return out
+
+
+def score_warning(threshold: float | None, results: Sequence[Mapping[str, Any]]) -> str | None:
+    """The warning for predictions cut above COCO's usual 0.05 score threshold, if any."""
+    if threshold is not None:
+        if threshold > COCO_SCORE_THRESHOLD:
+            return (
+                f"the predictions were made with --score-threshold {threshold:g}: precision-recall curves "
+                f"stop early and AP comes out lower than the model's; COCO evaluations keep scores down to "
+                f"{COCO_SCORE_THRESHOLD} (rerun with --score-threshold {COCO_SCORE_THRESHOLD})"
+            )
+        return None
+    if results:
+        low = min(float(r["score"]) for r in results)
+        if low > COCO_SCORE_THRESHOLD:
+            return (
+                f"the lowest prediction score is {low:.3f}: if the predictions were cut at a score threshold "
+                f"above {COCO_SCORE_THRESHOLD}, AP comes out lower than the model's"
+            )
+    return None
+
+
+def evaluate_predictions(gt: COCO, preds: Predictions, *, ground_truth: str, predictions: str) -> EvalResult:
+    """Run COCOeval for boxes (and masks, when the predictions have them)."""
+    iou_types = IOU_TYPES if preds.has_masks else ("bbox",)
+    stats: dict[str, dict[str, float | None]] = {}
+    curves: dict[str, Curves] = {}
+    evals: dict[str, COCOeval] = {}
+    for iou_type in iou_types:
+        ev = run_cocoeval(gt, preds.results, iou_type)
+        evals[iou_type] = ev
+        stats[iou_type] = {name: _value(float(v)) for name, v in zip(STAT_NAMES, ev.stats)}
+        curves[iou_type] = Curves(
+            recall=np.asarray(ev.params.recThrs, dtype=np.float64),
+            iou_thresholds=np.asarray(ev.params.iouThrs, dtype=np.float64),
+            precision=np.asarray(ev.eval["precision"][:, :, :, 0, -1], dtype=np.float64),
+        )
+    cat_ids = list(evals["bbox"].params.catIds)
+    gt_counts = Counter(int(a["category_id"]) for a in gt.dataset["annotations"] if not a.get("iscrowd", 0))
+    det_counts = Counter(int(r["category_id"]) for r in preds.results)
+    classes = [
+        ClassAP(
+            category_id=int(cid),
+            name=str(gt.cats[cid]["name"]),
+            instances=gt_counts.get(int(cid), 0),
+            detections=det_counts.get(int(cid), 0),
+            ap={t: _class_ap(ev.eval["precision"], k) for t, ev in evals.items()},
+        )
+        for k, cid in enumerate(cat_ids)
+    ]
+    warnings: list[str] = []
+    notes = list(preds.notes)
+    warning = score_warning(preds.score_threshold, preds.results)
+    if warning:
+        warnings.append(warning)
+    if not preds.results:
+        warnings.append("there are no predictions to evaluate: every AP is 0")
+    if preds.categories.unmatched_predicted:
+        warnings.append(
+            f"prediction categories not in the ground truth (left out): "
+            f"{', '.join(preds.categories.unmatched_predicted)}"
+        )
+    no_pred = [c.name for c in classes if c.instances and c.name in preds.categories.unmatched_ground_truth]
+    if no_pred:
+        warnings.append(
+            f"ground-truth categories the predictions have no category for (AP 0): {', '.join(no_pred)}"
+        )
+    return EvalResult(
+        ground_truth=ground_truth,
+        predictions=predictions,
+        images=len(gt.dataset["images"]),
+        detections=len(preds.results),
+        categories=preds.categories,
+        stats=stats,
+        classes=classes,
+        curves=curves,
+        score_threshold=preds.score_threshold,
+        warnings=warnings,
+        notes=notes,
+    )
+
+
+def evaluate(
+    ground_truth: Path, predictions: Path, *, match_by: str = "name", score_threshold: float | None = None
+) -> EvalResult:
+    """Evaluate a prediction file (``coco.json`` or a COCO results list) against a ground truth.
+
+    ``score_threshold`` is the threshold the predictions were made with, when known
+    and not recorded in the file (for the warning above 0.05).
+    """
+    if match_by not in MATCH_BY:
+        raise SegcliError(f"--match-by {match_by!r}: choose from {', '.join(MATCH_BY)}")
+    gt = load_ground_truth(ground_truth)
+    preds = load_predictions(predictions, gt, match_by=match_by)
+    if score_threshold is not None:
+        preds.score_threshold = score_threshold
+    return evaluate_predictions(gt, preds, ground_truth=str(ground_truth), predictions=str(predictions))
+
+
+# --------------------------------------------------------------------------- outputs
+def curve_file_name(category_id: int, name: str) -> str:
+    """``pr/<id>-<name>.png`` with the name reduced to safe file-name characters."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "class"
+    return f"pr/{category_id:03d}-{safe[:60]}.png"
+
+
+def eval_record(result: EvalResult, curve_files: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """The ``segcli.eval/1`` JSON object: every number the tables show, unrounded."""
+    cats = result.categories
+    return {
+        "schema": EVAL_SCHEMA,
+        "ground_truth": result.ground_truth,
+        "predictions": result.predictions,
+        "images": result.images,
+        "detections": result.detections,
+        "score_threshold": result.score_threshold,
+        "categories": {
+            "match_by": cats.by,
+            "matched": [
+                {
+                    "id": gt_id,
+                    "name": next(c.name for c in result.classes if c.category_id == gt_id),
+                    "predicted_id": pid,
+                }
+                for pid, gt_id in sorted(cats.mapping.items())
+            ],
+            "unmatched_predicted": list(cats.unmatched_predicted),
+            "unmatched_ground_truth": list(cats.unmatched_ground_truth),
+        },
+        **{iou_type: dict(values) for iou_type, values in result.stats.items()},
+        "per_class": [
+            {
+                "category_id": c.category_id,
+                "name": c.name,
+                "instances": c.instances,
+                "detections": c.detections,
+                **{iou_type: dict(values) for iou_type, values in c.ap.items()},
+                **(
+                    {"pr_curve": curve_files[c.category_id]}
+                    if curve_files and c.category_id in curve_files
+                    else {}
+                ),
+            }
+            for c in result.classes
+        ],
+        "warnings": list(result.warnings),
+        "notes": list(result.notes),
+    }
+
+
+def write_eval(result: EvalResult, out_dir: Path) -> tuple[Path, list[Path]]:
+    """Write ``eval.json`` and ``pr/<id>-<name>.png`` per class; returns their paths."""
+    from segcli.draw.plots import pr_curve_image
+    from segcli.outputs.writers import dumps, encode_image
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: dict[int, str] = {}
+    written: list[Path] = []
+    for k, c in enumerate(result.classes):
+        rel = curve_file_name(c.category_id, c.name)
+        panels = {
+            t: (curves.recall, curves.iou_thresholds, curves.precision[:, :, k])
+            for t, curves in result.curves.items()
+        }
+        image = pr_curve_image(c.name, panels, c.ap)
+        path = out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, encode_image(image, ".png"))
+        files[c.category_id] = rel
+        written.append(path)
+    eval_path = out_dir / "eval.json"
+    atomic_write_bytes(eval_path, dumps(eval_record(result, files)))
+    return eval_path, written
+
+
+# --------------------------------------------------------------------------- one evaluation run
+@dataclass
+class EvalOutcome:
+    """What ``run_eval`` did: the evaluation (None if the model run was interrupted) and its files."""
+
+    result: EvalResult | None
+    eval_path: Path | None
+    plots: list[Path]
+    predictions: Path | None
+    batch: BatchOutcome | None  # the model run, when there was one
+
+    @property
+    def exit_code(self) -> int:
+        return 130 if self.batch is not None and self.batch.report.interrupted else 0
+
+
+def ground_truth_files(gt: COCO, images: Path) -> list[Path]:
+    """The image file of every ground-truth image under ``images``; missing ones are one error."""
+    files: list[Path] = []
+    missing: list[str] = []
+    for img in gt.dataset["images"]:
+        rel = _norm_path(str(img["file_name"]))
+        if rel.startswith("/") or ".." in PurePosixPath(rel).parts:
+            raise SegcliError(f"ground-truth file_name {rel!r} leaves the images folder {images}")
+        path = images / rel
+        if path.is_file():
+            files.append(path)
+        else:
+            missing.append(rel)
+    if missing:
+        raise SegcliError(
+            f"{len(missing)} ground-truth image(s) are not in {images}: {_names(missing)} "
+            "(give the folder their file_name is relative to as IMAGES)"
+        )
+    return files
+
+
+def run_eval(
+    ground_truth: Path,
+    output: Path,
+    *,
+    images: Path | None = None,
+    predictions: Path | None = None,
+    load: Callable[[], SegmenterLike] | None = None,
+    options: BatchOptions | None = None,
+    events: BatchEvents | None = None,
+    match_by: str = "name",
+) -> EvalOutcome:
+    """Evaluate against a COCO ground truth; write ``eval.json`` and ``pr/*.png`` into ``output``.
+
+    With ``predictions`` (a ``coco.json`` or COCO results list), evaluate those.
+    Without, segment the ground truth's images (found under ``images``, default the
+    ground truth's folder) with ``load``'s segmenter through :func:`segcli.runs.batch.run_batch`
+    into ``output`` (resumable: a rerun does only what is missing; its
+    ``coco-results.json`` uses the ground truth's ids), then evaluate its ``coco.json``.
+    Bad input is one ``SegcliError``, raised before any model loads.
+    """
+    from segcli.runs.batch import BatchOptions, run_batch
+
+    if match_by not in MATCH_BY:
+        raise SegcliError(f"--match-by {match_by!r}: choose from {', '.join(MATCH_BY)}")
+    gt = load_ground_truth(ground_truth)
+    batch = None
+    if predictions is None:
+        if load is None:
+            raise SegcliError("no predictions to evaluate: pass --predictions or a model to run")
+        folder = images if images is not None else ground_truth.parent
+        if not folder.is_dir():
+            raise SegcliError(f"images folder {folder} does not exist")
+        files = ground_truth_files(gt, folder)
+        opts = options or BatchOptions()
+        opts = dataclasses.replace(
+            opts, save=tuple(dict.fromkeys(("json", *opts.save))), coco_ids_from=ground_truth
+        )
+        batch = run_batch(folder, output, load, options=opts, events=events, files=files)
+        if batch.report.interrupted:
+            return EvalOutcome(None, None, [], batch.coco_path, batch)
+        failed = batch.summary["counts"]["failed"]
+        if failed or batch.coco_path is None:
+            raise SegcliError(
+                f"{failed} ground-truth image(s) failed in the model run (listed in {output / 'run.json'}); "
+                "the evaluation needs every image: fix them and run again (images done are kept)"
+            )
+        predictions = batch.coco_path
+    preds = load_predictions(predictions, gt, match_by=match_by)
+    result = evaluate_predictions(gt, preds, ground_truth=str(ground_truth), predictions=str(predictions))
+    eval_path, plots = write_eval(result, output)
+    return EvalOutcome(result, eval_path, plots, predictions, batch)

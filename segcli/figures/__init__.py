@@ -1,0 +1,1 @@
+"""Figures for people: ``compare`` (semantic vs instance, proposals) and ``explain``."""

@@ -1,0 +1,1 @@
+"""Models: the registry (a leaf the models register into), weights, devices, precision, blocks."""

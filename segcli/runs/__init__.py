@@ -1,0 +1,1 @@
+"""Runs: engines (local, Ray), discovery, run files and the lock, batch, video runs, tracking."""
