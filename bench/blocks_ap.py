@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     from segcli.core.settings import Settings
     from segcli.inference.segmenter import Segmenter
-    from segcli.models.blocks import HELDOUT_SEED_BASE, render_scene, scenes_to_coco
+    from segcli.models.blocks.scenes import HELDOUT_SEED_BASE, render_scene, scenes_to_coco
 
     settings = Settings(
         score_threshold=args.score_threshold,

@@ -19,7 +19,7 @@ from bench.common import bench_parser, machine, segcli_batch_measured, write_jso
 
 
 def main() -> None:
-    from segcli.models.blocks import HELDOUT_SEED_BASE, render_scene
+    from segcli.models.blocks.scenes import HELDOUT_SEED_BASE, render_scene
 
     p = bench_parser(__doc__)
     p.add_argument("--images", type=int, default=50)

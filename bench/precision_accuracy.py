@@ -227,7 +227,7 @@ def coco_part(modes: list[str], threads: int) -> dict[str, object]:
 
 def blocks_part(modes: list[str], num_scenes: int, threads: int) -> dict[str, object]:
     from bench.blocks_ap import evaluate, instances_to_coco
-    from segcli.models.blocks import HELDOUT_SEED_BASE, render_scene, scenes_to_coco
+    from segcli.models.blocks.scenes import HELDOUT_SEED_BASE, render_scene, scenes_to_coco
 
     base = Segmenter("blocks", device="cpu", settings=Settings(score_threshold=0.05), progress=False)
     seeds = [HELDOUT_SEED_BASE + i for i in range(num_scenes)]

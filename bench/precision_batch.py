@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         results.append(compare(label, "coco", folder, options, precisions, args.pairs, env))
     if args.model in ("blocks", "both"):
-        from segcli.models.blocks import HELDOUT_SEED_BASE, render_scene
+        from segcli.models.blocks.scenes import HELDOUT_SEED_BASE, render_scene
 
         folder = OUT / "precision-blocks"
         shutil.rmtree(folder, ignore_errors=True)

@@ -583,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         label = f"COCO architecture (maskrcnn_resnet50_fpn, random weights), min size {args.min_size}"
         results.append(bench_model(label, seg, image, modes, args.rounds, args.threads))
     if args.model in ("blocks", "both"):
-        from segcli.models.blocks import HELDOUT_SEED_BASE, render_scene
+        from segcli.models.blocks.scenes import HELDOUT_SEED_BASE, render_scene
 
         image = render_scene(HELDOUT_SEED_BASE + 500_000, size=(512, 384)).image
         settings = Settings(score_threshold=args.score_threshold)

@@ -18,7 +18,7 @@ from PIL import Image
 
 from segcli.core.instances import Instances
 from segcli.core.settings import Settings
-from segcli.models.registry import COCO_DEFAULTS
+from segcli.models.zoo import COCO_DEFAULTS
 
 if TYPE_CHECKING:
     import pytest  # annotations only: fake_cli processes do not import pytest

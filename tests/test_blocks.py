@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segcli.models.blocks import HELDOUT_SEED_BASE, render_scene, scenes_to_coco, seed_case_scene
-from segcli.models.blocks.scenes import CATEGORIES, MIN_OBJECT_FRACTION
-from segcli.models.registry import BUNDLED_BLOCKS_WEIGHTS
+from segcli.models.blocks.scenes import (
+    CATEGORIES,
+    HELDOUT_SEED_BASE,
+    MIN_OBJECT_FRACTION,
+    render_scene,
+    scenes_to_coco,
+    seed_case_scene,
+)
+from segcli.models.blocks.spec import BUNDLED_BLOCKS_WEIGHTS
 
 SPEC_SEEDS = [HELDOUT_SEED_BASE + 700_000 + i for i in range(40)]
 

@@ -272,7 +272,7 @@ def _run_records(tmp_path: Path) -> list[tuple[str, Path]]:
 
 
 def test_coco_results_file_with_ground_truth_ids(tmp_path: Path) -> None:
-    from segcli.evaluation.evaluate import load_ground_truth
+    from segcli.datasets.groundtruth import load_ground_truth
     from segcli.outputs.exports import write_coco_results
 
     entries = _run_records(tmp_path)
@@ -311,7 +311,7 @@ def test_coco_results_file_without_ground_truth_numbers_like_coco_json(tmp_path:
 
 
 def test_coco_results_file_leaves_out_classes_the_ground_truth_lacks(tmp_path: Path) -> None:
-    from segcli.evaluation.evaluate import load_ground_truth
+    from segcli.datasets.groundtruth import load_ground_truth
     from segcli.outputs.exports import write_coco_results
 
     entries = _run_records(tmp_path)

@@ -165,7 +165,7 @@ def test_bf16_forward_on_blocks_matches_fp32() -> None:
     """The bundled model on a held-out scene: bf16 gives valid fp32 outputs that match fp32 closely."""
     from segcli.core.settings import Settings
     from segcli.inference.segmenter import Segmenter
-    from segcli.models.blocks import HELDOUT_SEED_BASE, render_scene
+    from segcli.models.blocks.scenes import HELDOUT_SEED_BASE, render_scene
 
     scene = render_scene(HELDOUT_SEED_BASE + 900_001, size=(320, 240))
     settings = Settings(min_size=240, max_size=320)

@@ -233,3 +233,24 @@ def test_segmenter_repr_is_one_short_line(blocks_ckpt: Path) -> None:
     )
     assert repr(seg) == f"Segmenter(model='blocks', weights='{blocks_ckpt}', device=cpu, classes=cube,sphere)"
     assert seg.model_info()["name"] == "blocks"  # the registry's spelling, whatever the user typed
+
+
+def test_shipped_category_lists_are_torchvisions() -> None:
+    """The category names the registry ships as data (so ``segcli classes`` needs no torch)
+    are exactly what torchvision's weights metadata says, for every torchvision model."""
+    checked = 0
+    for spec in [*MODELS.values(), *SEMANTIC_MODELS.values()]:
+        if spec.torchvision_weights is None:
+            continue
+        assert spec.categories == tuple(spec.torchvision_weights.meta["categories"]), spec.name
+        checked += 1
+    assert checked == 5
+
+
+def test_the_registry_is_a_leaf_that_models_register_into() -> None:
+    from segcli.models.registry import ModelSpec, register
+
+    assert list(MODELS) == ["coco", "coco-v2", "blocks"]
+    assert list(SEMANTIC_MODELS) == ["deeplabv3", "fcn", "lraspp"]
+    with pytest.raises(ValueError, match="registered already"):
+        register(ModelSpec("blocks", "instance", "x", MODELS["blocks"].defaults))

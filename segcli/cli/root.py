@@ -761,7 +761,8 @@ def eval_command(
     """
     import dataclasses
 
-    from segcli.evaluation.evaluate import MATCH_BY, run_eval
+    from segcli.datasets.groundtruth import MATCH_BY
+    from segcli.evaluation.evaluate import run_eval
     from segcli.runs.batch import BatchOptions
 
     if match_by not in MATCH_BY:

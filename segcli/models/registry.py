@@ -1,18 +1,19 @@
 """The model registry: every model segcli knows by name, with its architecture, weights and defaults.
 
-Instance models (``--model``): ``coco``, ``coco-v2`` and ``blocks``. Semantic models
-(``compare --semantic``): ``deeplabv3``, ``fcn`` and ``lraspp``. A :class:`ModelSpec` says how
-to build the bare network, where its weights come from and which defaults it runs with;
-:mod:`segcli.models.weights` turns a spec into a loaded module.
+A leaf: it imports no model. The models register into it (:func:`register`), as torchvision's
+and timm's do: :mod:`segcli.models.zoo` registers torchvision's (``coco``, ``coco-v2``;
+semantic ``deeplabv3``, ``fcn``, ``lraspp``), :mod:`segcli.models.blocks.spec` the bundled
+``blocks``; importing :mod:`segcli.models` registers them all. A :class:`ModelSpec` says how to
+build the bare network, where its weights come from, which defaults it runs with and its
+category names; :mod:`segcli.models.weights` turns a spec into a loaded module.
 
-This module imports neither torch nor torchvision: ``segcli --help`` can build its help text
-from :attr:`ModelSpec.defaults`. The torchvision parts (builders, weights enums, COCO and VOC
-category names) are resolved on first use.
+Neither this module nor the specs import torch or torchvision: ``segcli --help``, ``segcli
+models`` and ``segcli classes`` are answered from this data. Builders and weights enums are
+resolved on first use.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,22 +29,6 @@ if TYPE_CHECKING:
     from torchvision.models._api import WeightsEnum
 
 Task = Literal["instance", "semantic"]
-
-BUNDLED_BLOCKS_WEIGHTS = Path(__file__).parent / "blocks" / "blocks.pt"
-
-COCO_DEFAULTS = Settings(
-    score_threshold=0.5,
-    nms_iou=0.5,
-    proposals=300,
-    max_detections=100,
-    mask_threshold=0.5,
-    classes=None,
-    min_size=800,
-    max_size=1333,
-)
-BLOCKS_DEFAULTS = dataclasses.replace(COCO_DEFAULTS, min_size=384, max_size=640)
-SEMANTIC_INPUT_SIZE = 520
-"""Short side of a semantic model's input, as torchvision's ``weights.transforms()`` resize."""
 
 
 @dataclass(frozen=True)
@@ -64,10 +49,11 @@ class ModelSpec:
     defaults: Settings
     torchvision_weights_ref: str | None = None
     bundled_weights: Path | None = None
+    categories: tuple[str, ...] = ()
+    """The category names, index = class id (index 0 the background): data, so that listing
+    them imports no torch (a test checks them against torchvision's weights metadata)."""
     builder: Callable[[int], nn.Module] | None = None
     """``builder(num_classes)``: the bare architecture, for models torchvision does not know."""
-    fixed_categories: Callable[[], tuple[str, ...]] | None = None
-    """Category names when no torchvision weights name them (loaded on first use)."""
     aux_loss: bool = False
     """Whether the torchvision checkpoint holds an auxiliary classifier (DeepLabV3, FCN)."""
 
@@ -96,14 +82,6 @@ class ModelSpec:
         weights: WeightsEnum = getattr(getattr(importlib.import_module(module), enum_name), member)
         return weights
 
-    @cached_property
-    def categories(self) -> tuple[str, ...]:
-        """The category names, index = class id (index 0 the background)."""
-        if self.fixed_categories is not None:
-            return self.fixed_categories()
-        assert self.torchvision_weights is not None, f"{self.name} names no categories"
-        return tuple(self.torchvision_weights.meta["categories"])
-
     @property
     def input_size(self) -> int:
         """The short side the model's input is resized to by default."""
@@ -122,60 +100,22 @@ class ModelSpec:
 
 
 # --------------------------------------------------------------------------- the registry
-def _build_blocks(num_classes: int) -> nn.Module:
-    from segcli.models.blocks.arch import build_blocks_maskrcnn
+MODELS: dict[str, ModelSpec] = {}
+"""Instance segmentation models (``--model``), by name, in the order they registered."""
 
-    return build_blocks_maskrcnn(num_classes=num_classes)
-
-
-def _blocks_categories() -> tuple[str, ...]:
-    from segcli.models.blocks.arch import CATEGORIES
-
-    return CATEGORIES
-
-
-def _coco(name: str, architecture: str, weights_enum: str) -> ModelSpec:
-    """An instance model of torchvision's with its COCO weights."""
-    ref = f"torchvision.models.detection:{weights_enum}.COCO_V1"
-    return ModelSpec(name, "instance", architecture, COCO_DEFAULTS, torchvision_weights_ref=ref)
-
-
-def _voc(name: str, architecture: str, weights_enum: str, *, aux_loss: bool) -> ModelSpec:
-    """A semantic model of torchvision's with its 21-class PASCAL VOC weights."""
-    ref = f"torchvision.models.segmentation:{weights_enum}.COCO_WITH_VOC_LABELS_V1"
-    defaults = Settings(min_size=SEMANTIC_INPUT_SIZE)
-    return ModelSpec(name, "semantic", architecture, defaults, torchvision_weights_ref=ref, aux_loss=aux_loss)
-
-
-BLOCKS = ModelSpec(
-    "blocks",
-    "instance",
-    "segcli_blocks_maskrcnn",
-    BLOCKS_DEFAULTS,
-    bundled_weights=BUNDLED_BLOCKS_WEIGHTS,
-    builder=_build_blocks,
-    fixed_categories=_blocks_categories,
-)
-
-MODELS: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in (
-        _coco("coco", "maskrcnn_resnet50_fpn", "MaskRCNN_ResNet50_FPN_Weights"),
-        _coco("coco-v2", "maskrcnn_resnet50_fpn_v2", "MaskRCNN_ResNet50_FPN_V2_Weights"),
-        BLOCKS,
-    )
-}
-"""Instance segmentation models (``--model``), by name."""
-
-SEMANTIC_MODELS: dict[str, ModelSpec] = {
-    spec.name: spec
-    for spec in (
-        _voc("deeplabv3", "deeplabv3_resnet50", "DeepLabV3_ResNet50_Weights", aux_loss=True),
-        _voc("fcn", "fcn_resnet50", "FCN_ResNet50_Weights", aux_loss=True),
-        _voc("lraspp", "lraspp_mobilenet_v3_large", "LRASPP_MobileNet_V3_Large_Weights", aux_loss=False),
-    )
-}
+SEMANTIC_MODELS: dict[str, ModelSpec] = {}
 """Semantic segmentation models (``compare --semantic``), by name."""
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add ``spec`` to :data:`MODELS` or :data:`SEMANTIC_MODELS` (by its task); a second spec
+    of the same name is a programming error. Returns ``spec``, so a module can write
+    ``BLOCKS = register(ModelSpec(...))``."""
+    models = MODELS if spec.task == "instance" else SEMANTIC_MODELS
+    if spec.name in models:
+        raise ValueError(f"a {spec.task} model named {spec.name!r} is registered already")
+    models[spec.name] = spec
+    return spec
 
 
 def get_spec(name: str, task: Task = "instance") -> ModelSpec:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pycocotools.coco import COCO
 
-from segcli.evaluation.evaluate import CategoryMatch, match_categories, match_images
+from segcli.datasets.groundtruth import CategoryMatch, match_categories, match_images
 from segcli.io.files import atomic_path
 from segcli.outputs.formats import results_from_record
 from segcli.outputs.writers import coco_categories

@@ -730,7 +730,7 @@ def run_batch(
         raise SegcliError(f"no images found in {folder}{hint}")
     ground_truth = None
     if opts.coco_ids_from is not None:
-        from segcli.evaluation.evaluate import load_ground_truth, match_images
+        from segcli.datasets.groundtruth import load_ground_truth, match_images
 
         ground_truth = load_ground_truth(opts.coco_ids_from)
         names = [f.relative_to(folder).as_posix() for f in found.files]

@@ -1,7 +1,6 @@
 """The bundled blocks model's network: a small residual CNN + FPN under torchvision's Mask R-CNN.
 
-Its class names are defined here, once: the scene renderer (:mod:`segcli.models.blocks.scenes`),
-the model registry and the benchmarks import them from this module.
+Its class names and input size are data in :mod:`segcli.models.blocks.spec`.
 """
 
 from __future__ import annotations
@@ -16,12 +15,9 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from segcli.models.registry import BLOCKS_DEFAULTS
+from segcli.models.blocks.spec import BLOCKS_DEFAULTS, CATEGORIES, CLASS_NAMES
 
-CLASS_NAMES: tuple[str, ...] = ("cube", "sphere", "cylinder")
-"""The blocks classes; the category id of ``CLASS_NAMES[i]`` is ``i + 1``."""
-CATEGORIES: tuple[str, ...] = ("__background__", *CLASS_NAMES)
-"""The model's category list: index 0 the background, then :data:`CLASS_NAMES`."""
+__all__ = ["CATEGORIES", "CLASS_NAMES", "BlocksBackbone", "build_blocks_maskrcnn"]
 
 
 class _ConvBN(nn.Sequential):

@@ -13,8 +13,13 @@ from pathlib import Path
 
 import cv2
 
-from segcli.models.blocks import HELDOUT_SEED_BASE
-from segcli.models.blocks.scenes import Scene, render_scene, scenes_to_coco, seed_case_scene
+from segcli.models.blocks.scenes import (
+    HELDOUT_SEED_BASE,
+    Scene,
+    render_scene,
+    scenes_to_coco,
+    seed_case_scene,
+)
 
 _EXAMPLE_BASE = HELDOUT_SEED_BASE + 2_000_000  # held out: never seen in training
 

@@ -24,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from segcli.models.blocks.arch import CLASS_NAMES as CATEGORIES
+from segcli.models.blocks.spec import CLASS_NAMES as CATEGORIES
 
 CUBE, SPHERE, CYLINDER = 1, 2, 3
 
@@ -707,3 +707,9 @@ def scenes_to_coco(scenes: Sequence[Scene], file_names: Sequence[str] | None = N
             ann_id += 1
     categories = [{"id": i + 1, "name": n, "supercategory": "block"} for i, n in enumerate(CATEGORIES)]
     return {"images": images, "annotations": annotations, "categories": categories}
+
+
+TRAIN_SEEDS = range(0, 1_000_000)
+"""Seeds the training script draws scenes from."""
+HELDOUT_SEED_BASE = 1_000_000_000
+"""Held-out (benchmark and test) scenes use seeds from here up; training never does."""

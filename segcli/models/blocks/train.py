@@ -27,9 +27,8 @@ import numpy as np
 import torch
 
 from segcli.io.files import atomic_path
-from segcli.models.blocks import TRAIN_SEEDS
 from segcli.models.blocks.arch import CATEGORIES, build_blocks_maskrcnn
-from segcli.models.blocks.scenes import Scene, render_scene
+from segcli.models.blocks.scenes import TRAIN_SEEDS, Scene, render_scene
 
 TRAIN_MIN_SIZES = (320, 352, 384, 416)
 TRAIN_MAX_SIZE = 640
