@@ -63,7 +63,7 @@ def child(args: argparse.Namespace) -> None:
     from segcli.core.settings import Settings
     from segcli.inference.segmenter import Segmenter
     from segcli.io.images import read_image
-    from segcli.outputs.writers import plan_outputs
+    from segcli.outputs.plans import plan_outputs
     from segcli.runs.engines import Job
     from segcli.runs.engines.local import LocalEngine
 

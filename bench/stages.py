@@ -41,7 +41,8 @@ def measure(seg: Segmenter, path: Path, out_dir: Path) -> dict[str, float]:
     from segcli.draw.annotators import OverlayAnnotator
     from segcli.inference.forward import detect_preprocessed, preprocess
     from segcli.io.images import atomic_write_bytes, read_image
-    from segcli.outputs.writers import dumps, encode_image, instances_record
+    from segcli.outputs.records import dumps, instances_record
+    from segcli.outputs.writers import encode_image
 
     times: dict[str, float] = {}
 

@@ -71,7 +71,7 @@ def write_blocks_clip(work: Path, frames: int) -> tuple[Path, Path]:
 
 
 def run_images(seg: Any, folder: Path, out: Path) -> tuple[float, int, float]:
-    from segcli.outputs.writers import DEFAULT_SAVE, plan_outputs
+    from segcli.outputs.plans import DEFAULT_SAVE, plan_outputs
     from segcli.runs.batch import run_plans
     from segcli.runs.engines import Job
     from segcli.runs.engines.local import LocalEngine
@@ -86,7 +86,7 @@ def run_images(seg: Any, folder: Path, out: Path) -> tuple[float, int, float]:
 
 
 def run_video(seg: Any, clip: Path, out: Path, **options: Any) -> tuple[float, int, dict[str, Any], float]:
-    from segcli.outputs.writers import DEFAULT_SAVE
+    from segcli.outputs.plans import DEFAULT_SAVE
     from segcli.runs.video import VideoOptions, segment_video, video_output_paths
 
     shutil.rmtree(out, ignore_errors=True)

@@ -16,7 +16,7 @@ from pycocotools.coco import COCO
 from typer.testing import CliRunner, Result
 
 from segcli.cli.root import app
-from segcli.runs.batch import discover
+from segcli.runs.discovery import discover
 from tests.conftest import BATCH_FAST as FAST
 from tests.conftest import PHOTOS
 from tests.fakes import use_fake_in_cli

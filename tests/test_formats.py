@@ -27,7 +27,8 @@ from segcli.outputs.formats import (
     yolo_data_yaml,
     yolo_lines,
 )
-from segcli.outputs.writers import instances_record, write_coco
+from segcli.outputs.records import instances_record
+from segcli.outputs.writers import write_coco
 from tests.conftest import REPO
 
 GT_PATH = REPO / "examples" / "blocks" / "ground-truth.json"

@@ -24,8 +24,8 @@ from segcli.core.instances import Instances
 from segcli.core.settings import Settings
 from segcli.inference.segmenter import Segmenter
 from segcli.io.files import atomic_write_bytes
-from segcli.outputs.writers import OUTPUT_MARKER
-from segcli.runs.batch import discover
+from segcli.outputs.plans import OUTPUT_MARKER
+from segcli.runs.discovery import discover
 from segcli.runs.engines import SegmenterLike
 from segcli.runs.engines.local import LocalEngine
 from tests import fake_cli

@@ -27,7 +27,7 @@ from segcli.cli.root import app, shown
 from segcli.core.errors import SegcliError
 from segcli.figures.compare import run_compare
 from segcli.io.files import NAME_MAX, atomic_write_bytes
-from segcli.outputs.writers import OUTPUT_KINDS, OUTPUT_MARKER, plan_outputs
+from segcli.outputs.plans import OUTPUT_KINDS, OUTPUT_MARKER, plan_outputs
 from segcli.runs.batch import BatchOptions, run_batch
 from tests import fake_cli
 from tests.conftest import BATCH_FAST, PHOTOS

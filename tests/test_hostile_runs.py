@@ -37,10 +37,12 @@ from segcli.core.errors import SegcliError
 from segcli.core.settings import Settings
 from segcli.inference.segmenter import Segmenter, sampled_model_input
 from segcli.io.images import read_image
-from segcli.outputs.writers import mark_output, plan_outputs, write_outputs
-from segcli.runs.batch import LOCK_NAME, BatchOptions, BatchOutcome, run_batch
+from segcli.outputs.plans import mark_output, plan_outputs
+from segcli.outputs.writers import write_outputs
+from segcli.runs.batch import BatchOptions, BatchOutcome, run_batch
 from segcli.runs.engines import Job
 from segcli.runs.engines.local import BYTES_PER_PIXEL, LocalEngine
+from segcli.runs.runfiles import LOCK_NAME
 from tests import fake_cli
 from tests.conftest import BATCH_FAST, REPO, random_image
 from tests.fakes import (

@@ -28,9 +28,11 @@ import pytest
 from typer.testing import CliRunner
 
 from segcli.cli.root import app
-from segcli.outputs.writers import OUTPUT_MARKER
-from segcli.runs.batch import LOCK_NAME, BatchEvents, BatchOptions, read_list, run_batch
+from segcli.outputs.plans import OUTPUT_MARKER
+from segcli.runs.batch import BatchEvents, BatchOptions, run_batch
+from segcli.runs.discovery import read_list
 from segcli.runs.engines import ItemResult
+from segcli.runs.runfiles import LOCK_NAME
 from tests.conftest import BATCH_FAST as FAST
 from tests.conftest import REPO
 from tests.fakes import FAKE_SETTINGS, FakeSegmenter, write_images
@@ -561,7 +563,7 @@ def test_ctrl_c_anywhere_in_the_engine_returns_interrupted(
     import contextlib
 
     import segcli.runs.engines.ray as ray_engine
-    from segcli.outputs.writers import OutputPlan
+    from segcli.outputs.plans import OutputPlan
     from segcli.runs.engines import Job
 
     class Engine(ray_engine.RayEngine):

@@ -20,7 +20,8 @@ import segcli.runs.engines
 from segcli.core.errors import SegcliError
 from segcli.core.instances import Instances
 from segcli.core.settings import Settings
-from segcli.outputs.writers import OUTPUT_KINDS, OutputPlan, idmap_preview_path, plan_outputs
+from segcli.outputs.plans import OUTPUT_KINDS, OutputPlan, plan_outputs
+from segcli.outputs.writers import idmap_preview_path
 from segcli.runs.batch import BatchEvents, BatchOptions, BatchOutcome, run_batch, run_plans
 from segcli.runs.engines import ItemResult, Job, get_engine, process_plans, segment_images
 from segcli.runs.engines.local import LocalEngine
@@ -501,14 +502,14 @@ def test_ctrl_c_while_coco_json_is_written_still_writes_run_json(
 ) -> None:
     """Every image is done; Ctrl-C lands while coco.json is written (seconds for a big folder):
     run.json says so, the interrupt goes on to the caller, and a rerun writes coco.json."""
-    import segcli.runs.batch
+    import segcli.runs.runfiles
 
-    real = segcli.runs.batch.write_coco
+    real = segcli.runs.runfiles.write_coco
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(segcli.runs.batch, "write_coco", interrupted)
+    monkeypatch.setattr(segcli.runs.runfiles, "write_coco", interrupted)
     write_images(tmp_path / "in", WIDTHS)
     with pytest.raises(KeyboardInterrupt):
         _batch(tmp_path, FakeSegmenter())
@@ -516,7 +517,7 @@ def test_ctrl_c_while_coco_json_is_written_still_writes_run_json(
     assert run["status"] == "complete" and run["counts"]["done"] == len(WIDTHS)
     assert run["coco_error"].startswith("interrupted while writing coco.json: run the same command again")
     assert not (tmp_path / "out" / "coco.json").exists()
-    monkeypatch.setattr(segcli.runs.batch, "write_coco", real)
+    monkeypatch.setattr(segcli.runs.runfiles, "write_coco", real)
     again = _batch(tmp_path, FakeSegmenter())
     assert again.exit_code == 0 and again.summary["counts"]["skipped"] == len(WIDTHS)
     assert "coco_error" not in again.summary and (tmp_path / "out" / "coco.json").is_file()

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from segcli.evaluation.evaluate import EvalResult
     from segcli.figures.compare.run import FigureResult
     from segcli.inference.segmenter import Segmenter
-    from segcli.outputs.writers import OutputPlan
+    from segcli.outputs.plans import OutputPlan
     from segcli.runs.batch import BatchEvents
     from segcli.runs.engines import ItemResult, SegmenterLike
 
@@ -283,7 +283,7 @@ def _say_loaded(what: str, info: Mapping[str, object], device: object) -> None:
 
 def _check_writable(out_dir: Path) -> None:
     """Make ``out_dir`` and write its output marker (which proves it writable), or fail in one line."""
-    from segcli.outputs.writers import mark_output
+    from segcli.outputs.plans import mark_output
 
     try:
         mark_output(out_dir)
@@ -405,7 +405,8 @@ def predict(
     Writes <name>.overlay.jpg|png and <name>.json per image into the output folder (see
     --save); a video gets <name>.overlay.mp4, <name>.jsonl and <name>.json.
     """
-    from segcli.outputs.writers import DEFAULT_SAVE, dumps, parse_save, plan_outputs
+    from segcli.outputs.plans import DEFAULT_SAVE, parse_save, plan_outputs
+    from segcli.outputs.records import dumps
     from segcli.runs.batch import run_plans
     from segcli.runs.engines import Job
     from segcli.runs.engines.local import LocalEngine
@@ -442,7 +443,7 @@ def predict(
         plans, job, LocalEngine(seg), overwrite=True, on_result=on_result, segmenter=seg, video=video
     )
     if "yolo" in kinds:
-        from segcli.runs.batch import write_yolo_dataset
+        from segcli.runs.runfiles import write_yolo_dataset
 
         write_yolo_dataset(output, seg.categories, None)
     if report.interrupted:
@@ -537,8 +538,9 @@ def batch(
     Outputs mirror the folder's tree; run.json and coco.json sum up the run. Run the same
     command again after a crash or Ctrl-C and it does only what is missing.
     """
-    from segcli.outputs.writers import DEFAULT_SAVE, parse_save
-    from segcli.runs.batch import BatchOptions, check_folders, read_list, run_batch
+    from segcli.outputs.plans import DEFAULT_SAVE, parse_save
+    from segcli.runs.batch import BatchOptions, run_batch
+    from segcli.runs.discovery import check_folders, read_list
 
     if (folder is None) == (from_list is None):
         _usage_error("give a FOLDER or --from-list FILE (one of them)")
@@ -662,7 +664,7 @@ def _progress_events(progress: Progress, quiet: bool) -> BatchEvents:
 def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None) -> None:
     from rich.table import Table
 
-    from segcli.runs.batch import status_title
+    from segcli.runs.runfiles import status_title
 
     counts = summary["counts"]
     table = Table(title=f"segcli batch: {status_title(summary)}", show_header=True, header_style="bold")

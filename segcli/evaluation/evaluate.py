@@ -422,7 +422,8 @@ def eval_record(result: EvalResult, curve_files: Mapping[int, str] | None = None
 def write_eval(result: EvalResult, out_dir: Path) -> tuple[Path, list[Path]]:
     """Write ``eval.json`` and ``pr/<id>-<name>.png`` per class; returns their paths."""
     from segcli.draw.plots import pr_curve_image
-    from segcli.outputs.writers import dumps, encode_image
+    from segcli.outputs.records import dumps
+    from segcli.outputs.writers import encode_image
 
     out_dir.mkdir(parents=True, exist_ok=True)
     files: dict[int, str] = {}

@@ -51,7 +51,7 @@ from segcli.figures.compare.figure import canvas_size, compose_figure, letterbox
 from segcli.figures.compare.run import FigureResult, run_figure
 from segcli.inference.forward import paste_masks
 from segcli.io.images import DEFAULT_MAX_PIXELS
-from segcli.outputs.writers import instances_record
+from segcli.outputs.records import instances_record
 
 if TYPE_CHECKING:
     from torchvision.models.detection import MaskRCNN

@@ -49,7 +49,8 @@ from segcli.io.video import (
     probe_video,
     read_frames,
 )
-from segcli.outputs.writers import OutputPlan, dumps, instances_record, video_paths
+from segcli.outputs.plans import OutputPlan, video_paths
+from segcli.outputs.records import dumps, instances_record
 from segcli.runs.engines import ItemResult, Job
 from segcli.runs.track import UNTRACKED, Tracker, TrackerConfig, TrackLog
 
@@ -57,7 +58,7 @@ VIDEO_SCHEMA = "segcli.video/1"
 
 
 video_output_paths = video_paths
-"""Output paths of a video (see :func:`segcli.outputs.writers.video_paths`)."""
+"""Output paths of a video (see :func:`segcli.outputs.plans.video_paths`)."""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from segcli.draw.annotators import Color, OverlayAnnotator, instance_color
 from segcli.figures.compare.figure import canvas_size, compose_figure, letterbox, panel_image
 from segcli.figures.compare.run import FigureResult, run_figure
 from segcli.io.images import DEFAULT_MAX_PIXELS
-from segcli.outputs.writers import instances_record
+from segcli.outputs.records import instances_record
 
 if TYPE_CHECKING:
     from segcli.inference.segmenter import Segmenter

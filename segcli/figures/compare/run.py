@@ -20,7 +20,9 @@ from segcli.figures.compare.figure import compare_panels, compose_figure, count_
 from segcli.figures.compare.stats import ClassStats, class_stats, compare_record, voc_names_as_coco
 from segcli.io.images import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_image
 from segcli.models.registry import SEMANTIC_MODELS
-from segcli.outputs.writers import dumps, encode_image, fit_name
+from segcli.outputs.plans import fit_name
+from segcli.outputs.records import dumps
+from segcli.outputs.writers import encode_image
 
 if TYPE_CHECKING:
     from segcli.models.weights import Loaded
@@ -46,7 +48,7 @@ def check_semantic_source(source: str, weights: Path | None = None) -> str:
 # --------------------------------------------------------------------------- files
 def figure_paths(image_path: Path, out_dir: Path, kind: str) -> tuple[Path, Path]:
     """``<out>/<image name>.<kind>.png`` and ``<out>/<image name>.<kind>.json`` (a name too
-    long for the file system shortened as batch outputs are, :func:`segcli.outputs.writers.fit_name`)."""
+    long for the file system shortened as batch outputs are, :func:`segcli.outputs.plans.fit_name`)."""
     name = fit_name(Path(image_path).name, Path(image_path).name)
     return out_dir / f"{name}.{kind}.png", out_dir / f"{name}.{kind}.json"
 

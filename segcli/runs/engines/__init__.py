@@ -27,7 +27,9 @@ from segcli.core.errors import SegcliError, UsageError, first_line
 from segcli.core.instances import Instances
 from segcli.core.settings import Settings
 from segcli.io.images import DEFAULT_MAX_PIXELS, LoadedImage, read_image
-from segcli.outputs.writers import OutputPlan, instances_record, write_outputs
+from segcli.outputs.plans import OutputPlan
+from segcli.outputs.records import instances_record
+from segcli.outputs.writers import write_outputs
 
 if TYPE_CHECKING:
     from segcli.inference.segmenter import Segmenter

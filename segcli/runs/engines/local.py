@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from segcli.core.signals import uninterrupted
 from segcli.io.images import LoadedImage, declared_pixels
-from segcli.outputs.writers import OutputPlan
+from segcli.outputs.plans import OutputPlan
 from segcli.runs.engines import (
     Emit,
     ItemResult,

@@ -42,7 +42,7 @@ import numpy as np
 
 from segcli.core.errors import SegcliError, first_line
 from segcli.core.signals import uninterrupted
-from segcli.outputs.writers import OutputPlan
+from segcli.outputs.plans import OutputPlan
 from segcli.runs.engines import Emit, ItemResult, Job, SegmenterLike, Status, process_plans
 
 INSTALL_HINT = 'the ray engine needs Ray: pip install "segcli[ray]"'

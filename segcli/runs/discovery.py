@@ -1,0 +1,118 @@
+"""Finding the inputs of a run: a folder tree walked (links followed, loops cut, earlier output
+folders skipped), a --from-list file read, and the input/output folder checks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from segcli.core.errors import SegcliError, UsageError
+from segcli.io.images import is_image_path
+from segcli.io.video import is_video_path
+from segcli.outputs.plans import OUTPUT_MARKER
+
+if TYPE_CHECKING:
+    pass
+
+
+# --------------------------------------------------------------------------- discovery
+@dataclass
+class Discovery:
+    files: list[Path]
+    problems: list[tuple[Path, str]]  # folders that could not be read
+    outputs: list[Path] = field(default_factory=list)  # segcli output folders, not entered
+
+
+def discover(
+    root: Path, *, recursive: bool = True, exclude: Sequence[Path] = (), videos: bool = True
+) -> Discovery:
+    """Image (and, with ``videos``, video) files under ``root`` by extension
+    (case-insensitive), sorted by path.
+
+    Hidden files and folders are skipped; symlinked folders are followed once
+    (loops are cut); folders in ``exclude`` (e.g. our own output) are never entered,
+    nor are other segcli output folders (they hold :data:`OUTPUT_MARKER`), which are
+    listed in ``outputs``.
+    """
+    excluded = {os.path.realpath(p) for p in exclude}
+
+    def wanted(path: Path) -> bool:
+        return is_image_path(path) or (videos and is_video_path(path))
+
+    seen: set[str] = set()
+    files: list[Path] = []
+    problems: list[tuple[Path, str]] = []
+    outputs: list[Path] = []
+
+    def walk(folder: Path) -> None:
+        real = os.path.realpath(folder)
+        if real in seen or real in excluded:
+            return
+        seen.add(real)
+        if folder != root and (folder / OUTPUT_MARKER).is_file():
+            outputs.append(folder)
+            return
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            problems.append((folder, f"cannot list folder ({exc.strerror or exc})"))
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = folder / entry.name
+            try:
+                if entry.is_dir(follow_symlinks=True):
+                    if recursive:
+                        walk(path)
+                elif entry.is_file(follow_symlinks=True) and wanted(path):
+                    files.append(path)
+                elif entry.is_symlink() and not path.exists() and wanted(path):
+                    problems.append((path, "broken symbolic link"))
+            except OSError as exc:
+                problems.append((path, f"cannot stat ({exc.strerror or exc})"))
+
+    walk(root)
+    return Discovery(files=files, problems=problems, outputs=outputs)
+
+
+def read_list(list_file: Path) -> tuple[Path, list[Path]]:
+    """The inputs named in a list file (``--from-list``) and their common root.
+
+    One path per line; blank lines and lines starting with ``#`` are skipped,
+    surrounding whitespace is dropped, repeats count once. A relative path is
+    relative to the list file's folder. Outputs mirror the paths under the deepest
+    folder holding every listed file (the root), as for a folder run on that root.
+    Files are not checked here: a missing one fails its own entry when it is read.
+    """
+    try:
+        data = list_file.read_bytes()
+    except OSError as exc:
+        raise SegcliError(f"cannot read --from-list {list_file} ({exc.strerror or exc})") from None
+    base = list_file.parent.absolute()
+    files: dict[str, None] = {}
+    for raw in data.splitlines():
+        line = os.fsdecode(raw.strip())
+        if not line or line.startswith("#"):
+            continue
+        files.setdefault(os.path.normpath(os.path.join(base, os.path.expanduser(line))), None)
+    if not files:
+        raise SegcliError(f"--from-list {list_file} names no files")
+    root = Path(os.path.commonpath([os.path.dirname(f) for f in files]))
+    return root, [Path(f) for f in files]
+
+
+def check_folders(folder: Path, output: Path) -> None:
+    """Usage errors of a batch's two folders, before anything is read or written."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is a file, not a folder: use segcli predict for single images")
+    if os.path.realpath(output) == os.path.realpath(folder):
+        raise UsageError(f"--output {output} is the input folder itself; choose another output folder")
+    if (folder / OUTPUT_MARKER).is_file():
+        raise UsageError(
+            f"{folder} is a segcli output folder (it holds {OUTPUT_MARKER}); segmenting it would "
+            f"segment overlays. Remove {folder / OUTPUT_MARKER} to do it anyway"
+        )

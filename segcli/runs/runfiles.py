@@ -1,0 +1,316 @@
+"""The files a run keeps beside its outputs: the lock, ``run.json`` (written when the run starts
+and when it ends), stale temp cleanup, the run's tally and summary, the YOLO dataset file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from segcli.core.errors import SegcliError
+from segcli.core.instances import PLACEHOLDER_CLASSES
+from segcli.core.signals import uninterrupted
+from segcli.io.files import atomic_write_bytes, fsync_dir, is_temp_name
+from segcli.outputs.formats import yolo_data_yaml
+from segcli.outputs.plans import YOLO_DIR, OutputPlan
+from segcli.outputs.records import dumps
+from segcli.outputs.writers import write_coco
+from segcli.runs.engines import ItemResult, Job, Status
+
+if TYPE_CHECKING:
+    from pycocotools.coco import COCO
+
+
+RUN_SCHEMA = "segcli.run/2"
+LOCK_NAME = ".segcli.lock"
+"""The lock file in an output folder: held (``flock``) by the run writing into it."""
+
+
+def remove_stale_temp_files(out_dir: Path) -> int:
+    """Remove ``.*.part`` files/folders left by a killed run; returns how many."""
+    removed = 0
+    if not out_dir.is_dir():
+        return 0
+    for folder, dirs, names in os.walk(out_dir):
+        for name in [*names, *dirs]:
+            if is_temp_name(name):
+                target = Path(folder) / name
+                if target.is_dir():
+                    shutil.rmtree(target, ignore_errors=True)
+                else:
+                    target.unlink(missing_ok=True)
+                removed += 1
+        dirs[:] = [d for d in dirs if not is_temp_name(d)]
+    return removed
+
+
+# --------------------------------------------------------------------------- the lock
+@contextmanager
+def lock_output(out_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out_dir`` (created if missing) for the block.
+
+    Another process holding it makes this raise a one-line :class:`SegcliError` naming its
+    pid and host. The lock is ``flock`` on ``.segcli.lock``: released by the kernel when the
+    holder exits, however it exits, so a killed run never leaves a stale lock. (On network
+    filesystems without ``flock``, and on Windows, no lock is taken.)
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise SegcliError(f"cannot lock output folder {out_dir} ({exc.strerror or exc})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
+            who = f"pid {holder[0]} on {holder[1]}" if len(holder) >= 2 else "another process"
+            raise SegcliError(
+                f"output folder {out_dir} is in use by another segcli run ({who}); "
+                "wait for it to finish or choose another --output"
+            ) from None
+        except OSError:  # no flock on this filesystem
+            pass
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        except OSError:  # a full disk: the lock holds all the same, only the note is missing
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+# --------------------------------------------------------------------------- running
+@dataclass
+class RunReport:
+    results: list[ItemResult] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    def count(self, status: Status) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def instances(self) -> int:
+        """Instances found by this run (inputs done now)."""
+        return sum(r.instances for r in self.results if r.status == "done")
+
+    @property
+    def instances_total(self) -> int:
+        """Instances in the outputs of every complete input: done now or before (skipped)."""
+        return sum(r.instances for r in self.results if r.status in ("done", "skipped"))
+
+    @property
+    def failed(self) -> list[ItemResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+
+# --------------------------------------------------------------------------- run files
+def run_status(total_done: int, failed: int, pending: int, interrupted: bool) -> str:
+    """``interrupted``; ``complete`` (every input done); ``failed`` (none done, some failed);
+    otherwise ``done_with_failures``."""
+    if interrupted:
+        return "interrupted"
+    if not failed and not pending:
+        return "complete"
+    return "failed" if not total_done else "done_with_failures"
+
+
+def status_title(summary: dict[str, Any]) -> str:
+    """A run's status in words: "complete", "done with 1 failure", "failed", "interrupted"."""
+    status = summary["status"]
+    if status == "done_with_failures":
+        n = summary["counts"]["total"]["failed"]
+        return f"done with {n} failure{'s' if n != 1 else ''}"
+    return str(status)
+
+
+def run_summary(
+    report: RunReport,
+    *,
+    job: Job,
+    input_dir: Path,
+    out_dir: Path,
+    engine: dict[str, Any],
+    problems: Sequence[tuple[Path, str]] = (),
+    started: datetime,
+    inputs: int | None = None,
+    video: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``segcli.run/2`` record of a run; ``video`` (the video settings) is recorded when
+    the run had videos.
+
+    ``counts``: ``inputs`` is every input found (planned ones plus those discovery could not
+    read), reached or not; ``done``/``skipped``/``failed``/``instances`` are this run's;
+    ``total`` is the state of the output folder after it: ``done`` (complete outputs, now or
+    from an earlier run), ``failed``, ``pending`` (never reached: an interrupted run) and
+    ``instances`` (in every complete input's JSON). ``inputs`` defaults to the inputs reported.
+    """
+    done = report.count("done")
+    skipped = report.count("skipped")
+    failed = [{"path": str(r.plan.source), "reason": r.reason} for r in report.failed]
+    failed += [{"path": str(p), "reason": f"{p}: {why}"} for p, why in problems]
+    n_inputs = (len(report.results) if inputs is None else inputs) + len(problems)
+    pending = max(n_inputs - done - skipped - len(failed), 0)
+    return {
+        "schema": RUN_SCHEMA,
+        "status": run_status(done + skipped, len(failed), pending, report.interrupted),
+        "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **_run_identity(job, input_dir, out_dir),
+        **({"video": video} if video is not None else {}),
+        "engine": engine,
+        "counts": {
+            "inputs": n_inputs,
+            "done": done,
+            "skipped": skipped,
+            "failed": len(failed),
+            "instances": report.instances,
+            "total": {
+                "done": done + skipped,
+                "failed": len(failed),
+                "pending": pending,
+                "instances": report.instances_total,
+            },
+        },
+        "seconds": round(report.seconds, 3),
+        "images_per_second": round(done / report.seconds, 3) if report.seconds > 0 else None,
+        "failed": failed,
+    }
+
+
+def _run_identity(job: Job, input_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """The fields of ``run.json`` that say what a run is (read back by
+    :func:`check_previous_run`), the same in the start record and the final summary."""
+    return {
+        "input": str(input_dir),
+        "output": str(out_dir),
+        "model": job.model_info,
+        "settings": job.settings,
+        "save": list(job.save),
+        "batch_size": job.batch_size,
+    }
+
+
+def start_record(
+    *, job: Job, input_dir: Path, out_dir: Path, engine: dict[str, Any], started: datetime, inputs: int
+) -> dict[str, Any]:
+    """What ``run.json`` holds while a run is under way (status ``running``): the settings and
+    weights guard of :func:`check_previous_run` holds even if the run never ends cleanly."""
+    return {
+        "schema": RUN_SCHEMA,
+        "status": "running",
+        "started": started.isoformat(timespec="seconds"),
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        **_run_identity(job, input_dir, out_dir),
+        "engine": engine,
+        "counts": {"inputs": inputs},
+    }
+
+
+def write_run_json(out_dir: Path, record: dict[str, Any]) -> None:
+    """Write ``run.json`` durably; a failure is one line (:class:`SegcliError`)."""
+    try:
+        atomic_write_bytes(out_dir / "run.json", dumps(record))
+        fsync_dir(out_dir)
+    except OSError as exc:
+        raise SegcliError(f"cannot write {out_dir / 'run.json'} ({exc.strerror or exc})") from None
+
+
+def write_run_files(
+    out_dir: Path,
+    summary: dict[str, Any],
+    plans: Sequence[OutputPlan],
+    job: Job,
+    categories: Sequence[str],
+    input_dir: Path,
+    ground_truth: COCO | None = None,
+) -> Path | None:
+    """Write ``coco.json`` and ``coco-results.json`` (when per-image JSON is saved; image and
+    category ids from ``ground_truth`` when given), YOLO-seg's ``yolo/data.yaml`` and
+    ``yolo/images`` link (with YOLO-seg labels), then ``run.json``.
+
+    ``run.json`` is written even if the others cannot be (a full disk): then the summary
+    says why under ``coco_error`` and this raises a one-line :class:`SegcliError` after.
+    Ctrl-C (or SIGTERM) while they are written (seconds for a big folder) stops them, still
+    writes ``run.json`` (saying so under ``coco_error``; a rerun writes them) and is raised
+    again after: every image's own files are already complete.
+    """
+    from segcli.outputs.exports import write_coco_results
+
+    coco_path = None
+    coco_error = None
+    interrupted = False
+    if "json" in job.save:
+        json_paths = ((plan, plan.paths(["json"])["json"]) for plan in plans if not plan.is_video)
+        entries = [
+            (plan.source.relative_to(input_dir).as_posix(), path)
+            for plan, path in json_paths
+            if path.is_file()
+        ]
+        coco_path = out_dir / "coco.json"
+        info = {
+            "description": f"segcli {job.model_info.get('name')} on {input_dir}",
+            "date_created": summary["finished"],
+            "segcli": {"model": job.model_info, "settings": job.settings},
+        }
+        try:
+            write_coco(coco_path, entries, categories, info)
+            write_coco_results(out_dir / "coco-results.json", entries, categories, ground_truth)
+        except OSError as exc:
+            coco_error = f"cannot write {coco_path} ({exc.strerror or exc})"
+        except SegcliError as exc:
+            coco_error = str(exc)
+        except KeyboardInterrupt:
+            interrupted = True
+            coco_error = f"interrupted while writing {coco_path.name}: run the same command again to write it"
+        if coco_error is not None:
+            summary["coco_error"] = coco_error
+            coco_path = None
+    if "yolo" in job.save and coco_error is None:
+        try:
+            write_yolo_dataset(out_dir, categories, input_dir)
+        except OSError as exc:
+            coco_error = f"cannot write {out_dir / YOLO_DIR} ({exc.strerror or exc})"
+            summary["coco_error"] = coco_error
+        except KeyboardInterrupt:
+            interrupted = True
+            coco_error = f"interrupted while writing {out_dir / YOLO_DIR}: run the same command again"
+            summary["coco_error"] = coco_error
+    # run.json is small, and must say how the run ended: an interrupt writes it again
+    interrupted = uninterrupted(lambda: write_run_json(out_dir, summary)) or interrupted
+    if interrupted:
+        raise KeyboardInterrupt
+    if coco_error is not None:
+        raise SegcliError(coco_error)
+    return coco_path
+
+
+def write_yolo_dataset(out_dir: Path, categories: Sequence[str], input_dir: Path | None) -> Path:
+    """``<out>/yolo/data.yaml`` (class names) and, for a folder run, ``<out>/yolo/images``: a
+    link to the input folder, so that Ultralytics finds each label at its image's path with
+    ``images`` -> ``labels``. Returns the data.yaml path."""
+    root = out_dir / YOLO_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    names = [c for c in categories if c not in PLACEHOLDER_CLASSES]
+    data = yolo_data_yaml(names, path=str(root.absolute()), train="images", val="images")
+    atomic_write_bytes(root / "data.yaml", data.encode("utf-8"))
+    link = root / "images"
+    if input_dir is not None and not link.exists() and not link.is_symlink():
+        with contextlib.suppress(OSError):  # no symlinks here (e.g. Windows without rights)
+            link.symlink_to(input_dir.absolute(), target_is_directory=True)
+    return root / "data.yaml"
