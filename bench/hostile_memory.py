@@ -64,7 +64,7 @@ def child(args: argparse.Namespace) -> None:
     from segcli.inference.segmenter import Segmenter
     from segcli.io.images import read_image
     from segcli.outputs.plans import plan_outputs
-    from segcli.runs.engines import Job
+    from segcli.runs.engines.base import Job
     from segcli.runs.engines.local import LocalEngine
 
     settings = Settings(min_size=1, max_size=1) if "--min-size 1" in args.case else Settings()

@@ -51,7 +51,7 @@ from bench.common import (
 from segcli.core.instances import Instances
 from segcli.core.settings import Settings
 from segcli.runs.batch import BatchEvents, BatchOptions, run_batch
-from segcli.runs.engines import ItemResult, SegmenterLike
+from segcli.runs.engines.base import ItemResult, SegmenterLike
 
 
 # --------------------------------------------------------------------------- data

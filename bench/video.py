@@ -73,7 +73,7 @@ def write_blocks_clip(work: Path, frames: int) -> tuple[Path, Path]:
 def run_images(seg: Any, folder: Path, out: Path) -> tuple[float, int, float]:
     from segcli.outputs.plans import DEFAULT_SAVE, plan_outputs
     from segcli.runs.batch import run_plans
-    from segcli.runs.engines import Job
+    from segcli.runs.engines.base import Job
     from segcli.runs.engines.local import LocalEngine
 
     shutil.rmtree(out, ignore_errors=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from segcli.core.settings import Settings
 from segcli.outputs.plans import OUTPUT_KINDS, plan_outputs
 from segcli.runs.batch import BatchOptions, run_batch, run_plans
-from segcli.runs.engines import Job, SegmenterLike, SegmenterSpec
+from segcli.runs.engines.base import Job, SegmenterLike, SegmenterSpec
 from segcli.runs.engines.local import LocalEngine
 from segcli.runs.runfiles import write_yolo_dataset
 

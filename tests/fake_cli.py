@@ -26,6 +26,7 @@ import numpy as np
 
 import segcli.cli.root
 from segcli.cli.options import ModelOptions
+from segcli.cli.runtime import Runtime
 from segcli.core.instances import Instances
 from tests.fakes import FAKE_SETTINGS, FakeSegmenter
 
@@ -67,6 +68,5 @@ def _check_precision(opts: ModelOptions) -> str:
 
 
 if __name__ == "__main__":
-    segcli.cli.root.load_segmenter = _load  # type: ignore[assignment]
     ModelOptions.check_precision = _check_precision  # type: ignore[method-assign]
-    segcli.cli.root.main()
+    segcli.cli.root.main(runtime=Runtime(load_segmenter=_load))

@@ -123,7 +123,7 @@ def use_fake_in_cli(
 ) -> list[FakeSegmenter]:
     """Make the CLI load a :class:`FakeSegmenter` (its settings: the options given, on
     :data:`FAKE_SETTINGS`); returns the list of fakes it made, for their ``calls``."""
-    import segcli.cli.root
+    import segcli.cli.runtime
     from segcli.cli.options import ModelOptions
 
     made: list[FakeSegmenter] = []
@@ -133,5 +133,5 @@ def use_fake_in_cli(
         made.append(FakeSegmenter(fail_on=fail_on, settings=settings, sha256=sha256))
         return made[-1]
 
-    monkeypatch.setattr(segcli.cli.root, "load_segmenter", load)
+    monkeypatch.setattr(segcli.cli.runtime, "DEFAULT", segcli.cli.runtime.Runtime(load_segmenter=load))
     return made

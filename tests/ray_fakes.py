@@ -83,7 +83,7 @@ def use_fakes_in_cli(delay: float = 0.0) -> Callable[[], None]:
     options give on :data:`FAKE_SETTINGS`. The fakes run the precision asked for on any
     device (the real check resolves ``--device``, which imports torch: seconds).
     Returns a function that undoes it."""
-    import segcli.cli.root
+    import segcli.cli.runtime
     from segcli.cli.options import ModelOptions
 
     def load(opts: ModelOptions, *, quiet: bool = False) -> FakeSegmenter:
@@ -96,7 +96,7 @@ def use_fakes_in_cli(delay: float = 0.0) -> Callable[[], None]:
         return opts.requested_precision()
 
     patches: list[tuple[object, str, object]] = [
-        (segcli.cli.root, "load_segmenter", load),
+        (segcli.cli.runtime, "DEFAULT", segcli.cli.runtime.Runtime(load_segmenter=load)),
         (ModelOptions, "spec", spec),
         (ModelOptions, "check_precision", check_precision),
     ]

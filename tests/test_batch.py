@@ -15,7 +15,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 from typer.testing import CliRunner, Result
 
-from segcli.cli.root import app
+from segcli.cli import app
 from segcli.runs.discovery import discover
 from tests.conftest import BATCH_FAST as FAST
 from tests.conftest import PHOTOS

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from segcli.cli.root import app
+from segcli.cli import app
 from segcli.core.masks import rle_decode
 from segcli.core.settings import Settings
 from segcli.draw.annotators import instance_color
@@ -297,7 +297,7 @@ def test_bad_option_fails_before_any_model_loads(tmp_path: Path, monkeypatch: py
 
 def test_demo_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``segcli demo`` end to end (generated scenes, predict, batch, compare) on a fake model."""
-    from segcli.runs.engines import SegmenterSpec
+    from segcli.runs.engines.base import SegmenterSpec
 
     specs: list[SegmenterSpec] = []
 

@@ -325,7 +325,7 @@ def tiny_image(tmp_path: Path) -> Path:
 def test_cli_end_to_end(coco_ckpt: Path, lraspp_checkpoint: Path, tiny_image: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from segcli.cli.root import app
+    from segcli.cli import app
 
     out = tmp_path / "out"
     common = [
@@ -360,7 +360,7 @@ def test_cli_end_to_end(coco_ckpt: Path, lraspp_checkpoint: Path, tiny_image: Pa
 def test_cli_rejects_a_bad_semantic_source_before_loading_anything(tiny_image: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from segcli.cli.root import app
+    from segcli.cli import app
 
     result = CliRunner().invoke(
         app, ["compare", "semantic-vs-instance", str(tiny_image), "--semantic", "bogus", "-o", str(tmp_path)]

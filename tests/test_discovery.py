@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from segcli.cli.root import app
+from segcli.cli import app
 from tests.fakes import use_fake_in_cli
 
 runner = CliRunner()
@@ -118,9 +118,10 @@ def test_score_threshold_aliases(alias: str, tmp_path: Path, monkeypatch: pytest
 def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     from rich.console import Console
 
-    import segcli.cli.root
-
-    monkeypatch.setattr(segcli.cli.root, "out_console", lambda: Console(width=200))
+    wide = Console(width=200)
+    for name, module in list(sys.modules.items()):
+        if name.startswith("segcli.cli.") and hasattr(module, "out_console"):
+            monkeypatch.setattr(module, "out_console", lambda: wide)
 
 
 def test_models_lists_every_model_without_loading_one(monkeypatch: pytest.MonkeyPatch) -> None:

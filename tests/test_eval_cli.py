@@ -14,7 +14,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from typer.testing import CliRunner
 
-from segcli.cli.root import app
+from segcli.cli import app
 from segcli.evaluation.evaluate import STAT_NAMES
 from tests.conftest import REPO
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from segcli.cli.root import app
+from segcli.cli import app
 from segcli.core.instances import Instances
 from segcli.core.masks import rle_decode
 from segcli.core.settings import Settings

@@ -16,17 +16,18 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import segcli.cli.root
+import segcli.cli.runtime
 import segcli.io.files
+from segcli.cli import app
 from segcli.cli.options import ModelOptions
-from segcli.cli.root import app
+from segcli.cli.runtime import Runtime
 from segcli.core.instances import Instances
 from segcli.core.settings import Settings
 from segcli.inference.segmenter import Segmenter
 from segcli.io.files import atomic_write_bytes
 from segcli.outputs.plans import OUTPUT_MARKER
 from segcli.runs.discovery import discover
-from segcli.runs.engines import SegmenterLike
+from segcli.runs.engines.base import SegmenterLike
 from segcli.runs.engines.local import LocalEngine
 from tests import fake_cli
 from tests.conftest import BATCH_FAST as FAST
@@ -220,20 +221,18 @@ def test_sigint_stops_cleanly_and_resumes_to_the_same_result(
 ) -> None:
     root, reference = reference_run
     use_fake_in_cli(monkeypatch)
-    fake_load = segcli.cli.root.load_segmenter
+    fake_load = segcli.cli.runtime.DEFAULT.load_segmenter
 
     def load(opts: ModelOptions, *, quiet: bool = False) -> _SigintOnCall:
         return _SigintOnCall(fake_load(opts, quiet=quiet), n=4)
 
-    monkeypatch.setattr(segcli.cli.root, "load_segmenter", load)
     out = tmp_path / "out"
-    result = runner.invoke(app, _batch_args(root, out))
+    result = runner.invoke(app, _batch_args(root, out), obj=Runtime(load_segmenter=load))
     assert result.exit_code == 130, result.output
     assert "Traceback" not in result.output and "interrupted" in result.stdout
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "interrupted" and run["counts"]["done"] == 3
     assert not list(out.rglob("*.part")), "Ctrl-C leaves no temporary files"
-    monkeypatch.setattr(segcli.cli.root, "load_segmenter", fake_load)
     _resume_and_compare(root, out, reference)
 
 
@@ -292,6 +291,9 @@ def test_ctrl_c_in_predict_and_while_loading(tmp_path: Path, monkeypatch: pytest
     def interrupted_load(opts: ModelOptions, *, quiet: bool = False) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(segcli.cli.root, "load_segmenter", interrupted_load)
-    result = runner.invoke(app, ["batch", str(PHOTOS), "-o", str(tmp_path / "b"), *FAST])
+    result = runner.invoke(
+        app,
+        ["batch", str(PHOTOS), "-o", str(tmp_path / "b"), *FAST],
+        obj=Runtime(load_segmenter=interrupted_load),
+    )
     assert (result.exit_code, result.stderr) == (130, "interrupted\n")

@@ -23,7 +23,8 @@ import pytest
 from typer.testing import CliRunner
 
 import tests.fakes
-from segcli.cli.root import app, shown
+from segcli.cli import app
+from segcli.cli.console import shown
 from segcli.core.errors import SegcliError
 from segcli.figures.compare import run_compare
 from segcli.io.files import NAME_MAX, atomic_write_bytes
@@ -328,16 +329,17 @@ def test_closed_stdout_ends_quietly(tmp_path: Path) -> None:
 
 def test_sigpipe_convention_is_not_an_error_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process: a BrokenPipeError from the stdout writer is exit 141 with nothing on stderr."""
-    import segcli.cli.root
+    import segcli.cli.console
+    import segcli.cli.predict
 
     use_fake_in_cli(monkeypatch)
     silenced: list[bool] = []
-    monkeypatch.setattr(segcli.cli.root, "_silence_stdio", lambda: silenced.append(True))
+    monkeypatch.setattr(segcli.cli.console, "_silence_stdio", lambda: silenced.append(True))
 
     def broken(data: bytes) -> None:
         raise BrokenPipeError(32, "Broken pipe")
 
-    monkeypatch.setattr(segcli.cli.root, "write_stdout", broken)
+    monkeypatch.setattr(segcli.cli.predict, "write_stdout", broken)
     result = runner.invoke(app, ["predict", str(PHOTOS / "coffee.jpg"), "--json", "-", *FAST])
     assert result.exit_code == 141 and result.stderr == "" and silenced == [True]
     assert signal.SIGPIPE + 128 == 141

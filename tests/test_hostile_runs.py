@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 
 import segcli.io.files
 import segcli.outputs.writers
-from segcli.cli.root import app
+from segcli.cli import app
 from segcli.core.errors import SegcliError
 from segcli.core.settings import Settings
 from segcli.inference.segmenter import Segmenter, sampled_model_input
@@ -40,7 +40,7 @@ from segcli.io.images import read_image
 from segcli.outputs.plans import mark_output, plan_outputs
 from segcli.outputs.writers import write_outputs
 from segcli.runs.batch import BatchOptions, BatchOutcome, run_batch
-from segcli.runs.engines import Job
+from segcli.runs.engines.base import Job
 from segcli.runs.engines.local import BYTES_PER_PIXEL, LocalEngine
 from segcli.runs.runfiles import LOCK_NAME
 from tests import fake_cli

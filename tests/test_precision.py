@@ -263,7 +263,7 @@ def test_cli_precision_usage_errors_exit_2_before_loading(
     message: str,
 ) -> None:
     import segcli.inference.segmenter
-    from segcli.cli.root import app
+    from segcli.cli import app
 
     def no_load(*a: object, **k: object) -> None:
         raise AssertionError("the model must not load")
@@ -288,7 +288,7 @@ def test_cli_precision_usage_errors_exit_2_before_loading(
 def test_batch_records_precision_and_resume_refuses_another(
     bf16_cpu: None, tmp_path: Path, blocks_ckpt: Path
 ) -> None:
-    from segcli.cli.root import app
+    from segcli.cli import app
 
     folder = tmp_path / "in"
     folder.mkdir()
@@ -305,7 +305,7 @@ def test_batch_records_precision_and_resume_refuses_another(
 
 
 def test_resume_treats_a_run_from_before_precision_as_fp32(tmp_path: Path, blocks_ckpt: Path) -> None:
-    from segcli.cli.root import app
+    from segcli.cli import app
 
     folder = tmp_path / "in"
     folder.mkdir()

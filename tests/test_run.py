@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,14 +17,15 @@ import numpy as np
 import pytest
 import torch
 
-import segcli.runs.engines
-from segcli.core.errors import SegcliError
+import segcli.runs.engines.base
+from segcli.core.errors import SegcliError, UsageError
 from segcli.core.instances import Instances
 from segcli.core.settings import Settings
 from segcli.outputs.plans import OUTPUT_KINDS, OutputPlan, plan_outputs
 from segcli.outputs.writers import idmap_preview_path
 from segcli.runs.batch import BatchEvents, BatchOptions, BatchOutcome, run_batch, run_plans
-from segcli.runs.engines import ItemResult, Job, get_engine, process_plans, segment_images
+from segcli.runs.engines import RayOptions, select_engine
+from segcli.runs.engines.base import ItemResult, Job, process_plans, segment_images
 from segcli.runs.engines.local import LocalEngine
 from tests.fakes import FAKE_SETTINGS, FakeSegmenter, two_instances, write_images
 
@@ -135,7 +137,7 @@ def test_unreadable_and_oversized_inputs_fail_alone(tmp_path: Path) -> None:
 
 
 def test_write_failures_become_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = segcli.runs.engines.write_outputs
+    real = segcli.runs.engines.base.write_outputs
 
     def failing(paths: dict[str, Path], *args: object, **kwargs: object) -> None:
         name = next(iter(paths.values())).name
@@ -145,7 +147,7 @@ def test_write_failures_become_results(tmp_path: Path, monkeypatch: pytest.Monke
             raise ValueError("cannot encode\ndetails")
         real(paths, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(segcli.runs.engines, "write_outputs", failing)
+    monkeypatch.setattr(segcli.runs.engines.base, "write_outputs", failing)
     results, _ = _run(_plans(tmp_path), FakeSegmenter())
     assert results["b.png"].reason.endswith("b.png: cannot write outputs (No space left on device)")
     assert results["c.png"].reason.endswith("c.png: cannot encode")
@@ -164,10 +166,24 @@ def test_process_plans_writes_what_the_local_engine_writes(tmp_path: Path) -> No
     assert _files(tmp_path / "worker") == _files(tmp_path / "local")
 
 
-def test_get_engine_names_the_choices() -> None:
-    assert isinstance(get_engine("local", FakeSegmenter()), LocalEngine)
-    with pytest.raises(SegcliError, match="unknown --engine 'gpu-farm'; choose from local"):
-        get_engine("gpu-farm", FakeSegmenter())
+def test_select_engine_names_the_choices_and_checks_the_ray_options() -> None:
+    """The one place an engine is chosen (the CLI's --engine goes through it)."""
+    assert isinstance(select_engine("local")(FakeSegmenter()), LocalEngine)
+    with pytest.raises(UsageError, match="unknown --engine 'gpu-farm'; choose from local, ray"):
+        select_engine("gpu-farm")
+    with pytest.raises(UsageError, match=r"^--workers needs --engine ray$"):
+        select_engine("local", ray=RayOptions(workers=2))
+    with pytest.raises(UsageError, match=r"^--cpus-per-worker needs --engine ray$"):
+        select_engine("local", ray=RayOptions(cpus_per_worker=1.0))
+    for bad, message in [
+        (RayOptions(workers=0), "--workers must be at least 1, got 0"),
+        (RayOptions(cpus_per_worker=float("nan")), "--cpus-per-worker must be a finite number, got nan"),
+        (RayOptions(cpus_per_worker=0), "--cpus-per-worker must be above 0, got 0"),
+        (RayOptions(gpus_per_worker=float("inf")), "--gpus-per-worker must be a finite number, got inf"),
+        (RayOptions(gpus_per_worker=-1), "--gpus-per-worker must be 0 or more, got -1"),
+    ]:
+        with pytest.raises(UsageError, match=f"^{re.escape(message)}$"):
+            select_engine("ray", ray=bad)
     with pytest.raises(SegcliError, match="--batch-size must be at least 1"):
         Job.for_segmenter(FakeSegmenter(), ["json"], batch_size=0)
 

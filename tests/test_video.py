@@ -572,7 +572,7 @@ def test_blocks_model_counts_and_tracks_moving_blocks(tmp_path: Path) -> None:
 def _cli(*args: str, ckpt: Path) -> Any:
     from typer.testing import CliRunner
 
-    from segcli.cli.root import app
+    from segcli.cli import app
     from tests.conftest import BATCH_FAST
 
     return CliRunner().invoke(app, [*args, "--weights", str(ckpt), *BATCH_FAST], catch_exceptions=False)
@@ -622,7 +622,7 @@ def test_cli_predict_mixes_images_and_videos(tmp_path: Path, blocks_ckpt: Path) 
 def test_cli_bad_video_range_is_a_usage_error_before_the_model_loads(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from segcli.cli.root import app
+    from segcli.cli import app
 
     clip = write_clip(tmp_path / "clip.mp4", marked_frames(4))
     # --model coco without weights would try a download (and fail, exit 1) if it got that far

@@ -8,7 +8,7 @@ then receives them as one ``model_opts: ModelOptions`` argument::
     @app.command(cls=HelpWithModelDefaults)
     @model_options
     def predict(images: ..., model_opts: ModelOptions) -> None:
-        seg = load_segmenter(model_opts)
+        seg = runtime().load_segmenter(model_opts)
 
 Help texts name each model's defaults (``{score_threshold}`` below); they are filled
 in from the model registry only when help is shown, so ``segcli`` starts without
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import click  # only for annotations: typer 0.29 vendors its own click, no "click" installed
 
     from segcli.models.registry import ModelSpec
-    from segcli.runs.engines import SegmenterSpec
+    from segcli.runs.engines.base import Engine, SegmenterLike, SegmenterSpec
     from segcli.runs.video import VideoOptions
 
 
@@ -215,7 +215,7 @@ class ModelOptions:
 
     def spec(self) -> SegmenterSpec:
         """How to build the segmenter (picklable: what a worker process needs)."""
-        from segcli.runs.engines import SegmenterSpec
+        from segcli.runs.engines.base import SegmenterSpec
 
         return SegmenterSpec(
             model=self.model,
@@ -325,6 +325,43 @@ def video_options(command: Callable[..., R]) -> Callable[..., R]:
     """Add every :class:`VideoCliOptions` field to ``command`` as an option (after its own);
     ``command`` receives them as one ``video_opts: VideoCliOptions``."""
     return _options_object(VideoCliOptions, "video_opts", first=False)(command)
+
+
+@dataclass(frozen=True)
+class EngineCliOptions:
+    """Where ``batch`` runs: ``--engine`` and the Ray options, declared once (``@engine_options``)."""
+
+    engine: Annotated[str, typer.Option("--engine", help="local (this process) or ray (a Ray cluster).")] = (
+        "local"
+    )
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="Ray cluster [RAY_ADDRESS, else start a local one].")
+    ] = None
+    workers: Annotated[int | None, typer.Option("--workers", help="Ray workers [all GPUs or CPUs].")] = None
+    gpus_per_worker: Annotated[float, typer.Option("--gpus-per-worker", help="GPUs per Ray worker.")] = 0.0
+    cpus_per_worker: Annotated[
+        float | None, typer.Option("--cpus-per-worker", help="CPUs (torch threads) per Ray worker [1].")
+    ] = None
+
+    def select(self, model_opts: ModelOptions) -> Callable[[SegmenterLike], Engine]:
+        """The engine, chosen and checked by :func:`segcli.runs.engines.select_engine` (Ray is
+        imported and its options checked here, before any model loads)."""
+        from segcli.runs.engines import RayOptions, select_engine
+
+        ray = RayOptions(
+            address=self.ray_address,
+            workers=self.workers,
+            cpus_per_worker=self.cpus_per_worker,
+            gpus_per_worker=self.gpus_per_worker or None,
+        )
+        source = model_opts.spec() if self.engine == "ray" else None
+        return select_engine(self.engine, source=source, ray=ray)
+
+
+def engine_options(command: Callable[..., R]) -> Callable[..., R]:
+    """Add every :class:`EngineCliOptions` field to ``command`` (after its own options);
+    ``command`` receives them as one ``engine_opts: EngineCliOptions``."""
+    return _options_object(EngineCliOptions, "engine_opts", first=False)(command)
 
 
 # --------------------------------------------------------------------------- help text

@@ -48,7 +48,7 @@ from segcli.io.files import atomic_write_bytes
 
 if TYPE_CHECKING:
     from segcli.runs.batch import BatchEvents, BatchOptions, BatchOutcome
-    from segcli.runs.engines import SegmenterLike
+    from segcli.runs.engines.base import SegmenterLike
 
 EVAL_SCHEMA = "segcli.eval/1"
 IOU_TYPES = ("bbox", "segm")

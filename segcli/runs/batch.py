@@ -20,7 +20,7 @@ from segcli.core.errors import SegcliError
 from segcli.io.images import DEFAULT_MAX_PIXELS
 from segcli.outputs.plans import DEFAULT_SAVE, OutputPlan, mark_output, plan_outputs
 from segcli.runs.discovery import Discovery, check_folders, discover
-from segcli.runs.engines import Engine, ItemResult, Job, SegmenterLike
+from segcli.runs.engines.base import Engine, ItemResult, Job, SegmenterLike
 from segcli.runs.engines.local import LocalEngine
 from segcli.runs.resume import check_previous_run, partition_plans
 from segcli.runs.runfiles import (

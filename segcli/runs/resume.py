@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from segcli.core.errors import SegcliError
 from segcli.outputs.plans import OutputPlan, read_record
-from segcli.runs.engines import ItemResult, Job
+from segcli.runs.engines.base import ItemResult, Job
 from segcli.runs.video import earlier_failure
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from segcli.outputs.formats import yolo_data_yaml
 from segcli.outputs.plans import YOLO_DIR, OutputPlan
 from segcli.outputs.records import dumps
 from segcli.outputs.writers import write_coco
-from segcli.runs.engines import ItemResult, Job, Status
+from segcli.runs.engines.base import ItemResult, Job, Status
 
 if TYPE_CHECKING:
     from pycocotools.coco import COCO

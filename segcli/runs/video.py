@@ -51,7 +51,7 @@ from segcli.io.video import (
 )
 from segcli.outputs.plans import OutputPlan, video_paths
 from segcli.outputs.records import dumps, instances_record
-from segcli.runs.engines import ItemResult, Job
+from segcli.runs.engines.base import ItemResult, Job
 from segcli.runs.track import UNTRACKED, Tracker, TrackerConfig, TrackLog
 
 VIDEO_SCHEMA = "segcli.video/1"

@@ -26,7 +26,7 @@ from segcli.outputs.writers import encode_image
 
 if TYPE_CHECKING:
     from segcli.models.weights import Loaded
-    from segcli.runs.engines import SegmenterLike
+    from segcli.runs.engines.base import SegmenterLike
 
 SEMANTIC_SOURCES: tuple[str, ...] = ("derived", *SEMANTIC_MODELS)
 """``--semantic`` choices: ``derived`` from the instances, the others the registry's semantic models."""

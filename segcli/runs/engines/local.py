@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from segcli.core.signals import uninterrupted
 from segcli.io.images import LoadedImage, declared_pixels
 from segcli.outputs.plans import OutputPlan
-from segcli.runs.engines import (
+from segcli.runs.engines.base import (
     Emit,
     ItemResult,
     Job,
@@ -63,7 +63,7 @@ class LocalEngine:
         return {"name": self.name, "workers": 1}
 
     def run(self, plans: Sequence[OutputPlan], job: Job, emit: Emit) -> bool:
-        """Run ``plans`` as :class:`segcli.runs.engines.Engine` describes; True if interrupted.
+        """Run ``plans`` as :class:`segcli.runs.engines.base.Engine` describes; True if interrupted.
 
         Up to ``lookahead`` images are decoded ahead; a batch of ``job.batch_size`` goes
         through the model in this thread; its writes queue on the write threads, and the

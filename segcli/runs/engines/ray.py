@@ -3,7 +3,7 @@
 The driver (this process) turns the plans into a dataset of small rows (index and
 paths, ``k`` rows per block) and streams it through ``map_batches`` over an actor
 pool of :class:`PlanWorker`. Each actor builds its segmenter once, then reads,
-segments and writes whole blocks with :func:`segcli.runs.engines.process_plans` (the
+segments and writes whole blocks with :func:`segcli.runs.engines.base.process_plans` (the
 stage functions the local engine uses, so outputs are byte-identical) and returns
 one small result row per plan. The driver iterates the results as they come
 (never collects them), calls ``emit`` once per plan and prints progress.
@@ -26,6 +26,7 @@ Faults:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -34,16 +35,17 @@ import socket
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
 
-from segcli.core.errors import SegcliError, first_line
+from segcli.core.errors import SegcliError, UsageError, first_line
 from segcli.core.signals import uninterrupted
 from segcli.outputs.plans import OutputPlan
-from segcli.runs.engines import Emit, ItemResult, Job, SegmenterLike, Status, process_plans
+from segcli.runs.engines.base import Emit, ItemResult, Job, SegmenterLike, Status, process_plans
 
 INSTALL_HINT = 'the ray engine needs Ray: pip install "segcli[ray]"'
 MAX_ATTEMPTS = 2
@@ -71,7 +73,39 @@ def import_ray() -> ModuleType:
     return ray
 
 
-class RayMissing(SegcliError):
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide the Ray engine runs; ``None`` leaves a knob to Ray and the cluster."""
+
+    address: str | None = None
+    """A running cluster (``ray://`` or ``host:port``); ``None`` starts or joins a local one."""
+    workers: int | None = None
+    cpus_per_worker: float | None = None
+    gpus_per_worker: float | None = None
+
+    def given(self) -> tuple[str, ...]:
+        """The fields set (not ``None``), by name, in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None)
+
+    def check(self) -> RayOptions:
+        """Itself, once every number is in range; a :class:`UsageError` naming the field else."""
+        if self.workers is not None and self.workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {self.workers}")
+        for name in ("cpus_per_worker", "gpus_per_worker"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            flag = "--" + name.replace("_", "-")
+            if not math.isfinite(value):
+                raise UsageError(f"{flag} must be a finite number, got {value}")
+            if name == "cpus_per_worker" and value <= 0:
+                raise UsageError(f"{flag} must be above 0, got {value:g}")
+            if value < 0:
+                raise UsageError(f"{flag} must be 0 or more, got {value:g}")
+        return self
+
+
+class RayMissing(UsageError):
     """Ray (or Ray Data) is not installed: a usage error (exit 2)."""
 
 
@@ -298,12 +332,7 @@ class RayEngine:
         rows_per_task: int | None = None,
         init_options: dict[str, Any] | None = None,
     ) -> None:
-        if workers is not None and workers < 1:
-            raise SegcliError(f"--workers must be at least 1, got {workers}")
-        if cpus_per_worker is not None and cpus_per_worker <= 0:
-            raise SegcliError(f"--cpus-per-worker must be above 0, got {cpus_per_worker:g}")
-        if gpus_per_worker < 0:
-            raise SegcliError(f"--gpus-per-worker must be 0 or more, got {gpus_per_worker:g}")
+        RayOptions(address, workers, cpus_per_worker, gpus_per_worker).check()
         self.source = source
         self.address = address
         self.workers = workers

@@ -1,0 +1,109 @@
+"""What several commands share: the output/run options, the checks every command runs before
+any model loads, and the segmenter loader behind the runtime seam.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from segcli.cli.options import (
+    PANEL_OUTPUTS,
+    PANEL_RUN,
+    ModelOptions,
+)
+from segcli.core.errors import SegcliError, UsageError
+
+if TYPE_CHECKING:
+    pass
+
+
+# The model options (--model ... --max-size) are declared once, in segcli.cli.options.ModelOptions.
+OutputOpt = Annotated[
+    Path,
+    typer.Option("--output", "-o", help="Output folder.", file_okay=False, rich_help_panel=PANEL_OUTPUTS),
+]
+
+
+SaveOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--save",
+        help="Comma-separated outputs: overlay, json, masks (one PNG per instance, named 000-label.png), "
+        "idmap (16-bit id map plus a colour preview), polygons, yolo, labelme. Default: overlay,json.",
+        rich_help_panel=PANEL_OUTPUTS,
+    ),
+]
+
+
+BatchSizeOpt = Annotated[
+    int,
+    typer.Option("--batch-size", help="Images per forward pass (helps on GPU).", rich_help_panel=PANEL_RUN),
+]
+
+
+MaxPixelsOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-pixels",
+        help="Refuse images declaring more pixels than this (decompression bombs).",
+        rich_help_panel=PANEL_RUN,
+    ),
+]
+
+
+ImageArg = Annotated[
+    Path,
+    typer.Argument(
+        help="Image file.", metavar="IMAGE", exists=True, dir_okay=False, readable=False, show_default=False
+    ),
+]
+"""The one image of compare, compare proposals and explain (opened later, with a clear error)."""
+
+
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar or per-image lines.", rich_help_panel=PANEL_RUN)
+]
+
+
+def _check_writable(out_dir: Path) -> None:
+    """Make ``out_dir`` and write its output marker (which proves it writable), or fail in one line."""
+    from segcli.outputs.plans import mark_output
+
+    try:
+        mark_output(out_dir)
+    except OSError as exc:
+        raise SegcliError(f"cannot write to output folder {out_dir} ({exc.strerror or exc})") from None
+
+
+def _check_run_options(batch_size: int = 1, max_pixels: int | None = None) -> None:
+    """Usage errors of the options outside ``ModelOptions`` (before any model loads)."""
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if max_pixels is not None and max_pixels < 1:
+        raise UsageError(f"--max-pixels must be at least 1, got {max_pixels}")
+
+
+def _check_model_run(model_opts: ModelOptions, batch_size: int = 1, max_pixels: int | None = None) -> str:
+    """Every usage error of the model and run options (exit 2), before the output folder is
+    made or any model loads: settings, model name, --classes, batch size, pixel limit, and a
+    --precision the device cannot run. Returns the precision that will run."""
+    model_opts.check()
+    _check_run_options(batch_size, max_pixels)
+    return model_opts.check_precision()
+
+
+def unique_paths(paths: Sequence[Path]) -> list[Path]:
+    """``paths`` in order, each file once: a file named twice (also as ``./a.png`` or through
+    another relative path) is processed once."""
+    seen: set[Path] = set()
+    out = []
+    for path in paths:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(path)
+    return out

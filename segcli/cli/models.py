@@ -1,0 +1,70 @@
+"""``segcli models`` and ``segcli classes``: answered from the registry's data (no torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from segcli.cli.console import cli_errors, examples, out_console, plain, say
+from segcli.cli.group import app
+
+if TYPE_CHECKING:
+    pass
+
+
+@app.command(epilog=examples("segcli models", "segcli classes --model blocks"))
+@cli_errors
+def models() -> None:
+    """List the models: architecture, weights and whether they are cached, input size, classes.
+
+    Reads the model registry and the weights cache; loads no model.
+    """
+    from rich.table import Table
+
+    from segcli.models.registry import MODELS, SEMANTIC_MODELS
+    from segcli.models.weights import describe_weights
+
+    table = Table(show_header=True, header_style="bold", title="segcli models")
+    for col in ("name", "option", "architecture", "weights", "cached", "input size", "classes"):
+        table.add_column(col, overflow="fold")
+    folders: dict[str, Path] = {}
+    for spec in (*MODELS.values(), *SEMANTIC_MODELS.values()):
+        weights = describe_weights(spec)
+        if weights.path is not None:
+            folders.setdefault("bundled" if spec.bundled_weights else "cache", weights.path.parent)
+        cached = "bundled" if spec.bundled_weights else "yes" if weights.cached else "no"
+        sizes = spec.defaults.min_size, spec.defaults.max_size
+        table.add_row(
+            plain(spec.name),
+            spec.model_option,
+            plain(spec.architecture),
+            plain(weights.path.name if weights.path is not None else weights.source),
+            plain(cached, "green" if cached != "no" else "yellow"),
+            "/".join(str(v) for v in sizes if v is not None),
+            str(weights.classes),
+        )
+    out_console().print(table)
+    if "cache" in folders:
+        say(f"weights cache: {folders['cache']} (TORCH_HOME moves it; a model not cached downloads once)")
+    if "bundled" in folders:
+        say(f"bundled weights: {folders['bundled']}")
+    say("input size: the short side / the cap on the long side the model resizes to")
+
+
+@app.command(epilog=examples("segcli classes", "segcli classes --model blocks", "segcli classes -m coco-v2"))
+@cli_errors
+def classes(
+    model: Annotated[str, typer.Option("--model", "-m", help="The model whose classes to list.")] = "coco",
+) -> None:
+    """List the class names a model knows (what --classes accepts), with their ids.
+
+    Reads the model registry; loads no model and downloads nothing.
+    """
+    from segcli.models.registry import get_spec
+    from segcli.models.weights import class_names
+
+    spec = get_spec(model)
+    for class_id, name in class_names(spec):
+        say(f"{class_id:>3}  {name}")

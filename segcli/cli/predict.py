@@ -1,0 +1,142 @@
+"""``segcli predict``: images and videos into overlays and JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from segcli.cli.common import (
+    BatchSizeOpt,
+    MaxPixelsOpt,
+    OutputOpt,
+    QuietOpt,
+    SaveOpt,
+    _check_model_run,
+    _check_writable,
+    unique_paths,
+)
+from segcli.cli.console import (
+    _print_failed,
+    cli_errors,
+    err_console,
+    examples,
+    out_console,
+    say,
+    write_stdout,
+)
+from segcli.cli.group import app
+from segcli.cli.options import (
+    PANEL_OUTPUTS,
+    HelpWithModelDefaults,
+    ModelOptions,
+    VideoCliOptions,
+    model_options,
+    video_options,
+)
+from segcli.cli.runtime import runtime
+from segcli.core.errors import UsageError
+from segcli.core.settings import DEFAULT_MAX_PIXELS
+
+if TYPE_CHECKING:
+    from segcli.runs.engines.base import ItemResult
+
+
+@app.command(
+    cls=HelpWithModelDefaults,
+    epilog=examples(
+        "segcli predict photo.jpg",
+        "segcli predict a.jpg b.png -o out --save overlay,json,masks",
+        "segcli predict photo.jpg --classes person,dog -c 0.7",
+        "segcli predict *.jpg --json - > results.jsonl",
+        "segcli predict examples/blocks/cluttered.png --model blocks",
+    ),
+)
+@cli_errors
+@model_options
+@video_options
+def predict(
+    images: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Image and video files (images: any format Pillow reads; a file named twice is done once).",
+            metavar="IMAGES...",
+            exists=True,
+            readable=False,
+            show_default=False,
+        ),
+    ],
+    model_opts: ModelOptions,
+    video_opts: VideoCliOptions,
+    output: OutputOpt = Path("segcli-out"),
+    save: SaveOpt = None,
+    json_out: Annotated[
+        str | None,
+        typer.Option(
+            "--json",
+            help="'-' prints the JSON on stdout as JSON Lines (one record per image or video, one line each) "
+            "and nothing else there; no files unless --save asks.",
+            metavar="-",
+            rich_help_panel=PANEL_OUTPUTS,
+        ),
+    ] = None,
+    batch_size: BatchSizeOpt = 1,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    quiet: QuietOpt = False,
+) -> None:
+    """Segment images and videos into overlays and JSON.
+
+    Writes <name>.overlay.jpg|png and <name>.json per image into the output folder (see
+    --save); a video gets <name>.overlay.mp4, <name>.jsonl and <name>.json.
+    """
+    from segcli.outputs.plans import DEFAULT_SAVE, parse_save, plan_outputs
+    from segcli.outputs.records import dumps
+    from segcli.runs.batch import run_plans
+    from segcli.runs.engines.base import Job
+    from segcli.runs.engines.local import LocalEngine
+
+    if json_out not in (None, "-"):
+        raise UsageError(f"--json takes '-' (stdout), got {json_out!r}; use --save json for files")
+    to_stdout = json_out == "-"
+    kinds = parse_save(save) if save is not None else (() if to_stdout else DEFAULT_SAVE)
+    _check_model_run(model_opts, batch_size, max_pixels)
+    video = video_opts.check(batch_size)
+    for image in images:
+        if image.is_dir():
+            raise UsageError(f"{image} is a folder: use segcli batch {image} for folders")
+    if kinds:
+        _check_writable(output)
+    seg = runtime().load_segmenter(model_opts, quiet=quiet)
+    plans = plan_outputs(unique_paths(images), output)
+    human = err_console() if to_stdout else out_console()
+
+    def on_result(result: ItemResult) -> None:
+        if result.status == "failed":
+            _print_failed(err_console(), result)
+            if result.record is None:  # a damaged video still has its summary (for --json -)
+                return
+        if to_stdout and result.record is not None:
+            write_stdout(dumps(result.record))
+        if not quiet and result.status != "failed":
+            paths = result.plan.paths(kinds) if kinds else {}
+            where = ", ".join(str(p) for p in dict.fromkeys(paths.values()))
+            say(f"{result.plan.source}: {result.summary}" + (f" -> {where}" if where else ""), console=human)
+
+    job = Job.for_segmenter(seg, kinds, batch_size=batch_size, max_pixels=max_pixels)
+    report = run_plans(
+        plans, job, LocalEngine(seg), overwrite=True, on_result=on_result, segmenter=seg, video=video
+    )
+    if "yolo" in kinds:
+        from segcli.runs.runfiles import write_yolo_dataset
+
+        write_yolo_dataset(output, seg.categories, None)
+    if report.interrupted:
+        from segcli.core.signals import interrupt_exit_code, terminated
+
+        how = "terminated (SIGTERM)" if terminated() else "interrupted"
+        noun = "inputs" if any(plan.is_video for plan in plans) else "images"
+        say(f"{how} after {report.count('done')} of {len(plans)} {noun}", console=err_console())
+        raise typer.Exit(interrupt_exit_code())
+    if report.failed:
+        raise typer.Exit(1)
