@@ -1,0 +1,55 @@
+"""The documentation: the command-line reference is generated from the Typer app and must not
+drift from it."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+from types import ModuleType
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+
+
+def _gen_cli() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_cli", DOCS / "gen_cli.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_reference_matches_the_typer_app() -> None:
+    """docs/reference/cli.md is what docs/gen_cli.py makes of segcli.cli:app now."""
+    gen = _gen_cli()
+    committed = gen.OUT.read_text(encoding="utf-8") if gen.OUT.is_file() else ""
+    assert gen.render() == committed, (
+        "docs/reference/cli.md is out of date with the CLI: regenerate it with `python docs/gen_cli.py`"
+    )
+
+
+def test_cli_reference_covers_every_command_and_option() -> None:
+    import typer.main
+
+    from segcli.cli import app
+
+    text = _gen_cli().render()
+    root = typer.main.get_command(app)
+    commands = [(f"segcli {name}", cmd) for name, cmd in root.commands.items()]
+    commands += [(f"segcli compare {name}", cmd) for name, cmd in root.commands["compare"].commands.items()]
+    for path, command in commands:
+        assert f"\n## {path}\n" in text, path
+        section = text.split(f"\n## {path}\n", 1)[1].split("\n## ", 1)[0]
+        for param in command.params:
+            if not param.hidden and param.param_type_name == "option":
+                assert f"`{param.opts[0]}`" in section, (path, param.opts[0])
+    assert "{" not in "".join(re.findall(r"^\| .*$", text, flags=re.M)), "a help placeholder left unfilled"
+
+
+def test_cli_reference_does_not_depend_on_the_terminal(monkeypatch) -> None:
+    gen = _gen_cli()
+    monkeypatch.setenv("COLUMNS", "40")
+    narrow = gen.render()
+    monkeypatch.setenv("COLUMNS", "250")
+    assert gen.render() == narrow
