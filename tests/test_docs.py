@@ -53,3 +53,11 @@ def test_cli_reference_does_not_depend_on_the_terminal(monkeypatch) -> None:
     narrow = gen.render()
     monkeypatch.setenv("COLUMNS", "250")
     assert gen.render() == narrow
+
+
+def test_every_page_is_in_the_site_navigation() -> None:
+    """mkdocs --strict warns about pages left out of nav; this says which, without mkdocs."""
+    config = (REPO / "mkdocs.yml").read_text(encoding="utf-8")
+    listed = set(re.findall(r":\s+([\w/.-]+\.md)\s*$", config, flags=re.M))
+    pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
+    assert pages == listed, f"not in nav: {sorted(pages - listed)}; missing: {sorted(listed - pages)}"
