@@ -1,5 +1,5 @@
 """The documentation: the command-line reference is generated from the Typer app and must not
-drift from it."""
+drift from it; the README and the docs link to files that exist."""
 
 from __future__ import annotations
 
@@ -53,6 +53,23 @@ def test_cli_reference_does_not_depend_on_the_terminal(monkeypatch) -> None:
     narrow = gen.render()
     monkeypatch.setenv("COLUMNS", "250")
     assert gen.render() == narrow
+
+
+def test_readme_links_and_images_exist() -> None:
+    """Every relative link and image of the README points at a file of the repository."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [t for t in targets if "://" not in t and not t.startswith("mailto:")]
+    assert local, "the README links to the docs"
+    missing = [t for t in local if not (REPO / t).exists()]
+    assert not missing, f"README links to missing files: {missing}"
+
+
+def test_readme_quick_start_is_the_two_commands() -> None:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Quick start", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
+    assert commands == ["pip install . && segcli demo", 'pip install -e ".[test]" && python -m pytest -q']
 
 
 def test_every_page_is_in_the_site_navigation() -> None:
