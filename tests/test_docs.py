@@ -3,10 +3,13 @@ drift from it; the README and the docs link to files that exist."""
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import re
 from pathlib import Path
 from types import ModuleType
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
@@ -24,9 +27,16 @@ def test_cli_reference_matches_the_typer_app() -> None:
     """docs/reference/cli.md is what docs/gen_cli.py makes of segcli.cli:app now."""
     gen = _gen_cli()
     committed = gen.OUT.read_text(encoding="utf-8") if gen.OUT.is_file() else ""
-    assert gen.render() == committed, (
-        "docs/reference/cli.md is out of date with the CLI: regenerate it with `python docs/gen_cli.py`"
-    )
+    fresh = gen.render()
+    if fresh != committed:
+        diff = difflib.unified_diff(
+            committed.splitlines(), fresh.splitlines(), "committed", "from the CLI", lineterm="", n=0
+        )
+        shown = "\n".join(list(diff)[:20])
+        pytest.fail(
+            "docs/reference/cli.md is out of date with the CLI: regenerate it with "
+            f"`python docs/gen_cli.py` and commit it\n{shown}"
+        )
 
 
 def test_cli_reference_covers_every_command_and_option() -> None:
@@ -47,7 +57,7 @@ def test_cli_reference_covers_every_command_and_option() -> None:
     assert "{" not in "".join(re.findall(r"^\| .*$", text, flags=re.M)), "a help placeholder left unfilled"
 
 
-def test_cli_reference_does_not_depend_on_the_terminal(monkeypatch) -> None:
+def test_cli_reference_does_not_depend_on_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     gen = _gen_cli()
     monkeypatch.setenv("COLUMNS", "40")
     narrow = gen.render()
