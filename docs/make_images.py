@@ -1,4 +1,4 @@
-"""Regenerate the README's images under docs/images/ (run from the repository root).
+"""Regenerate the docs' images under docs/images/ (run from the repository root).
 
     python docs/make_images.py [--coco-weights PATH]
 
