@@ -316,3 +316,18 @@ def test_demo_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert run["status"] == "complete" and run["counts"]["done"] == 5
     assert (out / "compare" / "two-red-cubes.png.compare.png").is_file()
     assert (out / "predict" / "two-red-cubes.png.masks").is_dir()
+
+
+def test_the_cli_maps_library_fields_to_its_options_in_one_place() -> None:
+    """The library names its fields (``weights=PATH``); the CLI says its options instead."""
+    from segcli.cli.console import cli_message
+
+    assert cli_message("not cached; pass weights=PATH to a local checkpoint") == (
+        "not cached; pass --weights PATH to a local checkpoint"
+    )
+    assert cli_message("or pass semantic_weights=PATH") == "or pass --semantic-weights PATH"
+    assert cli_message("half=True is precision fp16; it conflicts with precision bf16") == (
+        "--half is precision fp16; it conflicts with precision bf16"
+    )
+    for untouched in ("a file named weights=PATHS.pt", "myweights=PATH", "weights=path", "half=False"):
+        assert cli_message(untouched) == untouched

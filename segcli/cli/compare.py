@@ -92,7 +92,6 @@ def compare_semantic_vs_instance(
             weights=semantic_weights,
             device=model_opts.device,
             progress=not quiet,
-            cli=True,
         )
         if not quiet:
             _say_loaded("semantic model", semantic_model.info(), semantic_model.device)

@@ -8,6 +8,7 @@ import contextlib
 import errno
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -86,9 +87,26 @@ def say(text: object, *, console: Console | None = None, label: str = "", style:
     (console or out_console()).print(line, highlight=False, soft_wrap=True)
 
 
+FIELD_OPTIONS = {"weights": "--weights", "semantic_weights": "--semantic-weights", "half": "--half"}
+"""The library's field names that its messages use (``pass weights=PATH``) and the options
+that set them: the one place the CLI maps fields to option names."""
+_FIELD_HINT = re.compile(r"\b(" + "|".join(FIELD_OPTIONS) + r")=(PATH|True)\b")
+
+
+def cli_message(text: object) -> str:
+    """A library message as the CLI says it: ``weights=PATH`` becomes ``--weights PATH``,
+    ``half=True`` becomes ``--half``."""
+
+    def option(m: re.Match[str]) -> str:
+        flag = FIELD_OPTIONS[m.group(1)]
+        return f"{flag} PATH" if m.group(2) == "PATH" else flag
+
+    return _FIELD_HINT.sub(option, str(text))
+
+
 def fail(text: object, *, console: Console | None = None, label: str = "error:") -> None:
-    """``say`` a problem on stderr (or ``console``), after a red label."""
-    say(text, console=console or err_console(), label=label, style="bold red")
+    """``say`` a problem on stderr (or ``console``), after a red label, in the CLI's words."""
+    say(cli_message(text), console=console or err_console(), label=label, style="bold red")
 
 
 EXIT_BROKEN_PIPE = 141

@@ -222,7 +222,6 @@ class ModelOptions:
             weights=None if self.weights is None else str(self.weights),
             device=self.device,
             settings=self.settings(),
-            cli=True,
         )
 
 

@@ -110,7 +110,6 @@ class Segmenter:
         settings: Settings | None = None,
         half: bool = False,
         progress: bool = True,
-        cli: bool = False,
     ) -> None:
         """``settings.precision`` picks the number format (``fp32`` when unset; ``auto`` the
         fastest this device runs natively; see :mod:`segcli.models.precision`); ``half=True`` is the
@@ -121,10 +120,9 @@ class Segmenter:
         settings = settings or Settings()
         requested = settings.precision or ("fp16" if half else "fp32")
         if half and requested != "fp16":
-            option = "--half" if cli else "half=True"
-            raise SegcliError(f"{option} is precision fp16; it conflicts with precision {requested}")
+            raise SegcliError(f"half=True is precision fp16; it conflicts with precision {requested}")
         self.precision: str = resolve_precision(requested, dev)
-        self.loaded: Loaded = load_model(model, weights=weights, device=dev, progress=progress, cli=cli)
+        self.loaded: Loaded = load_model(model, weights=weights, device=dev, progress=progress)
         self.module = cast(MaskRCNN, self.loaded.module)
         settings = dataclasses.replace(settings, precision=self.precision)
         self.settings: Settings = settings.with_defaults(self.loaded.spec.defaults)

@@ -94,9 +94,10 @@ class ModelSpec:
         return "--model" if self.task == "instance" else "--semantic"
 
     @property
-    def weights_option(self) -> str:
-        """The command-line option that gives this model a local checkpoint."""
-        return "--weights" if self.task == "instance" else "--semantic-weights"
+    def weights_field(self) -> str:
+        """The library's name of this model's local checkpoint (``Segmenter(weights=...)``,
+        ``run_compare(semantic_weights=...)``); the CLI's option is the same with dashes."""
+        return "weights" if self.task == "instance" else "semantic_weights"
 
 
 # --------------------------------------------------------------------------- the registry

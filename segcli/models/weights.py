@@ -127,8 +127,8 @@ def fetch_torchvision_weights(
 
     Goes through ``weights.get_state_dict`` (torchvision's own download, hash check
     and cache) so the file lands exactly where a plain torchvision user's does.
-    ``option`` is what the offline error offers instead: ``weights=PATH`` (Python) or
-    ``--weights PATH`` (the command line); ``name`` the model the error names. torch prints
+    ``option`` is what the offline error offers instead (``weights=PATH``: the CLI shows its
+    option name, ``--weights PATH``); ``name`` the model the error names. torch prints
     ``Downloading: ...`` on stdout before it tries the network: that line is held back
     (stdout stays the user's, e.g. ``--json -``) and said on stderr only once the download
     has worked.
@@ -301,15 +301,13 @@ class Loaded:
         }
 
 
-def weights_hint(spec: ModelSpec, cli: bool) -> str:
-    """How a user passes a local checkpoint: ``--weights PATH`` on the command line (or
-    ``--semantic-weights PATH``), ``weights=PATH`` in Python."""
-    return f"{spec.weights_option} PATH" if cli else "weights=PATH"
+def weights_hint(spec: ModelSpec) -> str:
+    """How a user passes a local checkpoint, named by the library's field (``weights=PATH``,
+    ``semantic_weights=PATH``); the CLI shows its option instead (``--weights PATH``)."""
+    return f"{spec.weights_field}=PATH"
 
 
-def _weights_file(
-    spec: ModelSpec, weights: str | Path | None, progress: bool, cli: bool = False
-) -> tuple[Path, str]:
+def _weights_file(spec: ModelSpec, weights: str | Path | None, progress: bool) -> tuple[Path, str]:
     """The checkpoint to read and how run files name it."""
     if weights is not None:
         path = Path(weights).expanduser()
@@ -317,17 +315,17 @@ def _weights_file(
     tv_weights = spec.torchvision_weights
     if tv_weights is not None:
         path = fetch_torchvision_weights(
-            tv_weights, progress=progress, option=weights_hint(spec, cli), name=spec.name
+            tv_weights, progress=progress, option=weights_hint(spec), name=spec.name
         )
         return path, f"torchvision:{tv_weights}"
     if spec.bundled_weights is not None:
         if not spec.bundled_weights.is_file():
             raise SegcliError(
                 f"the bundled weights of {spec.model_option} {spec.name} are missing "
-                f"({spec.bundled_weights}); reinstall segcli or pass {weights_hint(spec, cli)}"
+                f"({spec.bundled_weights}); reinstall segcli or pass {weights_hint(spec)}"
             )
         return spec.bundled_weights, f"bundled:{spec.bundled_weights.name}"
-    raise SegcliError(f"{spec.model_option} {spec.name} has no weights; pass {weights_hint(spec, cli)}")
+    raise SegcliError(f"{spec.model_option} {spec.name} has no weights; pass {weights_hint(spec)}")
 
 
 _INIT_LOCK = threading.Lock()
@@ -366,7 +364,6 @@ def load_model(
     weights: str | Path | None = None,
     device: str | torch.device = "auto",
     progress: bool = True,
-    cli: bool = False,
 ) -> Loaded:
     """Build a registered model and load its weights; eval mode, on ``device``.
 
@@ -378,7 +375,7 @@ def load_model(
     """
     spec = model if isinstance(model, ModelSpec) else get_spec(model, task)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
-    path, source = _weights_file(spec, weights, progress, cli)
+    path, source = _weights_file(spec, weights, progress)
     state, ckpt_categories = read_checkpoint(path)
     categories = ckpt_categories or spec.categories
     aux = spec.aux_loss and any(k.startswith("aux_classifier.") for k in state)

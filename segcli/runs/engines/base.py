@@ -46,8 +46,6 @@ class SegmenterSpec:
     weights: str | None = None
     device: str = "auto"
     settings: Settings = field(default_factory=Settings)  # settings.precision: --precision
-    cli: bool = False
-    """Error messages name command-line options (``--weights PATH``), not Python arguments."""
 
     def build(self, *, progress: bool = False) -> Segmenter:
         from segcli.inference.segmenter import Segmenter
@@ -58,7 +56,6 @@ class SegmenterSpec:
             device=self.device,
             settings=self.settings,
             progress=progress,
-            cli=self.cli,
         )
 
 
