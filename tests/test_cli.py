@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -257,17 +258,29 @@ def test_exif_rotated_photo_sizes_match_viewer(
     assert cv2.imread(str(out / "rotated.jpg.overlay.jpg")).shape[:2] == (600, 400)
 
 
-def test_help_does_not_import_torch() -> None:
+@pytest.mark.parametrize(
+    ("argv", "shows"),
+    [
+        (["--help"], ["predict", "batch", "compare"]),
+        (["classes", "--model", "coco"], ["1  person", "90  toothbrush"]),
+        (["classes", "--model", "blocks"], ["1  cube", "3  cylinder"]),
+        (["models"], ["maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth", "bundled"]),
+        (["predict", "--help"], ["--score-threshold"]),
+    ],
+)
+def test_commands_that_need_no_model_import_no_torch(argv: list[str], shows: list[str]) -> None:
     import subprocess
     import sys
 
     code = (
-        "import sys\nsys.argv = ['segcli', '--help']\nfrom segcli.cli.root import main\n"
+        f"import sys\nsys.argv = ['segcli', *{argv!r}]\nfrom segcli.cli import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules, 'cv2' in sys.modules)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip().splitlines()[-1] == "False False"
-    assert "predict" in result.stdout and "batch" in result.stdout and "compare" in result.stdout
+    env = {**os.environ, "COLUMNS": "200"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert result.stdout.strip().splitlines()[-1] == "False False", result.stdout
+    for text in shows:
+        assert text in result.stdout
 
 
 def test_model_option_help_names_each_models_defaults() -> None:

@@ -243,6 +243,7 @@ def test_shipped_category_lists_are_torchvisions() -> None:
         if spec.torchvision_weights is None:
             continue
         assert spec.categories == tuple(spec.torchvision_weights.meta["categories"]), spec.name
+        assert spec.weights_url == spec.torchvision_weights.url, spec.name
         checked += 1
     assert checked == 5
 
@@ -254,3 +255,23 @@ def test_the_registry_is_a_leaf_that_models_register_into() -> None:
     assert list(SEMANTIC_MODELS) == ["deeplabv3", "fcn", "lraspp"]
     with pytest.raises(ValueError, match="registered already"):
         register(ModelSpec("blocks", "instance", "x", MODELS["blocks"].defaults))
+
+
+@pytest.mark.parametrize("env", [{}, {"TORCH_HOME": "/tmp/th"}, {"XDG_CACHE_HOME": "/tmp/xdg"}])
+def test_the_weights_cache_folder_is_torchs_without_torch(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from segcli.models.cache import describe_weights, torch_hub_dir
+
+    for name in ("TORCH_HOME", "XDG_CACHE_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert torch_hub_dir() == Path(torch.hub.get_dir())
+    for spec in [*MODELS.values(), *SEMANTIC_MODELS.values()]:
+        info = describe_weights(spec)
+        if spec.torchvision_weights is not None:
+            assert info.path == torchvision_cache_file(spec.torchvision_weights)
+            assert info.source == f"torchvision:{spec.torchvision_weights}"

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from segcli.cli.console import cli_errors, examples, out_console, plain, say
 from segcli.cli.group import app
-
-if TYPE_CHECKING:
-    pass
 
 
 @app.command(epilog=examples("segcli models", "segcli classes --model blocks"))
@@ -23,8 +20,8 @@ def models() -> None:
     """
     from rich.table import Table
 
+    from segcli.models.cache import describe_weights
     from segcli.models.registry import MODELS, SEMANTIC_MODELS
-    from segcli.models.weights import describe_weights
 
     table = Table(show_header=True, header_style="bold", title="segcli models")
     for col in ("name", "option", "architecture", "weights", "cached", "input size", "classes"):
@@ -62,8 +59,8 @@ def classes(
 
     Reads the model registry; loads no model and downloads nothing.
     """
+    from segcli.models.cache import class_names
     from segcli.models.registry import get_spec
-    from segcli.models.weights import class_names
 
     spec = get_spec(model)
     for class_id, name in class_names(spec):

@@ -49,6 +49,9 @@ class ModelSpec:
     defaults: Settings
     torchvision_weights_ref: str | None = None
     bundled_weights: Path | None = None
+    weights_url: str | None = None
+    """Where torchvision's weights API downloads the weights from (data, checked against
+    torchvision's own ``weights.url``): names the cached file without importing torch."""
     categories: tuple[str, ...] = ()
     """The category names, index = class id (index 0 the background): data, so that listing
     them imports no torch (a test checks them against torchvision's weights metadata)."""

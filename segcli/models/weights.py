@@ -90,36 +90,6 @@ def torchvision_cache_file(weights: WeightsEnum) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
-@dataclass(frozen=True)
-class WeightsInfo:
-    """Where a registered model's weights come from, without loading them."""
-
-    source: str  # "torchvision:<weights name>" or "bundled:<file name>"
-    path: Path | None  # the cached or bundled file (or where the download would go)
-    cached: bool  # the file is there: no download needed
-    classes: int  # class count, placeholders (background, N/A) left out
-
-
-def class_names(spec: ModelSpec) -> list[tuple[int, str]]:
-    """(class id, name) of every real class of ``spec`` (placeholders left out); loads no model."""
-    from segcli.core.instances import PLACEHOLDER_CLASSES
-
-    return [(i, name) for i, name in enumerate(spec.categories) if name not in PLACEHOLDER_CLASSES]
-
-
-def describe_weights(spec: ModelSpec) -> WeightsInfo:
-    """Where ``spec``'s weights come from and whether they are on this machine."""
-    classes = len(class_names(spec))
-    tv_weights = spec.torchvision_weights
-    if tv_weights is not None:
-        path = torchvision_cache_file(tv_weights)
-        return WeightsInfo(f"torchvision:{tv_weights}", path, path.is_file(), classes)
-    if spec.bundled_weights is not None:
-        path = spec.bundled_weights
-        return WeightsInfo(f"bundled:{path.name}", path, path.is_file(), classes)
-    return WeightsInfo("none (pass a checkpoint)", None, False, classes)
-
-
 def fetch_torchvision_weights(
     weights: WeightsEnum, *, progress: bool = True, option: str = "weights=PATH", name: str = "COCO"
 ) -> Path:

@@ -50,7 +50,10 @@ VOC_CATEGORIES: tuple[str, ...] = (
 # fmt: on
 
 
-def _coco(name: str, architecture: str, weights_enum: str) -> ModelSpec:
+URL = "https://download.pytorch.org/models/"
+
+
+def _coco(name: str, architecture: str, weights_enum: str, file: str) -> ModelSpec:
     """An instance model of torchvision's with its COCO weights."""
     return ModelSpec(
         name,
@@ -58,11 +61,12 @@ def _coco(name: str, architecture: str, weights_enum: str) -> ModelSpec:
         architecture,
         COCO_DEFAULTS,
         torchvision_weights_ref=f"torchvision.models.detection:{weights_enum}.COCO_V1",
+        weights_url=URL + file,
         categories=COCO_CATEGORIES,
     )
 
 
-def _voc(name: str, architecture: str, weights_enum: str, *, aux_loss: bool) -> ModelSpec:
+def _voc(name: str, architecture: str, weights_enum: str, file: str, *, aux_loss: bool) -> ModelSpec:
     """A semantic model of torchvision's with its 21-class PASCAL VOC weights."""
     return ModelSpec(
         name,
@@ -70,15 +74,46 @@ def _voc(name: str, architecture: str, weights_enum: str, *, aux_loss: bool) -> 
         architecture,
         Settings(min_size=SEMANTIC_INPUT_SIZE),
         torchvision_weights_ref=f"torchvision.models.segmentation:{weights_enum}.COCO_WITH_VOC_LABELS_V1",
+        weights_url=URL + file,
         categories=VOC_CATEGORIES,
         aux_loss=aux_loss,
     )
 
 
-COCO = register(_coco("coco", "maskrcnn_resnet50_fpn", "MaskRCNN_ResNet50_FPN_Weights"))
-COCO_V2 = register(_coco("coco-v2", "maskrcnn_resnet50_fpn_v2", "MaskRCNN_ResNet50_FPN_V2_Weights"))
-DEEPLABV3 = register(_voc("deeplabv3", "deeplabv3_resnet50", "DeepLabV3_ResNet50_Weights", aux_loss=True))
-FCN = register(_voc("fcn", "fcn_resnet50", "FCN_ResNet50_Weights", aux_loss=True))
+COCO = register(
+    _coco(
+        "coco",
+        "maskrcnn_resnet50_fpn",
+        "MaskRCNN_ResNet50_FPN_Weights",
+        "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth",
+    )
+)
+COCO_V2 = register(
+    _coco(
+        "coco-v2",
+        "maskrcnn_resnet50_fpn_v2",
+        "MaskRCNN_ResNet50_FPN_V2_Weights",
+        "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth",
+    )
+)
+DEEPLABV3 = register(
+    _voc(
+        "deeplabv3",
+        "deeplabv3_resnet50",
+        "DeepLabV3_ResNet50_Weights",
+        "deeplabv3_resnet50_coco-cd0a2569.pth",
+        aux_loss=True,
+    )
+)
+FCN = register(
+    _voc("fcn", "fcn_resnet50", "FCN_ResNet50_Weights", "fcn_resnet50_coco-1167a1af.pth", aux_loss=True)
+)
 LRASPP = register(
-    _voc("lraspp", "lraspp_mobilenet_v3_large", "LRASPP_MobileNet_V3_Large_Weights", aux_loss=False)
+    _voc(
+        "lraspp",
+        "lraspp_mobilenet_v3_large",
+        "LRASPP_MobileNet_V3_Large_Weights",
+        "lraspp_mobilenet_v3_large-d234d4ea.pth",
+        aux_loss=False,
+    )
 )
