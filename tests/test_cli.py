@@ -21,6 +21,7 @@ from segcli.cli import app
 from segcli.core.masks import rle_decode
 from segcli.core.settings import Settings
 from segcli.draw.annotators import instance_color
+from tests.conftest import PHOTOS
 from tests.fakes import FakeSegmenter, use_fake_in_cli
 
 runner = CliRunner()
@@ -344,3 +345,33 @@ def test_the_cli_maps_library_fields_to_its_options_in_one_place() -> None:
     )
     for untouched in ("a file named weights=PATHS.pt", "myweights=PATH", "weights=path", "half=False"):
         assert cli_message(untouched) == untouched
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "said"),
+    [
+        ("predict", "--imgsz", "segcli's input size is --min-size (short side) and --max-size"),
+        ("predict", "--img-size", "segcli's input size is --min-size (short side) and --max-size"),
+        ("predict", "--conf_thres", "segcli's is --score-threshold (-c)"),
+        ("predict", "--confidence-threshold", "segcli's is --score-threshold (-c)"),
+        ("batch", "--iou", "segcli's is --nms-iou"),
+        ("batch", "--source", "segcli takes its inputs as arguments"),
+        ("predict", "--save-txt", "segcli's is --save yolo"),
+        ("eval", "--weights-path", "segcli's is --weights PATH"),
+        ("predict", "--max_det", "segcli's is --max-detections"),
+        ("batch", "--project", "segcli writes into -o/--output FOLDER"),
+        ("predict", "--pred-score-thr", "segcli's is --score-threshold (-c)"),
+    ],
+)
+def test_options_from_other_tools_are_named_in_segclis_words(command: str, option: str, said: str) -> None:
+    result = runner.invoke(app, [command, str(PHOTOS / "coffee.jpg"), option, "1"], terminal_width=300)
+    assert result.exit_code == 2
+    line = " ".join(result.stderr.replace("│", " ").split())
+    assert f"No such option: {option}; {said}" in line, line
+    assert "Did you mean" not in line
+
+
+def test_a_mistyped_segcli_option_still_gets_a_guess() -> None:
+    result = runner.invoke(app, ["predict", str(PHOTOS / "coffee.jpg"), "--scor", "1"], terminal_width=300)
+    assert result.exit_code == 2
+    assert "No such option: --scor. Did you mean --score-threshold?" in result.stderr

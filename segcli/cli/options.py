@@ -473,10 +473,15 @@ def _suggest_option(exc: Exception, command: click.Command) -> None:
     name = getattr(exc, "option_name", None)
     if name is None or not hasattr(exc, "possibilities"):
         return
-    from segcli.core.suggest import suggest
+    from segcli.core.suggest import foreign_option, suggest
 
-    found = suggest(name, _option_names(command))
     exc.possibilities = None  # type: ignore[attr-defined]
+    names = _option_names(command)
+    hint = foreign_option(name) if name not in names else None
+    if hint is not None:
+        exc.message = f"No such option: {name}; {hint}."  # type: ignore[attr-defined]
+        return
+    found = suggest(name, names)
     exc.message = f"No such option: {name}." + (  # type: ignore[attr-defined]
         " Did you mean " + " or ".join(found) + "?" if found else ""
     )
