@@ -14,6 +14,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from segcli.core.errors import UsageError
 from segcli.core.instances import Instances
 from segcli.core.masks import rle_decode
 from segcli.outputs.formats import (
@@ -326,3 +327,35 @@ def test_coco_results_file_leaves_out_classes_the_ground_truth_lacks(tmp_path: P
         1,
         3,
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "kinds"),
+    [
+        ("masks", ("masks",)),
+        ("+masks", ("overlay", "json", "masks")),
+        ("+masks,idmap", ("overlay", "json", "masks", "idmap")),
+        ("+ masks, +idmap", ("overlay", "json", "masks", "idmap")),
+        ("+json", ("overlay", "json")),
+        ("+polygons", ("overlay", "json", "polygons")),
+        ("polygons", ("polygons", "json")),
+        ("OVERLAY,Json", ("overlay", "json")),
+    ],
+)
+def test_save_replaces_the_default_or_adds_to_it_with_a_plus(text: str, kinds: tuple[str, ...]) -> None:
+    from segcli.outputs.plans import parse_save
+
+    assert parse_save(text) == kinds
+
+
+def test_save_plus_adds_to_the_commands_own_default() -> None:
+    from segcli.outputs.plans import parse_save
+
+    assert parse_save("+masks", defaults=()) == ("masks",)  # predict --json - writes no files by default
+    for bad, message in [
+        ("+", "names no output"),
+        ("+crop", "unknown output 'crop'"),
+        ("", "names no output"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            parse_save(bad)

@@ -33,7 +33,8 @@ SaveOpt = Annotated[
     typer.Option(
         "--save",
         help="Comma-separated outputs: overlay, json, masks (one PNG per instance, named 000-label.png), "
-        "idmap (16-bit id map plus a colour preview), polygons, yolo, labelme. Default: overlay,json.",
+        "idmap (16-bit id map plus a colour preview), polygons, yolo, labelme. Default: overlay,json. "
+        "A list replaces the default; one starting with + adds to it (--save +masks: overlay, json, masks).",
         rich_help_panel=PANEL_OUTPUTS,
     ),
 ]

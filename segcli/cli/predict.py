@@ -99,7 +99,8 @@ def predict(
     if json_out not in (None, "-"):
         raise UsageError(f"--json takes '-' (stdout), got {json_out!r}; use --save json for files")
     to_stdout = json_out == "-"
-    kinds = parse_save(save) if save is not None else (() if to_stdout else DEFAULT_SAVE)
+    defaults = () if to_stdout else DEFAULT_SAVE
+    kinds = parse_save(save, defaults) if save is not None else defaults
     _check_model_run(model_opts, batch_size, max_pixels)
     video = video_opts.check(batch_size)
     for image in images:

@@ -22,9 +22,13 @@ YOLO_DIR = "yolo"
 LABELME_DIR = "labelme"
 
 
-def parse_save(text: str) -> tuple[str, ...]:
-    """``--save`` as output kinds; ``polygons`` lives in the JSON, so it brings ``json`` along."""
-    kinds = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+def parse_save(text: str, defaults: Sequence[str] = DEFAULT_SAVE) -> tuple[str, ...]:
+    """``--save`` as output kinds: a list replaces ``defaults``; a list that starts with ``+``
+    (``+masks``, ``+masks,idmap``) is added to them. ``polygons`` lives in the JSON, so it brings
+    ``json`` along."""
+    additive = text.strip().startswith("+")
+    parts = [part.strip().lstrip("+").strip().lower() for part in text.split(",")]
+    kinds = tuple(dict.fromkeys(part for part in parts if part))
     unknown = [k for k in kinds if k not in OUTPUT_KINDS]
     if unknown or not kinds:
         raise UsageError(
@@ -32,6 +36,8 @@ def parse_save(text: str) -> tuple[str, ...]:
             if unknown
             else "--save names no output"
         )
+    if additive:
+        kinds = tuple(dict.fromkeys((*defaults, *kinds)))
     if "polygons" in kinds and "json" not in kinds:
         kinds = (*kinds, "json")
     return kinds
