@@ -375,3 +375,37 @@ def test_a_mistyped_segcli_option_still_gets_a_guess() -> None:
     result = runner.invoke(app, ["predict", str(PHOTOS / "coffee.jpg"), "--scor", "1"], terminal_width=300)
     assert result.exit_code == 2
     assert "No such option: --scor. Did you mean --score-threshold?" in result.stderr
+
+
+def test_a_second_predict_says_what_it_replaces_and_numbered_keeps_each_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_fake_in_cli(monkeypatch)
+    out = tmp_path / "segcli-out"
+    args = ["predict", str(PHOTOS / "coffee.jpg"), str(PHOTOS / "rocket.jpg"), "-o", str(out), *FAST]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0 and "replacing" not in first.stderr
+    second = runner.invoke(app, args)
+    assert second.exit_code == 0
+    assert (
+        f"replacing the earlier results of 2 input(s) in {out} (--numbered keeps each run)" in second.stderr
+    )
+    kept = [runner.invoke(app, [*args, "--numbered"]) for _ in range(2)]
+    assert [r.exit_code for r in kept] == [0, 0]
+    assert f"writing into {out}-2" in kept[0].stderr and f"writing into {out}-3" in kept[1].stderr
+    assert (out / "coffee.jpg.json").is_file() and (tmp_path / "segcli-out-3" / "rocket.jpg.json").is_file()
+    quiet = runner.invoke(app, [*args, "-q"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_numbered_folders_are_never_shared_by_runs_started_at_once(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from segcli.outputs.plans import numbered_folder
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run-3").mkdir()  # an existing (empty) folder is never taken
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: numbered_folder(tmp_path / "run"), range(16)))
+    assert len(set(got)) == 16 and tmp_path / "run-3" not in got and tmp_path / "run" not in got
+    assert sorted(int(p.name.split("-")[1]) for p in got) == [2, *range(4, 19)]

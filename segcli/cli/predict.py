@@ -81,6 +81,15 @@ def predict(
             rich_help_panel=PANEL_OUTPUTS,
         ),
     ] = None,
+    numbered: Annotated[
+        bool,
+        typer.Option(
+            "--numbered",
+            help="Keep every run: write into OUTPUT, or OUTPUT-2, OUTPUT-3, ... (the first that does not "
+            "exist yet) instead of replacing earlier results in OUTPUT.",
+            rich_help_panel=PANEL_OUTPUTS,
+        ),
+    ] = False,
     batch_size: BatchSizeOpt = 1,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     quiet: QuietOpt = False,
@@ -90,7 +99,7 @@ def predict(
     Writes <name>.overlay.jpg|png and <name>.json per image into the output folder (see
     --save); a video gets <name>.overlay.mp4, <name>.jsonl and <name>.json.
     """
-    from segcli.outputs.plans import DEFAULT_SAVE, parse_save, plan_outputs
+    from segcli.outputs.plans import DEFAULT_SAVE, numbered_folder, outputs_present, parse_save, plan_outputs
     from segcli.outputs.records import dumps
     from segcli.runs.batch import run_plans
     from segcli.runs.engines.base import Job
@@ -106,11 +115,23 @@ def predict(
     for image in images:
         if image.is_dir():
             raise UsageError(f"{image} is a folder: use segcli batch {image} for folders")
+    if numbered and not kinds:
+        raise UsageError("--numbered needs files to write: add --save (with --json -)")
+    if numbered:
+        output = numbered_folder(output)
     if kinds:
         _check_writable(output)
     seg = runtime().load_segmenter(model_opts, quiet=quiet)
     plans = plan_outputs(unique_paths(images), output)
     human = err_console() if to_stdout else out_console()
+    replacing = sum(outputs_present(plan, kinds) for plan in plans) if kinds else 0
+    if not quiet and numbered:
+        say(f"writing into {output}", console=err_console())
+    elif not quiet and replacing:
+        say(
+            f"replacing the earlier results of {replacing} input(s) in {output} (--numbered keeps each run)",
+            console=err_console(),
+        )
 
     def on_result(result: ItemResult) -> None:
         if result.status == "failed":

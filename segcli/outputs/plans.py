@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from segcli.core.errors import UsageError
+from segcli.core.errors import SegcliError, UsageError
 from segcli.io.files import NAME_MAX, atomic_write_bytes, name_bytes, truncate_name
 from segcli.io.video import is_video_path
 from segcli.outputs.records import SCHEMA
@@ -41,6 +41,26 @@ def parse_save(text: str, defaults: Sequence[str] = DEFAULT_SAVE) -> tuple[str, 
     if "polygons" in kinds and "json" not in kinds:
         kinds = (*kinds, "json")
     return kinds
+
+
+def numbered_folder(base: Path, *, limit: int = 10_000) -> Path:
+    """A new folder for this run: ``base`` if it does not exist yet, else the first of
+    ``base-2``, ``base-3``, ... that does not. Made here with an exclusive ``mkdir``, so two runs
+    started at once never share one (an existing folder, even an empty one, is never taken)."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, limit + 1):
+        candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            os.mkdir(candidate)
+        except FileExistsError:
+            continue
+        return candidate
+    raise SegcliError(f"{base}-2 ... {base}-{limit} all exist: pick another --output")
+
+
+def outputs_present(plan: OutputPlan, kinds: Iterable[str]) -> bool:
+    """Whether any output of ``plan`` (of these ``kinds``) is already on the disk."""
+    return any(path.exists() for path in plan.paths(kinds).values())
 
 
 # --------------------------------------------------------------------------- planning
