@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from segcli.cli.completion import complete_save
 from segcli.cli.options import (
     PANEL_OUTPUTS,
     PANEL_RUN,
@@ -32,6 +33,7 @@ SaveOpt = Annotated[
     str | None,
     typer.Option(
         "--save",
+        autocompletion=complete_save,
         help="Comma-separated outputs: overlay, json, masks (one PNG per instance, named 000-label.png), "
         "idmap (16-bit id map plus a colour preview), polygons, yolo, labelme. Default: overlay,json. "
         "A list replaces the default; one starting with + adds to it (--save +masks: overlay, json, masks).",

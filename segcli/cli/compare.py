@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from segcli.cli.common import ImageArg, MaxPixelsOpt, OutputOpt, QuietOpt, _check_model_run, _check_writable
+from segcli.cli.completion import complete_semantic
 from segcli.cli.console import _report_figure, _say_loaded, cli_errors, err_console, examples
 from segcli.cli.group import app
 from segcli.cli.options import (
@@ -54,6 +55,7 @@ def compare_semantic_vs_instance(
         str,
         typer.Option(
             "--semantic",
+            autocompletion=complete_semantic,
             help="Semantic map: derived (from the instances), or a torchvision model: "
             "deeplabv3, fcn or lraspp (21 VOC classes).",
             rich_help_panel=PANEL_MODEL,

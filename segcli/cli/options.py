@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_type_hints
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+from segcli.cli import completion
 from segcli.core.errors import UsageError
 from segcli.core.settings import PRECISION_CHOICES, Settings, parse_classes
 
@@ -58,6 +59,7 @@ DeviceOpt = Annotated[
     typer.Option(
         "--device",
         help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps.",
+        autocompletion=completion.complete_device,
         rich_help_panel=PANEL_MODEL,
     ),
 ]
@@ -65,6 +67,7 @@ PrecisionOpt = Annotated[
     str | None,
     typer.Option(
         "--precision",
+        autocompletion=completion.complete_precision,
         help="Number format of the network: fp32 (torchvision's exact results), bf16 (CPUs with "
         "AVX-512 BF16 or AMX, CUDA), fp16 (CUDA), auto (fastest native) [fp32].",
         show_default=False,
@@ -77,9 +80,16 @@ PrecisionOpt = Annotated[
 class ModelOptions:
     """Which model runs, where, and with which settings (the ``Settings`` fields)."""
 
-    model: Annotated[str, typer.Option("--model", "-m", help="{models}.", rich_help_panel=PANEL_MODEL)] = (
-        "coco"
-    )
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="{models}.",
+            autocompletion=completion.complete_model,
+            rich_help_panel=PANEL_MODEL,
+        ),
+    ] = "coco"
     weights: Annotated[
         Path | None,
         typer.Option(
@@ -142,6 +152,7 @@ class ModelOptions:
         typer.Option(
             "--classes",
             help="Comma-separated class names to keep [{classes}].",
+            autocompletion=completion.complete_classes,
             rich_help_panel=PANEL_THRESHOLDS,
         ),
     ] = None
