@@ -409,3 +409,56 @@ def test_numbered_folders_are_never_shared_by_runs_started_at_once(tmp_path: Pat
         got = list(pool.map(lambda _: numbered_folder(tmp_path / "run"), range(16)))
     assert len(set(got)) == 16 and tmp_path / "run-3" not in got and tmp_path / "run" not in got
     assert sorted(int(p.name.split("-")[1]) for p in got) == [2, *range(4, 19)]
+
+
+def test_reflow_joins_a_paragraphs_lines_and_keeps_lists_and_paragraphs() -> None:
+    from segcli.cli.options import reflow
+
+    assert (
+        reflow("Short.\n\nA long\nparagraph (see\n--save) here.")
+        == "Short.\n\nA long paragraph (see --save) here."
+    )
+    assert reflow("Lead.\n\n- one\n- two") == "Lead.\n\n- one\n- two"
+    assert reflow("    Indented\n    docstring\n\n    second") == "Indented docstring\n\nsecond"
+    assert reflow(None) is None and reflow("") == ""
+
+
+HELP_COMMANDS = [
+    [],
+    ["predict"],
+    ["batch"],
+    ["eval"],
+    ["models"],
+    ["classes"],
+    ["demo"],
+    ["compare"],
+    ["compare", "semantic-vs-instance"],
+    ["compare", "proposals"],
+    ["explain"],
+]
+
+
+@pytest.mark.parametrize("command", HELP_COMMANDS, ids=lambda c: " ".join(c) or "segcli")
+def test_help_fits_80_columns_and_wraps_at_the_terminals_width(command: list[str]) -> None:
+    narrow = runner.invoke(app, [*command, "--help"], terminal_width=80, env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
+    assert "<bool>" not in narrow.stdout
+    wide = runner.invoke(app, [*command, "--help"], terminal_width=160, env={"COLUMNS": "160"})
+    lines = [line.strip() for line in wide.stdout.splitlines()]
+    # the description's paragraphs run to the width: no line ends where the source had a break
+    described = [line for line in lines[3:8] if line and not line.startswith(("╭", "│", "Usage"))]
+    assert all(len(line) > 80 or not line.endswith((",", "(see", "the")) for line in described), described
+
+
+def test_predict_help_paragraph_is_one_line_when_wide_enough() -> None:
+    wide = runner.invoke(app, ["predict", "--help"], terminal_width=160, env={"COLUMNS": "160"})
+    assert "per image into the output folder (see --save); a video gets" in wide.stdout
+
+
+def test_compare_proposals_help_hides_the_option_it_refuses() -> None:
+    help_text = runner.invoke(app, ["compare", "proposals", "--help"], env={"COLUMNS": "120"}).stdout
+    assert "--proposals" not in help_text and "--n" in help_text
+    refused = runner.invoke(app, ["compare", "proposals", str(PHOTOS / "coffee.jpg"), "--proposals", "5"])
+    assert refused.exit_code == 2
+    assert "compare proposals sets the proposal count itself: give the counts with --n" in refused.stderr

@@ -124,19 +124,33 @@ def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.setattr(module, "out_console", lambda: wide)
 
 
-def test_models_lists_every_model_without_loading_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def _model_rows(stdout: str) -> dict[str, str]:
+    from segcli.models.registry import MODELS, SEMANTIC_MODELS
+
+    names = set(MODELS) | set(SEMANTIC_MODELS)
+    table = [line for line in stdout.splitlines() if line[:1].strip()]  # the file lines are indented
+    return {line.split()[0]: line for line in table if line.split()[0] in names}
+
+
+@pytest.mark.parametrize("width", [80, 120, 200])
+def test_models_lists_every_model_without_loading_one(width: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At any width from 80 columns up: one row per model, every name whole (no word broken
+    across lines), and every weights file named on a line of its own."""
     from segcli.models.registry import MODELS, SEMANTIC_MODELS
 
     loaded = use_fake_in_cli(monkeypatch)
-    _wide_console(monkeypatch)
-    result = runner.invoke(app, ["models"], terminal_width=200)
+    result = runner.invoke(app, ["models"], terminal_width=width, env={"COLUMNS": str(width)})
     assert result.exit_code == 0, result.output
-    rows = {line.split("│")[1].strip(): line for line in result.stdout.splitlines() if line.startswith("│")}
-    assert set(MODELS) | set(SEMANTIC_MODELS) <= set(rows)
-    assert re.search(r"blocks .*segcli_blocks_maskrcnn.*blocks\.pt.*bundled.*384/640.*│ 3 ", rows["blocks"])
-    assert re.search(
-        r"maskrcnn_resnet50_fpn .*maskrcnn_resnet50_fpn_coco-bf2d0c1e\.pth.*no.*800/1333.*│ 80 ", rows["coco"]
-    )
+    rows = _model_rows(result.stdout)
+    assert set(rows) == set(MODELS) | set(SEMANTIC_MODELS)
+    assert re.fullmatch(r"blocks +--model +segcli_blocks_maskrcnn +bundled +384/640 +3 *", rows["blocks"])
+    assert re.fullmatch(r"coco +--model +maskrcnn_resnet50_fpn +no +800/1333 +80 *", rows["coco"])
+    assert re.fullmatch(r"lraspp +--semantic +lraspp_mobilenet_v3_large +no +520 +20 *", rows["lraspp"])
+    lines = result.stdout.splitlines()
+    assert "  coco       maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth" in lines
+    assert "  lraspp     lraspp_mobilenet_v3_large-d234d4ea.pth" in lines
+    table = [line for line in lines if not line.startswith(("weights cache:", "bundled weights:"))]
+    assert max(len(line) for line in table) <= 80
     assert "weights cache:" in result.stdout and loaded == []
 
 
@@ -148,13 +162,12 @@ def test_models_sees_a_cached_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(torch.hub, "_hub_dir", None)
-    _wide_console(monkeypatch)
     cached = torchvision_cache_file(MODELS["coco"].torchvision_weights)
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"x")
     result = runner.invoke(app, ["models"], terminal_width=200)
-    coco = next(line for line in result.stdout.splitlines() if line.startswith("│ coco "))
-    assert "yes" in coco and str(cached.parent) in result.stdout
+    coco = _model_rows(result.stdout)["coco"]
+    assert coco.split()[3] == "yes" and str(cached.parent) in result.stdout
 
 
 def test_classes_lists_ids_and_names() -> None:

@@ -102,9 +102,13 @@ def compare_semantic_vs_instance(
     _report_figure(result, quiet, _print_compare)
 
 
+class _ProposalsHelp(HelpWithModelDefaults):
+    hidden_options = ("proposals",)  # the command sets the proposal count itself (--n)
+
+
 @compare_app.command(
     "proposals",
-    cls=HelpWithModelDefaults,
+    cls=_ProposalsHelp,
     epilog=examples(
         "segcli compare proposals examples/blocks/cluttered.png --model blocks",
         "segcli compare proposals photo.jpg --n 50,300,1000 --repeats 5",

@@ -11,6 +11,7 @@ from segcli.cli.console import cli_errors, err_console, examples, out_console
 from segcli.cli.group import app
 from segcli.cli.options import (
     DeviceOpt,
+    HelpWithModelDefaults,
     ModelOptions,
     PrecisionOpt,
 )
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from segcli.runs.engines.base import SegmenterLike
 
 
-@app.command(epilog=examples("segcli demo", "segcli demo -o /tmp/segcli-demo"))
+@app.command(cls=HelpWithModelDefaults, epilog=examples("segcli demo", "segcli demo -o /tmp/segcli-demo"))
 @cli_errors
 def demo(
     output: OutputOpt = Path("segcli-demo"), device: DeviceOpt = "auto", precision: PrecisionOpt = None

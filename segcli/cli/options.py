@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -421,6 +422,23 @@ def tidy_help(params: list[click.Parameter]) -> None:
             param.display_type_rich = lambda ctx: None  # type: ignore[attr-defined]
 
 
+def reflow(text: str | None) -> str | None:
+    """A docstring's paragraphs as one line each, so the terminal wraps them at its own width
+    (not at the source's line breaks); paragraphs stay apart, and a paragraph with indented or
+    bulleted lines is kept as it is."""
+    if not text:
+        return text
+    paragraphs = re.split(r"\n\s*\n", inspect.cleandoc(text))
+    out = []
+    for para in paragraphs:
+        lines = para.splitlines()
+        if any(line.startswith((" ", "- ", "* ", "\b")) for line in lines):
+            out.append(para)
+        else:
+            out.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(out)
+
+
 class SuggestsOptions:
     """Mixed into a Click command or group: a mistyped option suggests the closest ones."""
 
@@ -436,9 +454,16 @@ class HelpWithModelDefaults(SuggestsOptions, TyperCommand):
     """A segcli command: option help names the model defaults (filled in when help is shown),
     and a mistyped option suggests the closest ones (``--scor`` -> ``--score-threshold``)."""
 
+    hidden_options: tuple[str, ...] = ()
+    """Model options a command takes but refuses (hidden from its help)."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.help = reflow(self.help)
         tidy_help(self.params)  # the usage line of an error shows IMAGE... too
+        for param in self.params:
+            if param.name in self.hidden_options:
+                param.hidden = True  # type: ignore[attr-defined]
 
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         from rich.markup import escape
@@ -457,6 +482,10 @@ class HelpWithModelDefaults(SuggestsOptions, TyperCommand):
 class SuggestingGroup(SuggestsOptions, TyperGroup):
     """A command group whose unknown-command error suggests the closest commands by similarity
     (``compare semantic`` -> ``semantic-vs-instance``), and whose options do too."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = reflow(self.help)
 
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         tidy_help(self.get_params(ctx))
