@@ -80,7 +80,15 @@ def test_batch_mirrors_tree_and_writes_run_files(tmp_path: Path, blocks_ckpt: Pa
     counts = dict(run["counts"])
     instances = counts.pop("instances")
     assert counts.pop("total") == {"done": 4, "failed": 0, "pending": 0, "instances": instances}
-    assert counts == {"inputs": 4, "done": 4, "skipped": 0, "failed": 0}
+    assert counts == {
+        "inputs": 4,
+        "done": 4,
+        "skipped": 0,
+        "failed": 0,
+        "images": 4,
+        "videos": 0,
+        "frames": 0,
+    }
     assert run["settings"]["max_detections"] == 4 and run["failed"] == []
     coco = COCO(str(out / "coco.json"))
     assert sorted(img["file_name"] for img in coco.dataset["images"]) == sorted(

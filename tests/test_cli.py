@@ -462,3 +462,70 @@ def test_compare_proposals_help_hides_the_option_it_refuses() -> None:
     refused = runner.invoke(app, ["compare", "proposals", str(PHOTOS / "coffee.jpg"), "--proposals", "5"])
     assert refused.exit_code == 2
     assert "compare proposals sets the proposal count itself: give the counts with --n" in refused.stderr
+
+
+def test_quiet_means_errors_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """-q: nothing on stdout or stderr for a clean run (no lines, table or file list); a failure
+    still gets its line on stderr, and the exit code says so."""
+    use_fake_in_cli(monkeypatch)
+    photos = [str(PHOTOS / "coffee.jpg"), str(PHOTOS / "rocket.jpg")]
+    clean = [
+        runner.invoke(app, ["predict", *photos, "-o", str(tmp_path / "p"), "-q", *FAST]),
+        runner.invoke(app, ["batch", str(PHOTOS), "-o", str(tmp_path / "b"), "-q", *FAST]),
+        runner.invoke(app, ["batch", str(PHOTOS), "-o", str(tmp_path / "b"), "--quiet", *FAST]),  # resumed
+    ]
+    for result in clean:
+        assert (result.exit_code, result.stdout, result.stderr) == (0, "", "")
+    assert (tmp_path / "b" / "run.json").is_file() and (tmp_path / "p" / "coffee.jpg.json").is_file()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.png").write_bytes(b"not a png")
+    (bad / "ok.jpg").write_bytes((PHOTOS / "coffee.jpg").read_bytes())
+    failing = runner.invoke(app, ["batch", str(bad), "-o", str(tmp_path / "f"), "-q", *FAST])
+    assert failing.exit_code == 1 and failing.stdout == ""
+    assert failing.stderr.startswith("failed: ") and "broken.png" in failing.stderr
+    assert len(failing.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("counts", "rates", "header", "row"),
+    [
+        (
+            {"done": 3, "skipped": 0, "failed": 1, "instances": 9, "images": 1, "videos": 2, "frames": 20},
+            {"images_per_second": 0.5, "frames_per_second": 10.0},
+            "done skipped failed instances videos frames time img/s frames/s",
+            "3 0 1 9 2 20 2.0 s 0.50 10.00",
+        ),
+        (
+            {"done": 4, "skipped": 2, "failed": 0, "instances": 7, "images": 4, "videos": 0, "frames": 0},
+            {"images_per_second": 2.0, "frames_per_second": None},
+            "done skipped failed instances time img/s",
+            "4 2 0 7 2.0 s 2.00",
+        ),
+        (
+            {"done": 1, "skipped": 0, "failed": 0, "instances": 0, "images": 0, "videos": 1, "frames": 5},
+            {"images_per_second": None, "frames_per_second": 2.5},
+            "done skipped failed instances videos frames time img/s frames/s",
+            "1 0 0 0 1 5 2.0 s - 2.50",
+        ),
+    ],
+)
+def test_batch_summary_counts_images_and_frames_apart(
+    counts: dict[str, int], rates: dict[str, float | None], header: str, row: str, tmp_path: Path
+) -> None:
+    from rich.console import Console
+
+    import segcli.cli.tables as tables
+
+    console = Console(width=80, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    summary = {"status": "complete", "counts": counts, "seconds": 2.0, "save": [], **rates}
+    real = tables.out_console
+    tables.out_console = lambda: console  # type: ignore[assignment]
+    try:
+        tables._print_summary(summary, tmp_path, None)
+    finally:
+        tables.out_console = real  # type: ignore[assignment]
+    text = console.export_text()
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    assert header in lines and row in lines
+    assert max(len(line) for line in text.splitlines()) <= 80

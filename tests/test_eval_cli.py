@@ -54,7 +54,7 @@ def _assert_equal(record: dict[str, Any], stats: np.ndarray) -> None:
 
 def test_eval_runs_the_model_and_equals_cocoeval(scenes: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = runner.invoke(app, ["eval", str(scenes / "ground-truth.json"), "-o", str(out), *SMALL, "-q"])
+    result = runner.invoke(app, ["eval", str(scenes / "ground-truth.json"), "-o", str(out), *SMALL])
     assert result.exit_code == 0, result.output
     for name in ("eval.json", "run.json", "coco.json", "coco-results.json"):
         assert (out / name).is_file(), name

@@ -250,7 +250,7 @@ def test_disk_full_is_one_line_and_exit_1(
 def test_sigterm_stops_like_ctrl_c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_images(tmp_path / "in", {f"{i}.png": 10 + i for i in range(8)})
     out = tmp_path / "out"
-    cmd = [*fake_cli.COMMAND, "batch", str(tmp_path / "in"), "-o", str(out), "--quiet"]
+    cmd = [*fake_cli.COMMAND, "batch", str(tmp_path / "in"), "-o", str(out)]  # the summary is checked
     stalled = tmp_path / "stalled"  # two images through the model, the third forward stalls
     env = fake_cli.environment(stall_after=2, stalled=stalled)
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -424,7 +424,7 @@ def test_pillow_keeps_its_pixel_limit_for_other_code(tmp_path: Path, monkeypatch
 def test_summary_says_done_with_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_images(tmp_path / "in", {**WIDTHS, "e.png": 14})
     use_fake_in_cli(monkeypatch, fail_on={12: RuntimeError("boom")})
-    result = runner.invoke(app, ["batch", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--quiet"])
+    result = runner.invoke(app, ["batch", str(tmp_path / "in"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 1
     assert "segcli batch: done with 1 failure" in result.stdout
     run = json.loads((tmp_path / "out" / "run.json").read_text())

@@ -234,6 +234,9 @@ def test_interrupted_batch_resumes_to_the_uninterrupted_result(tmp_path: Path) -
         "skipped": 3,
         "failed": 0,
         "instances": 6,  # this run's
+        "images": 3,
+        "videos": 0,
+        "frames": 0,
         "total": {"done": 6, "failed": 0, "pending": 0, "instances": 12},  # the folder's
     }
     assert all(p.stat().st_mtime_ns == t for p, t in done.items()), "nothing is done twice"
@@ -321,6 +324,9 @@ def test_run_batch_writes_run_files(tmp_path: Path) -> None:
         "skipped": 0,
         "failed": 2,
         "instances": 4,
+        "images": 2,
+        "videos": 0,
+        "frames": 0,
         "total": {"done": 2, "failed": 2, "pending": 0, "instances": 4},
     }
     assert run["settings"] == FAKE_SETTINGS.to_dict() and run["model"]["name"] == "fake"
@@ -451,6 +457,9 @@ def test_demo_runs_predict_batch_and_compare_through_the_library(tmp_path: Path)
         "skipped": 0,
         "failed": 0,
         "instances": 2 * len(EXAMPLES),
+        "images": len(EXAMPLES),
+        "videos": 0,
+        "frames": 0,
         "total": {"done": len(EXAMPLES), "failed": 0, "pending": 0, "instances": 2 * len(EXAMPLES)},
     }
     run = json.loads((batch_dir / "run.json").read_text())

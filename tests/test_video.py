@@ -633,6 +633,11 @@ def test_cli_bad_video_range_is_a_usage_error_before_the_model_loads(tmp_path: P
         assert result.exit_code == 2, (args, result.output)
 
 
+def damaged_frames(out: Path) -> int:
+    """Frames the damaged clip of the test below got through before its damage."""
+    return int(json.loads((out / "cut.mp4.json").read_text())["processed"])
+
+
 @pytest.mark.usefixtures("one_torch_thread")
 def test_cli_batch_videos_resume_damage_and_no_videos(tmp_path: Path, blocks_ckpt: Path) -> None:
     from tests.conftest import PHOTOS
@@ -658,8 +663,14 @@ def test_cli_batch_videos_resume_damage_and_no_videos(tmp_path: Path, blocks_ckp
         "skipped": 0,
         "failed": 1,
         "instances": run["counts"]["instances"],
+        "images": 1,
+        "videos": 2,
+        "frames": 8 + 6 + damaged_frames(out),
         "total": {"done": 3, "failed": 1, "pending": 0, "instances": run["counts"]["total"]["instances"]},
     }
+    rate = pytest.approx(1 / run["seconds"], rel=5e-3)  # run.json's seconds are rounded
+    assert run["images_per_second"] == rate  # a video is not an image
+    assert run["frames_per_second"] == pytest.approx(run["counts"]["frames"] / run["seconds"], rel=5e-3)
     assert run["video"]["stride"] == 1
     [failed] = run["failed"]
     assert failed["path"].endswith("cut.mp4") and "frame" in failed["reason"]

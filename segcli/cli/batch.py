@@ -153,7 +153,8 @@ def batch(
             events=_progress_events(progress, quiet),
             files=files,
         )
-    _print_summary(outcome.summary, output, outcome.coco_path)
+    if not quiet:
+        _print_summary(outcome.summary, output, outcome.coco_path)
     if outcome.report.interrupted:
         from segcli.core.signals import interrupt_exit_code, terminated
 

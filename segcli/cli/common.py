@@ -68,7 +68,13 @@ ImageArg = Annotated[
 
 
 QuietOpt = Annotated[
-    bool, typer.Option("--quiet", "-q", help="No progress bar or per-image lines.", rich_help_panel=PANEL_RUN)
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="Errors and warnings only: no progress bar, per-image lines, tables or file list.",
+        rich_help_panel=PANEL_RUN,
+    ),
 ]
 
 

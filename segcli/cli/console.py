@@ -216,8 +216,10 @@ def _say_loaded(what: str, info: Mapping[str, object], device: object) -> None:
 
 
 def _report_figure(result: FigureResult, quiet: bool, show: Callable[[dict[str, Any]], None]) -> None:
-    """After a one-image figure command: its numbers (``show``, unless --quiet), then its files."""
-    if not quiet:
-        show(result.record)
+    """After a one-image figure command: its numbers (``show``), then its files; nothing with
+    --quiet (errors only)."""
+    if quiet:
+        return
+    show(result.record)
     say(f"figure: {result.figure_path}")
     say(f"JSON:   {result.json_path}")

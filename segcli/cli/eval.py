@@ -25,7 +25,7 @@ from segcli.cli.options import (
     model_options,
 )
 from segcli.cli.runtime import runtime
-from segcli.cli.tables import _print_eval
+from segcli.cli.tables import _print_eval, _print_eval_warnings
 from segcli.core.errors import UsageError
 from segcli.core.settings import DEFAULT_MAX_PIXELS
 
@@ -142,7 +142,10 @@ def eval_command(
     if outcome.result is None:
         say("interrupted: run the same command again to finish (images done are kept)", console=err_console())
         raise typer.Exit(outcome.exit_code)
-    _print_eval(outcome.result)
-    say(f"evaluation: {outcome.eval_path}")
-    if outcome.plots:
-        say(f"PR curves:  {outcome.plots[0].parent}/ ({len(outcome.plots)} PNG)")
+    if quiet:
+        _print_eval_warnings(outcome.result)
+    else:
+        _print_eval(outcome.result)
+        say(f"evaluation: {outcome.eval_path}")
+        if outcome.plots:
+            say(f"PR curves:  {outcome.plots[0].parent}/ ({len(outcome.plots)} PNG)")

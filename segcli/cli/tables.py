@@ -12,23 +12,37 @@ if TYPE_CHECKING:
 
 
 def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None) -> None:
+    from rich import box
     from rich.table import Table
 
     from segcli.runs.runfiles import status_title
 
     counts = summary["counts"]
-    table = Table(title=f"segcli batch: {status_title(summary)}", show_header=True, header_style="bold")
-    for col in ("done", "skipped", "failed", "instances", "time", "img/s"):
-        table.add_column(col, justify="right")
-    rate = summary["images_per_second"]
-    table.add_row(
+    table = Table(
+        title=f"segcli batch: {status_title(summary)}",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+    )
+    # images and video frames are counted apart, each with its own rate (a video is not an image)
+    columns = ["done", "skipped", "failed", "instances", "time", "img/s"]
+    values = [
         str(counts["done"]),
         str(counts["skipped"]),
         plain(counts["failed"], "red") if counts["failed"] else "0",
         str(counts["instances"]),
         f"{summary['seconds']:.1f} s",
-        f"{rate:.2f}" if rate else "-",
-    )
+        _rate(summary.get("images_per_second")),
+    ]
+    if counts.get("videos"):
+        columns = [*columns[:4], "videos", "frames", "time", "img/s", "frames/s"]
+        values = [*values[:4], str(counts["videos"]), str(counts["frames"]), values[4], values[5]]
+        values.append(_rate(summary.get("frames_per_second")))
+    for col in columns:
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_row(*values)
     out_console().print(table)
     say(f"run report: {output / 'run.json'}")
     if coco_path is not None:
@@ -39,6 +53,16 @@ def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None
     yolo = output / "yolo" / "data.yaml"
     if "yolo" in summary.get("save", ()) and yolo.is_file():
         say(f"YOLO-seg dataset: {yolo}")
+
+
+def _rate(value: float | None) -> str:
+    return f"{value:.2f}" if value else "-"
+
+
+def _print_eval_warnings(result: EvalResult) -> None:
+    """Warnings go to stderr, also with --quiet (errors and warnings only)."""
+    for warning in result.warnings:
+        say(warning, console=err_console(), label="warning:", style="yellow")
 
 
 def _fmt(value: float | None) -> str:
@@ -76,8 +100,7 @@ def _print_eval(result: EvalResult) -> None:
             *(_fmt(cls.ap[t][name]) for t in types for name in ("AP", "AP50", "AP75")),
         )
     out_console().print(per_class)
-    for warning in result.warnings:
-        say(warning, console=err_console(), label="warning:", style="yellow")
+    _print_eval_warnings(result)
     for note in result.notes:
         say(f"note: {note}", console=err_console())
 

@@ -138,6 +138,10 @@ def status_title(summary: dict[str, Any]) -> str:
     return str(status)
 
 
+def _rate(count: int, seconds: float) -> float | None:
+    return round(count / seconds, 3) if count and seconds > 0 else None
+
+
 def run_summary(
     report: RunReport,
     *,
@@ -161,6 +165,8 @@ def run_summary(
     """
     done = report.count("done")
     skipped = report.count("skipped")
+    videos = sum(1 for r in report.results if r.status == "done" and r.plan.is_video)
+    frames = sum(r.frames for r in report.results)
     failed = [{"path": str(r.plan.source), "reason": r.reason} for r in report.failed]
     failed += [{"path": str(p), "reason": f"{p}: {why}"} for p, why in problems]
     n_inputs = (len(report.results) if inputs is None else inputs) + len(problems)
@@ -179,6 +185,9 @@ def run_summary(
             "skipped": skipped,
             "failed": len(failed),
             "instances": report.instances,
+            "images": done - videos,
+            "videos": videos,
+            "frames": frames,
             "total": {
                 "done": done + skipped,
                 "failed": len(failed),
@@ -187,7 +196,9 @@ def run_summary(
             },
         },
         "seconds": round(report.seconds, 3),
-        "images_per_second": round(done / report.seconds, 3) if report.seconds > 0 else None,
+        # both over the run's whole time: a run of images and videos shares it between them
+        "images_per_second": _rate(done - videos, report.seconds),
+        "frames_per_second": _rate(frames, report.seconds),
         "failed": failed,
     }
 

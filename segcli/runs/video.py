@@ -461,9 +461,16 @@ def process_video(
     )
     if result.status == "done":
         return ItemResult(
-            plan, "done", result.instances, summary=describe_video(result), record=result.summary
+            plan,
+            "done",
+            result.instances,
+            summary=describe_video(result),
+            record=result.summary,
+            frames=result.processed,
         )
-    return ItemResult(plan, "failed", result.instances, reason=result.reason, record=result.summary)
+    return ItemResult(
+        plan, "failed", result.instances, reason=result.reason, record=result.summary, frames=result.processed
+    )
 
 
 def earlier_failure(summary_path: Path) -> str | None:

@@ -104,6 +104,7 @@ class ItemResult:
     reason: str = ""
     summary: str = ""
     record: dict[str, Any] | None = None  # the JSON written; dropped once reported
+    frames: int = 0  # frames segmented (a video); 0 for an image
 
 
 Emit = Callable[[ItemResult], None]
