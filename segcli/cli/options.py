@@ -473,7 +473,7 @@ class HelpWithModelDefaults(SuggestsOptions, TyperCommand):
         self.help = reflow(self.help)
         tidy_help(self.params)  # the usage line of an error shows IMAGE... too
         for param in self.params:
-            if param.name in self.hidden_options:
+            if param.name in self.hidden_options:  # an option: its hidden flag (click.Parameter has none)
                 param.hidden = True  # type: ignore[attr-defined]
 
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
