@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
@@ -24,7 +24,7 @@ from segcli.core.errors import UsageError
 from segcli.core.settings import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
-    pass
+    from segcli.inference.segmenter import Segmenter
 
 
 compare_app = typer.Typer(
@@ -142,5 +142,8 @@ def compare_proposals_cmd(
     _check_writable(output)
     seg = runtime().load_segmenter(model_opts, quiet=quiet)
     with err_console().status(f"segmenting at N = {', '.join(map(str, ns))} ({repeats} timed runs each)"):
-        result = run_compare_proposals(seg, image, output, ns, repeats=repeats, max_pixels=max_pixels)
+        # the figure hooks the network itself: the runtime loads a Segmenter, not any SegmenterLike
+        result = run_compare_proposals(
+            cast("Segmenter", seg), image, output, ns, repeats=repeats, max_pixels=max_pixels
+        )
     _report_figure(result, quiet, _print_proposals)

@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 from rich.markup import escape
@@ -131,18 +131,19 @@ def write_stdout(data: bytes) -> None:
     sys.stdout.flush()
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 EXIT_INTERRUPTED = 130  # Ctrl-C; 143 after SIGTERM (segcli.core.signals)
 
 
-def cli_errors(func: F) -> F:
+def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn ``SegcliError`` (and any surprise) into one line on stderr and exit 1 (2 for a
     ``UsageError``); a reader that went away (``| head``) ends the command quietly, 141."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from segcli.core.signals import interrupt_exit_code, stop_on_sigterm, terminated
 
         try:
@@ -176,7 +177,7 @@ def cli_errors(func: F) -> F:
             _silence_stdio()
             raise typer.Exit(EXIT_BROKEN_PIPE) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def _progress(quiet: bool) -> Progress:

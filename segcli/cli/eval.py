@@ -45,7 +45,7 @@ class _EvalHelp(HelpWithModelDefaults):
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         for param in self.params:
-            if param.name == "score_threshold":
+            if param.name == "score_threshold":  # an option: its help (click.Parameter has none)
                 param.help = f"Drop detections below this score [{EVAL_SCORE_THRESHOLD}, COCO's convention]."  # type: ignore[attr-defined]
         super().format_help(ctx, formatter)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
@@ -21,7 +21,7 @@ from segcli.core.errors import UsageError
 from segcli.core.settings import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
-    pass
+    from segcli.inference.segmenter import Segmenter
 
 
 @app.command(
@@ -56,5 +56,6 @@ def explain_cmd(
     seg = runtime().load_segmenter(model_opts, quiet=quiet)
     from segcli.figures.explain import run_explain
 
-    result = run_explain(seg, image, output, instance=instance, max_pixels=max_pixels)
+    # the figure hooks the network itself: the runtime loads a Segmenter, not any SegmenterLike
+    result = run_explain(cast("Segmenter", seg), image, output, instance=instance, max_pixels=max_pixels)
     _report_figure(result, quiet, _print_explain)

@@ -15,7 +15,7 @@ from segcli.cli.options import (
 )
 
 if TYPE_CHECKING:
-    import click  # only for annotations: typer 0.29 vendors its own click, no "click" installed
+    from typer import _click as click  # only for annotations: typer >= 0.25 vendors its own click
 
 
 GLOBAL_OPTIONS = ("--debug", "--version")

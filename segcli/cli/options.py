@@ -34,7 +34,9 @@ from segcli.core.errors import UsageError
 from segcli.core.settings import PRECISION_CHOICES, Settings, parse_classes
 
 if TYPE_CHECKING:
-    import click  # only for annotations: typer 0.29 vendors its own click, no "click" installed
+    # only for annotations: typer >= 0.25 vendors its own click (typer._click), whose classes its
+    # TyperCommand and TyperGroup take; a "click" installed beside it is another package
+    from typer import _click as click
 
     from segcli.models.registry import ModelSpec
     from segcli.runs.engines.base import Engine, SegmenterLike, SegmenterSpec
@@ -265,6 +267,7 @@ def _options_object(cls: type, param: str, first: bool) -> Callable[[Callable[..
         def wrapper(*args: Any, **kwargs: Any) -> R:
             return command(*args, **{param: cls(**{n: kwargs.pop(n) for n in names})}, **kwargs)
 
+        # what inspect.signature (and so Typer) reads; the type checker knows no __signature__
         wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in params}
         return wrapper
@@ -415,11 +418,13 @@ def tidy_help(params: list[click.Parameter]) -> None:
             shown = shown if shown.endswith("...") or param.nargs == 1 else shown + "..."
             usage = shown if param.required else f"[{shown}]"
             param.metavar = shown
+            # Typer's display hooks (TyperArgument's methods, not click.Parameter's), replaced
+            # on this one parameter:
             param._usage_display_name = lambda usage=usage: usage  # type: ignore[attr-defined]
             param._rich_display_name = lambda shown=shown: shown  # type: ignore[attr-defined]
-            param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
-        elif getattr(param, "is_flag", False):
             param.display_type_rich = lambda ctx: None  # type: ignore[attr-defined]
+        elif getattr(param, "is_flag", False):
+            param.display_type_rich = lambda ctx: None  # type: ignore[attr-defined]  # TyperOption's
 
 
 def reflow(text: str | None) -> str | None:
@@ -439,14 +444,20 @@ def reflow(text: str | None) -> str | None:
     return "\n\n".join(out)
 
 
-class SuggestsOptions:
+if TYPE_CHECKING:
+    _MixedIntoCommand = click.Command  # what the mixin's super() is, for the type checker
+else:
+    _MixedIntoCommand = object
+
+
+class SuggestsOptions(_MixedIntoCommand):
     """Mixed into a Click command or group: a mistyped option suggests the closest ones."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         try:
-            return super().parse_args(ctx, args)  # type: ignore[misc]
+            return super().parse_args(ctx, args)
         except Exception as exc:
-            _suggest_option(exc, self)  # type: ignore[arg-type]
+            _suggest_option(exc, self)
             raise
 
 
@@ -462,7 +473,7 @@ class HelpWithModelDefaults(SuggestsOptions, TyperCommand):
         self.help = reflow(self.help)
         tidy_help(self.params)  # the usage line of an error shows IMAGE... too
         for param in self.params:
-            if param.name in self.hidden_options:
+            if param.name in self.hidden_options:  # an option: its hidden flag (click.Parameter has none)
                 param.hidden = True  # type: ignore[attr-defined]
 
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -474,6 +485,7 @@ class HelpWithModelDefaults(SuggestsOptions, TyperCommand):
             if text and getattr(param, "_segcli_help", None) != text:  # once per text set
                 # option help is plain text: "[all]" or "[its own folder]" must not read as Rich markup
                 done = escape(text.format_map(values) if "{" in text else text)
+                # an option's help (click.Parameter has none), and segcli's own marker on it
                 param.help = param._segcli_help = done  # type: ignore[attr-defined]
         tidy_help(self.get_params(ctx))
         super().format_help(ctx, formatter)
@@ -497,7 +509,8 @@ class SuggestingGroup(SuggestsOptions, TyperGroup):
         try:
             return super().resolve_command(ctx, args)
         except Exception as exc:
-            # a usage error (Click's own class, which Typer may vendor): replace its suggestion
+            # a usage error (Click's own class, which Typer may vendor): replace its suggestion;
+            # caught as Exception, so its message is unknown to the type checker
             if args and "No such command" in str(getattr(exc, "message", "")):
                 from segcli.core.suggest import suggest
 
@@ -515,9 +528,10 @@ def _suggest_option(exc: Exception, command: click.Command) -> None:
         return
     from segcli.core.suggest import foreign_option, suggest
 
-    exc.possibilities = None  # type: ignore[attr-defined]
+    exc.possibilities = None
     names = _option_names(command)
     hint = foreign_option(name) if name not in names else None
+    # exc is either click's NoSuchOption, caught as Exception: its message is unknown to the type checker
     if hint is not None:
         exc.message = f"No such option: {name}; {hint}."  # type: ignore[attr-defined]
         return

@@ -41,9 +41,10 @@ DEFAULT = Runtime()
 def runtime() -> Runtime:
     """The :class:`Runtime` of the command being run: the context's ``obj`` when it is one."""
     try:  # typer >= 0.25 carries its own click; older ones use click's
-        from typer.main import get_current_context  # type: ignore[attr-defined]
+        from typer.main import get_current_context
     except ImportError:  # pragma: no cover
-        from click import get_current_context
+        # the same function in click, under the name the type checker has seen just above
+        from click import get_current_context  # type: ignore[no-redef]
 
     ctx = get_current_context(silent=True)
     found = ctx.find_object(Runtime) if ctx is not None else None

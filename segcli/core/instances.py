@@ -158,7 +158,7 @@ class Instances:
         )
 
     def label_map(
-        self, values: Sequence[int] | np.ndarray, *, background: int = 0, dtype: DTypeLike = None
+        self, values: Sequence[int] | np.ndarray, *, background: int = 0, dtype: DTypeLike | None = None
     ) -> np.ndarray:
         """An (H, W) array holding, at each pixel, the value of the instance that owns it.
 

@@ -206,7 +206,8 @@ class MaskAnnotator(InstanceAnnotator):
             x0, y0, x1, y1 = (int(v) for v in instances.mask_boxes[i])
             region = canvas[y0:y1, x0:x1]
             pix = region[crop].astype(np.float32)
-            region[crop] = (pix * (1 - self.alpha) + np.float32(color) * self.alpha).astype(np.uint8)
+            tint = np.asarray(color, dtype=np.float32)  # np.float32(color) makes the same array
+            region[crop] = (pix * (1 - self.alpha) + tint * self.alpha).astype(np.uint8)
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,8 @@ def _segmentation_rle(segm: Any, height: int, width: int) -> dict[str, Any]:
 
 
 def _recorded_threshold(data: Mapping[str, Any], path: Path) -> float | None:
-    info = data.get("info") if isinstance(data.get("info"), dict) else {}
+    found = data.get("info")
+    info = found if isinstance(found, dict) else {}
     settings = (info.get("segcli") or {}).get("settings") if isinstance(info.get("segcli"), dict) else None
     if settings is None:
         run_json = path.parent / "run.json"

@@ -156,10 +156,10 @@ def paste_masks(
     x_c = (boxes[:, 2] + boxes[:, 0]) * 0.5
     y_c = (boxes[:, 3] + boxes[:, 1]) * 0.5
     expanded = torch.stack([x_c - w_half, y_c - h_half, x_c + w_half, y_c + h_half], dim=1)
-    expanded = expanded.to(torch.int64).cpu().tolist()
+    corners = expanded.to(torch.int64).cpu().tolist()
     crops: list[np.ndarray] = []
     mask_boxes = np.zeros((n, 4), dtype=np.int64)
-    for i, (bx0, by0, bx1, by1) in enumerate(expanded):
+    for i, (bx0, by0, bx1, by1) in enumerate(corners):
         w = max(bx1 - bx0 + 1, 1)
         h = max(by1 - by0 + 1, 1)
         x0, x1 = max(bx0, 0), min(bx1 + 1, im_w)

@@ -6,7 +6,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast, overload
+from typing import TypeGuard, cast, overload
 
 import numpy as np
 import torch
@@ -195,8 +195,9 @@ class Segmenter:
         need = math.ceil(target * max(h, w) / max_size)
         return max(need - h, 0), max(need - w, 0)
 
+    # A str is a Sequence[str] too, so the overloads overlap; the first wins, as at run time.
     @overload
-    def __call__(self, images: np.ndarray | str | Path | LoadedImage) -> Instances: ...
+    def __call__(self, images: np.ndarray | str | Path | LoadedImage) -> Instances: ...  # type: ignore[overload-overlap]
 
     @overload
     def __call__(self, images: Sequence[ImageInput]) -> list[Instances]: ...
@@ -204,7 +205,7 @@ class Segmenter:
     def __call__(self, images: ImageInput | Sequence[ImageInput]) -> Instances | list[Instances]:
         """Segment one image (-> ``Instances``) or a list of images (-> ``list[Instances]``)."""
         if _is_single(images):
-            return self.segment_arrays([as_array(images)])[0]  # type: ignore[arg-type]
+            return self.segment_arrays([as_array(images)])[0]
         if not isinstance(images, (list, tuple)) and not (
             isinstance(images, np.ndarray) and images.ndim == 4
         ):
@@ -294,7 +295,7 @@ def _describe(obj: object) -> str:
     return f"a {type(obj).__name__}"
 
 
-def _is_single(obj: object) -> bool:
+def _is_single(obj: object) -> TypeGuard[ImageInput]:
     return isinstance(obj, (str, Path, LoadedImage)) or (isinstance(obj, np.ndarray) and obj.ndim != 4)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     import av
     import av.container
     import av.packet
-    import av.stream
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".webm"})
 
@@ -387,7 +386,8 @@ class VideoWriter:
         try:
             self._out = av.open(tmp, "w", format="mp4", options={"movflags": "+faststart"})
             rate = Fraction(self.fps).limit_denominator(100000)
-            stream = self._out.add_stream(self.codec, rate=rate)
+            # pick_encoder names a video encoder (any name: PyAV types the stream by literal names)
+            stream = cast("av.VideoStream", self._out.add_stream(self.codec, rate=rate))
             stream.width, stream.height = self.encoded_size
             stream.pix_fmt = "yuv420p"
             stream.codec_context.thread_count = CODEC_THREADS
@@ -396,9 +396,9 @@ class VideoWriter:
                 stream.codec_context.options = {"crf": str(crf), "preset": preset, "profile": "high"}
             self._video = stream
             self._audio_in: av.container.InputContainer | None = None
-            self._audio_packets: Iterator[av.packet.Packet] | None = None
-            self._audio_pending: av.packet.Packet | None = None
-            self._audio_out: av.stream.Stream | None = None
+            self._audio_packets: Iterator[av.packet.Packet[av.AudioStream]] | None = None
+            self._audio_pending: av.packet.Packet[av.AudioStream] | None = None
+            self._audio_out: av.AudioStream | None = None
             self._resampler: av.AudioResampler | None = None
             self._audio_source = audio
             if audio is not None:
@@ -432,10 +432,11 @@ class VideoWriter:
             self._audio_out = out
             self._resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
             self.audio_note = f"re-encoded to AAC (browsers do not play {ain.codec_context.name} in MP4)"
-        self._audio_tb = ain.time_base
-        self._audio_origin = float(ain.start_time * ain.time_base) if ain.start_time is not None else 0.0
+        # PyAV types a stream's time base as optional; a demuxed stream always has one
+        self._audio_tb = cast(Fraction, ain.time_base)
+        self._audio_origin = float(ain.start_time * self._audio_tb) if ain.start_time is not None else 0.0
         if audio.start:
-            target = int((audio.start + self._audio_origin) / ain.time_base)
+            target = int((audio.start + self._audio_origin) / self._audio_tb)
             src.seek(target, stream=ain, backward=True, any_frame=False)
         self._audio_packets = src.demux(ain)
 
@@ -462,6 +463,7 @@ class VideoWriter:
                     return
                 if packet.pts is None or packet.size == 0:
                     continue
+            assert packet.pts is not None  # checked above, when the (pending) packet was read
             t = float(packet.pts * self._audio_tb) - self._audio_origin
             if until is not None and t - self._t0 >= until:
                 self._audio_pending = packet
@@ -482,7 +484,7 @@ class VideoWriter:
             packet.stream = self._audio_out
             self._out.mux(packet)
 
-    def _transcode(self, packet: av.packet.Packet | None) -> None:
+    def _transcode(self, packet: av.packet.Packet[av.AudioStream] | None) -> None:
         """Decode ``packet`` (None: flush), resample, encode to AAC and mux."""
         assert self._resampler is not None and self._audio_out is not None
         frames = list(packet.decode()) if packet is not None else [None]
@@ -541,7 +543,7 @@ class VideoWriter:
                 self._audio_in = None
             out = getattr(self, "_out", None)
             if out is not None:
-                self._out = None
+                del self._out  # closed: the getattr above finds none the next time
                 out.close()
 
     def abort(self) -> None:

@@ -227,7 +227,7 @@ def prepare_model(module: nn.Module, precision: str, device: torch.device) -> Pr
     if precision == "fp32":
         return PreparedPrecision(precision, 0, ())
     folded = fold_batch_norms(module)
-    module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    module.to(memory_format=torch.channels_last)
     wrapped = []
     for dotted in DENSE_PARTS:
         part = module.get_submodule(dotted) if _has(module, dotted) else None

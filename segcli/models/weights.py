@@ -355,7 +355,8 @@ def load_model(
     check_fits(module, state, path, spec, ckpt_categories)
     module.load_state_dict(state)
     if aux:
-        module.aux_classifier = None  # only the main head's output is used
+        # only the main head's output is used; what `module.aux_classifier = None` does, typed
+        module.register_module("aux_classifier", None)
     module.eval().to(dev)
     return Loaded(
         module=module,

@@ -364,8 +364,8 @@ def segment_video(
             where = processed
             reason = f"{source}: model failed at frame {where} ({first_line(model_error)})"
         else:
-            exc = write_error[0]
-            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
+            err = write_error[0]
+            why = err.strerror if isinstance(err, OSError) and err.strerror else first_line(err)
             reason = f"{source}: cannot write outputs ({why})"
         return VideoResult(source, "failed", processed=processed, reason=reason, seconds=seconds)
 

@@ -200,9 +200,10 @@ def compare_proposals(
         raise SegcliError("compare proposals needs at least one N >= 1")
     if repeats < 1:
         raise SegcliError(f"--repeats must be at least 1, got {repeats}")
+    runners: dict[int, tuple[Segmenter, Callable[[], contextlib.AbstractContextManager[None]]]]
     if isinstance(segmenter, Segmenter):
         seg = segmenter
-        runners = {n: (seg, lambda n=n: proposals_set(seg, n)) for n in ns}
+        runners = {n: (seg, functools.partial(proposals_set, seg, n)) for n in ns}
     else:
         runners = {n: (segmenter(n), contextlib.nullcontext) for n in ns}
     batch = [image]

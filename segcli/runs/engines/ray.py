@@ -38,7 +38,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 
@@ -482,7 +482,7 @@ class RayEngine:
                     if seen[i]:  # a block recomputed by Ray: its plans were reported already
                         continue
                     seen[i] = 1
-                    st: Status = str(status)  # type: ignore[assignment]
+                    st = cast(Status, str(status))  # the worker's own ItemResult.status, as a string
                     emit(ItemResult(plans[i], st, int(n), reason=_decode(reason), summary=_decode(summary)))
         except KeyboardInterrupt:
             interrupted = True
