@@ -8,9 +8,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import DTypeLike
 
-PLACEHOLDER_CLASSES = frozenset({"__background__", "N/A"})
-"""Entries of a model's category list that are not classes (torchvision's COCO has both)."""
-
 Index = int | np.integer | slice | Sequence[int] | Sequence[bool] | np.ndarray
 """What ``Instances[...]`` takes: an int, a slice, a boolean mask or an array of indices."""
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from pycocotools.coco import COCO
 
+from segcli.core.categories import PLACEHOLDER_CLASSES
 from segcli.core.errors import SegcliError
-from segcli.core.instances import PLACEHOLDER_CLASSES
 
 MATCH_BY = ("name", "id")
 """How predicted categories are matched to the ground truth's: by name or by id."""

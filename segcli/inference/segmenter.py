@@ -15,8 +15,9 @@ from torch import Tensor
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.image_list import ImageList
 
+from segcli.core.categories import PLACEHOLDER_CLASSES
 from segcli.core.errors import SegcliError
-from segcli.core.instances import PLACEHOLDER_CLASSES, Instances
+from segcli.core.instances import Instances
 from segcli.core.settings import Settings
 from segcli.inference.forward import RawDetections, clip_to_image, configure, detect_preprocessed, paste_masks
 from segcli.io.images import LoadedImage, read_image

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from segcli.core.instances import PLACEHOLDER_CLASSES
+from segcli.core.categories import PLACEHOLDER_CLASSES
 from segcli.models.registry import ModelSpec
 
 

@@ -21,6 +21,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from segcli.core.categories import PLACEHOLDER_CLASSES
 from segcli.core.errors import SegcliError, UsageError
 from segcli.core.settings import Settings
 
@@ -139,8 +140,6 @@ def get_spec(name: str, task: Task = "instance") -> ModelSpec:
 def check_classes(classes: Sequence[str], categories: Sequence[str], model: str) -> dict[str, int]:
     """``--classes`` names (any case) -> class ids in ``categories``; an unknown name is a
     :class:`UsageError` listing the valid ones. Torch-free: the CLI checks before loading."""
-    from segcli.core.instances import PLACEHOLDER_CLASSES
-
     lookup = {name.lower(): i for i, name in enumerate(categories) if name not in PLACEHOLDER_CLASSES}
     unknown = [c for c in classes if c.lower() not in lookup]
     if unknown:

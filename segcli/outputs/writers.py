@@ -19,8 +19,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from segcli.core.categories import PLACEHOLDER_CLASSES
 from segcli.core.errors import SegcliError
-from segcli.core.instances import PLACEHOLDER_CLASSES, Instances
+from segcli.core.instances import Instances
 from segcli.draw.annotators import Annotator, OverlayAnnotator, instance_color
 from segcli.io.files import atomic_path, atomic_write_bytes, fsync_dir
 from segcli.outputs.formats import labelme_record, yolo_class_index, yolo_lines

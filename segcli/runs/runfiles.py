@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from segcli.core.categories import PLACEHOLDER_CLASSES
 from segcli.core.errors import SegcliError
-from segcli.core.instances import PLACEHOLDER_CLASSES
 from segcli.core.signals import uninterrupted
 from segcli.io.files import atomic_write_bytes, fsync_dir, is_temp_name
 from segcli.outputs.formats import yolo_data_yaml
