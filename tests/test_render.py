@@ -170,3 +170,18 @@ def test_mask_file_names_carry_the_class_sanitised() -> None:
     assert mask_file_name(3, "N/A") == "003-N_A.png"
     assert mask_file_name(4, "../../etc") == "004-etc.png"
     assert mask_file_name(5, "") == "005-object.png"
+
+
+def test_label_ink_is_readable_on_every_colour() -> None:
+    """The ink a tag is written in contrasts at least 4.5:1 (WCAG text) with the tag, for every
+    colour of a 16-step RGB cube, the palette, and the hard greys around the switch point."""
+    from segcli.draw.annotators import contrast_ratio, ink_for, instance_color
+
+    steps = range(0, 256, 17)
+    colours = [(r, g, b) for r in steps for g in steps for b in steps]
+    colours += [instance_color(i) for i in range(200)] + [(v, v, v) for v in range(100, 140)]
+    worst = min(contrast_ratio(c, ink_for(c)) for c in colours)
+    assert worst >= 4.5, worst
+    assert ink_for((255, 255, 255)) == (0, 0, 0) and ink_for((0, 0, 0)) == (255, 255, 255)
+    assert ink_for((128, 128, 128)) == (0, 0, 0)  # mid grey: black reads better (5.3 vs 4.0)
+    assert contrast_ratio((0, 0, 0), (255, 255, 255)) == pytest.approx(21.0)

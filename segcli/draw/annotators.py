@@ -69,15 +69,34 @@ def tag_size(text: str, scale: float, thickness: int) -> tuple[int, int]:
     return tw + 2, th + base + 2
 
 
+def relative_luminance(color: Sequence[float]) -> float:
+    """WCAG 2 relative luminance of an sRGB colour (0-255 channels): 0 black .. 1 white."""
+    linear = [
+        c / 255 / 12.92 if c <= 0.04045 * 255 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in color[:3]
+    ]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast_ratio(a: Sequence[float], b: Sequence[float]) -> float:
+    """WCAG 2 contrast ratio of two colours, 1 (none) .. 21 (black on white)."""
+    la, lb = sorted((relative_luminance(a), relative_luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def ink_for(color: Sequence[float]) -> Color:
+    """Black or white, whichever contrasts more with a tag of ``color``: at least 4.58:1 for any
+    colour (above WCAG's 4.5:1 for text), so a label stays readable on every instance colour."""
+    black, white = (0, 0, 0), (255, 255, 255)
+    return black if contrast_ratio(color, black) >= contrast_ratio(color, white) else white
+
+
 def draw_tag(image: np.ndarray, text: str, rect: Rect, color: Color) -> None:
     """Write ``text`` on a filled tag in ``color`` at ``rect`` (from :func:`place_labels`), in place."""
     scale, thickness = text_geometry(image.shape[:2])
     x0, y0, x1, y1 = rect
     (_, th), _ = cv2.getTextSize(text, FONT, scale, thickness)
     cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), color, -1)
-    luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
-    ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
-    cv2.putText(image, text, (x0 + 1, y0 + th + 1), FONT, scale, ink, thickness, cv2.LINE_AA)
+    cv2.putText(image, text, (x0 + 1, y0 + th + 1), FONT, scale, ink_for(color), thickness, cv2.LINE_AA)
 
 
 def draw_label(image: np.ndarray, text: str, anchor: tuple[int, int], color: tuple[int, int, int]) -> None:
