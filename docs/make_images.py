@@ -4,7 +4,8 @@
 
 - help-predict.png: ``segcli predict --help`` as a terminal shows it (Rich colours), drawn
   with Pillow in DejaVu Sans Mono.
-- overlay-cluttered.png, compare-two-red-cubes.png: the bundled blocks model, offline.
+- overlay-cluttered.png, compare-two-red-cubes.png, examples/*.overlay.png (every image of
+  examples/blocks, for the gallery page): the bundled blocks model, offline.
 - overlay-busy-photo.jpg: examples/photos/astronaut.jpg through the COCO architecture at
   ``--score-threshold 0`` (100 detections). Without the COCO weights (no network), pass a
   checkpoint with ``--coco-weights``, e.g. a randomly initialised one: the labels are then
@@ -91,8 +92,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = {"check": True, "capture_output": True}
         blocks = ["--model", "blocks", "--device", "cpu", "-q", "-o", tmp]
-        subprocess.run([*segcli, "predict", "examples/blocks/cluttered.png", *blocks], **run)  # type: ignore[call-overload]
+        examples = sorted(str(p) for p in Path("examples/blocks").glob("*.png"))
+        subprocess.run([*segcli, "predict", *examples, *blocks], **run)  # type: ignore[call-overload]
         shutil.copy(Path(tmp) / "cluttered.png.overlay.png", OUT / "overlay-cluttered.png")
+        gallery = OUT / "examples"  # every example's overlay, as the CLI writes it (docs: gallery)
+        gallery.mkdir(exist_ok=True)
+        for example in examples:
+            name = Path(example).name
+            shutil.copy(Path(tmp) / f"{name}.overlay.png", gallery / f"{name}.overlay.png")
         compare = [*segcli, "compare", "semantic-vs-instance", "examples/blocks/two-red-cubes.png", *blocks]
         subprocess.run(compare, **run)  # type: ignore[call-overload]
         shutil.copy(Path(tmp) / "two-red-cubes.png.compare.png", OUT / "compare-two-red-cubes.png")
