@@ -11,7 +11,7 @@ from segcli.outputs.plans import OUTPUT_KINDS, plan_outputs
 from segcli.runs.batch import BatchOptions, run_batch, run_plans
 from segcli.runs.engines.base import Job, SegmenterLike, SegmenterSpec
 from segcli.runs.engines.local import LocalEngine
-from segcli.runs.runfiles import write_yolo_dataset
+from segcli.runs.runfiles import RunCounts, write_yolo_dataset
 
 SEED_CASE = "two-red-cubes.png"
 DEMO_SAVE = ("overlay", "json")
@@ -25,7 +25,7 @@ class DemoResult:
     inputs: Path
     predict: dict[str, Path]
     batch_dir: Path
-    batch_counts: dict[str, int]
+    batch_counts: RunCounts
     extra: dict[str, Path] = field(default_factory=dict)
 
 

@@ -9,9 +9,10 @@ from segcli.cli.console import err_console, out_console, plain, say
 
 if TYPE_CHECKING:
     from segcli.evaluation.evaluate import EvalResult
+    from segcli.runs.runfiles import RunSummary
 
 
-def _print_summary(summary: dict[str, Any], output: Path, coco_path: Path | None) -> None:
+def _print_summary(summary: RunSummary, output: Path, coco_path: Path | None) -> None:
     from rich import box
     from rich.table import Table
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from segcli.core.errors import SegcliError
 from segcli.io.images import DEFAULT_MAX_PIXELS
@@ -25,6 +25,7 @@ from segcli.runs.engines.local import LocalEngine
 from segcli.runs.resume import check_previous_run, partition_plans
 from segcli.runs.runfiles import (
     RunReport,
+    RunSummary,
     lock_output,
     remove_stale_temp_files,
     run_summary,
@@ -147,7 +148,7 @@ class BatchOutcome:
     """What a batch run did: the report, the ``run.json`` content and the files written."""
 
     report: RunReport
-    summary: dict[str, Any]
+    summary: RunSummary
     output: Path
     coco_path: Path | None
     problems: list[tuple[Path, str]]

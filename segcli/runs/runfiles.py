@@ -7,12 +7,12 @@ import contextlib
 import os
 import shutil
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from segcli.core.categories import PLACEHOLDER_CLASSES
 from segcli.core.errors import SegcliError
@@ -129,13 +129,69 @@ def run_status(total_done: int, failed: int, pending: int, interrupted: bool) ->
     return "failed" if not total_done else "done_with_failures"
 
 
-def status_title(summary: dict[str, Any]) -> str:
+def status_title(summary: RunSummary) -> str:
     """A run's status in words: "complete", "done with 1 failure", "failed", "interrupted"."""
     status = summary["status"]
     if status == "done_with_failures":
         n = summary["counts"]["total"]["failed"]
         return f"done with {n} failure{'s' if n != 1 else ''}"
     return str(status)
+
+
+class RunTotals(TypedDict):
+    """The output folder's state after a run (earlier runs' complete inputs included)."""
+
+    done: int
+    failed: int
+    pending: int
+    instances: int
+
+
+class RunCounts(TypedDict):
+    """``run.json``'s ``counts``: this run's work, and ``total``, the folder's."""
+
+    inputs: int
+    done: int
+    skipped: int
+    failed: int
+    instances: int
+    images: int
+    videos: int
+    frames: int
+    total: RunTotals
+
+
+class FailedInput(TypedDict):
+    path: str
+    reason: str
+
+
+class _RunSummaryFields(TypedDict):
+    schema: str
+    status: str
+    started: str
+    finished: str
+    input: str
+    output: str
+    model: dict[str, Any]
+    settings: dict[str, Any]
+    save: list[str]
+    batch_size: int
+    engine: dict[str, Any]
+    counts: RunCounts
+    seconds: float
+    images_per_second: float | None
+    frames_per_second: float | None
+    failed: list[FailedInput]
+
+
+class RunSummary(_RunSummaryFields, total=False):
+    """``run.json`` once a run has ended (schema ``segcli.run/2``), as :func:`run_summary` makes
+    it; read by the CLI's summary table, ``segcli eval`` and ``segcli demo``. ``video`` is there
+    when the run had videos, ``coco_error`` when coco.json could not be written."""
+
+    video: dict[str, Any]
+    coco_error: str
 
 
 def _rate(count: int, seconds: float) -> float | None:
@@ -153,7 +209,7 @@ def run_summary(
     started: datetime,
     inputs: int | None = None,
     video: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> RunSummary:
     """The ``segcli.run/2`` record of a run; ``video`` (the video settings) is recorded when
     the run had videos.
 
@@ -167,11 +223,11 @@ def run_summary(
     skipped = report.count("skipped")
     videos = sum(1 for r in report.results if r.status == "done" and r.plan.is_video)
     frames = sum(r.frames for r in report.results)
-    failed = [{"path": str(r.plan.source), "reason": r.reason} for r in report.failed]
+    failed: list[FailedInput] = [{"path": str(r.plan.source), "reason": r.reason} for r in report.failed]
     failed += [{"path": str(p), "reason": f"{p}: {why}"} for p, why in problems]
     n_inputs = (len(report.results) if inputs is None else inputs) + len(problems)
     pending = max(n_inputs - done - skipped - len(failed), 0)
-    return {
+    summary = {  # built as a literal: run.json's keys in this order
         "schema": RUN_SCHEMA,
         "status": run_status(done + skipped, len(failed), pending, report.interrupted),
         "started": started.isoformat(timespec="seconds"),
@@ -201,6 +257,7 @@ def run_summary(
         "frames_per_second": _rate(frames, report.seconds),
         "failed": failed,
     }
+    return cast(RunSummary, summary)
 
 
 def _run_identity(job: Job, input_dir: Path, out_dir: Path) -> dict[str, Any]:
@@ -233,7 +290,7 @@ def start_record(
     }
 
 
-def write_run_json(out_dir: Path, record: dict[str, Any]) -> None:
+def write_run_json(out_dir: Path, record: Mapping[str, object]) -> None:
     """Write ``run.json`` durably; a failure is one line (:class:`SegcliError`)."""
     try:
         atomic_write_bytes(out_dir / "run.json", dumps(record))
@@ -244,7 +301,7 @@ def write_run_json(out_dir: Path, record: dict[str, Any]) -> None:
 
 def write_run_files(
     out_dir: Path,
-    summary: dict[str, Any],
+    summary: RunSummary,
     plans: Sequence[OutputPlan],
     job: Job,
     categories: Sequence[str],
