@@ -17,6 +17,7 @@ import typer
 from rich.markup import escape
 
 from segcli.core.errors import SegcliError, UsageError, first_line
+from segcli.core.exits import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_USAGE
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -109,10 +110,6 @@ def fail(text: object, *, console: Console | None = None, label: str = "error:")
     say(cli_message(text), console=console or err_console(), label=label, style="bold red")
 
 
-EXIT_BROKEN_PIPE = 141
-"""128 + SIGPIPE: what a shell reports for a Unix tool whose reader went away."""
-
-
 def _silence_stdio() -> None:
     """Point stdout and stderr at /dev/null, so that nothing (the final flush included)
     complains about a reader that has gone."""
@@ -135,9 +132,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-EXIT_INTERRUPTED = 130  # Ctrl-C; 143 after SIGTERM (segcli.core.signals)
-
-
 def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn ``SegcliError`` (and any surprise) into one line on stderr and exit 1 (2 for a
     ``UsageError``); a reader that went away (``| head``) ends the command quietly, 141."""
@@ -158,7 +152,7 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
 
                     traceback.print_exc()
                 fail(exc, label="usage error:" if isinstance(exc, UsageError) else "error:")
-                raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
+                raise typer.Exit(EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED) from None
             except KeyboardInterrupt:
                 say("terminated (SIGTERM)" if terminated() else "interrupted", console=err_console())
                 raise typer.Exit(interrupt_exit_code()) from None
@@ -172,7 +166,7 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
                 name, line = type(exc).__name__, first_line(exc)
                 detail = f"{name}: {line}" if line != name else name
                 fail(f"unexpected {detail} (run with --debug for the traceback)")
-                raise typer.Exit(1) from None
+                raise typer.Exit(EXIT_FAILED) from None
         except BrokenPipeError:
             _silence_stdio()
             raise typer.Exit(EXIT_BROKEN_PIPE) from None

@@ -37,6 +37,7 @@ from segcli.cli.options import (
 )
 from segcli.cli.runtime import runtime
 from segcli.core.errors import UsageError
+from segcli.core.exits import EXIT_FAILED
 from segcli.core.settings import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
@@ -161,4 +162,4 @@ def predict(
         say(f"{how} after {report.count('done')} of {len(plans)} {noun}", console=err_console())
         raise typer.Exit(interrupt_exit_code())
     if report.failed:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)

@@ -14,10 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-EXIT_INTERRUPTED = 130
-"""Exit code after Ctrl-C (128 + SIGINT)."""
-EXIT_TERMINATED = 143
-"""Exit code after SIGTERM (128 + SIGTERM)."""
+from segcli.core.exits import EXIT_INTERRUPTED, EXIT_TERMINATED
 
 _received: list[int] = []
 

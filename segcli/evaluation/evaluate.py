@@ -33,6 +33,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from segcli.core.errors import SegcliError
+from segcli.core.exits import EXIT_INTERRUPTED, EXIT_OK
 from segcli.datasets.groundtruth import (
     MATCH_BY,
     CategoryMatch,
@@ -459,7 +460,7 @@ class EvalOutcome:
 
     @property
     def exit_code(self) -> int:
-        return 130 if self.batch is not None and self.batch.report.interrupted else 0
+        return EXIT_INTERRUPTED if self.batch is not None and self.batch.report.interrupted else EXIT_OK
 
 
 def ground_truth_files(gt: COCO, images: Path) -> list[Path]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from segcli.core.errors import SegcliError
+from segcli.core.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from segcli.io.images import DEFAULT_MAX_PIXELS
 from segcli.outputs.plans import DEFAULT_SAVE, OutputPlan, mark_output, plan_outputs
 from segcli.runs.discovery import Discovery, check_folders, discover
@@ -156,10 +157,10 @@ class BatchOutcome:
 
     @property
     def exit_code(self) -> int:
-        """0 all good, 1 some input failed, 130 interrupted (the CLI's exit codes)."""
+        """The CLI's exit code (:mod:`segcli.core.exits`): all good, some input failed, interrupted."""
         if self.report.interrupted:
-            return 130
-        return 1 if self.summary["counts"]["total"]["failed"] else 0
+            return EXIT_INTERRUPTED
+        return EXIT_FAILED if self.summary["counts"]["total"]["failed"] else EXIT_OK
 
 
 class BatchEvents:
