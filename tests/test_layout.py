@@ -5,6 +5,7 @@ closes the cycle sits inside a function with a comment saying why (lazy torch fo
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,15 @@ def test_no_import_cycles_but_commented_lazy_imports() -> None:
 def test_the_cycle_finder_finds_cycles() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_openmp_threads_wait_passively_unless_the_user_chose() -> None:
+    """segcli sets OMP_WAIT_POLICY=PASSIVE before torch loads (the CLI, the library and the Ray
+    workers all import the segcli package first); a value the user set is kept."""
+    code = "import segcli, os, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "ACTIVE"
