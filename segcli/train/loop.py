@@ -527,6 +527,7 @@ def run_train(opts: TrainOptions, events: TrainEvents | None = None) -> TrainRes
         check_trainable,
         enable_autocast,
         freeze_prefixes,
+        settle_roi_scales,
         start_categories,
         training_mode,
     )
@@ -577,6 +578,7 @@ def run_train(opts: TrainOptions, events: TrainEvents | None = None) -> TrainRes
     counts = apply_freeze(module, prefixes, frozen_norms=frozen_norms)
     check_trainable(module)
     module.to(device)
+    settle_roi_scales(module)
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     wrapped = enable_autocast(module, autocast_dtype, device.type) if autocast_dtype is not None else []
     optimizer = _optimizer(module, s)
