@@ -31,8 +31,8 @@ def _opt(*names: str, help: str, panel: str = PANEL_RECIPE, **kwargs: Any) -> An
         "segcli train out/labelme -o runs/fixed --model blocks --epochs 20",
         "segcli train out/yolo/data.yaml -o runs/yolo --weights runs/parts/best.pt",
         "segcli train labels.json photos/ -o runs/parts --resume   # after Ctrl-C or a kill",
-        "segcli train scenes:blocks:2000 -o runs/blocks --model blocks --weights none --optimizer adamw "
-        "--lr 1.5e-3 --weight-decay 0.01 --batch-size 4 --warmup 300 --time 50   # the bundled model",
+        "segcli train scenes:blocks:4000 -o runs/blocks --model blocks --weights none --optimizer adamw "
+        "--lr 1.5e-3 --weight-decay 0.01 --grad-clip 5 --warmup 300 --batch-size 4 --time 50   # blocks.pt",
     ),
 )
 @cli_errors
@@ -129,6 +129,9 @@ def train(
         float | None, _opt("--scale-jitter", help="Random rescale by 1 +- this (0 = off) [0.25].")
     ] = None,
     flip: Annotated[float | None, _opt("--flip", help="Horizontal flip probability [0.5].")] = None,
+    grad_clip: Annotated[
+        float | None, _opt("--grad-clip", help="Clip the gradient norm at this (0 = off) [10].")
+    ] = None,
     seed: Annotated[int | None, _opt("--seed", help="Data order, augmentation and new layers [0].")] = None,
     min_size: Annotated[
         int | None,
@@ -196,6 +199,7 @@ def train(
         seed=seed,
         scale_jitter=scale_jitter,
         hflip=flip,
+        grad_clip=grad_clip,
         val_fraction=val_fraction,
         device=device,
         resume=resume,
