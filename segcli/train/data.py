@@ -56,7 +56,7 @@ MAX_KEPT_IDS = 1000
 SCENES_PREFIX = "scenes:"
 DEFAULT_SCENES_PER_EPOCH = 2000
 SCENE_VAL_COUNT = 50
-"""Held-out scenes a ``scenes:`` dataset validates on."""
+"""Most held-out scenes a ``scenes:`` dataset validates on (a tenth of N, at least 4)."""
 EXIF_TRANSPOSED = (5, 6, 7, 8)
 """EXIF orientations that swap width and height."""
 

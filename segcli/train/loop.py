@@ -429,9 +429,10 @@ def _val_for(
     if train.format == "scenes":
         from segcli.models.blocks import HELDOUT_SEED_BASE
 
-        samples = [scene_sample_for_val(HELDOUT_SEED_BASE + 3_000_000 + k) for k in range(SCENE_VAL_COUNT)]
+        count = min(SCENE_VAL_COUNT, max(4, train.scenes_per_epoch // 10))
+        samples = [scene_sample_for_val(HELDOUT_SEED_BASE + 3_000_000 + k) for k in range(count)]
         val = dataclasses.replace(train, samples=samples, scenes_per_epoch=len(samples))
-        return train, val, f"{SCENE_VAL_COUNT} held-out generated scenes (seeds never trained on)"
+        return train, val, f"{count} held-out generated scenes (seeds never trained on)"
     if train.val_source is not None:
         val = train.val_source
         return train, val, f"the dataset's own val split: {len(val.samples)} images"
@@ -467,8 +468,15 @@ def scene_sample_for_val(seed: int) -> Sample:
 
 
 def _prepare_val(val: Dataset, how: str, out: Path, val_is_file: bool) -> ValSet:
+    """A COCO --val file is evaluated as it is when COCOeval can read it (every annotation
+    has a ``bbox`` and an ``area``); anything else is written as ``val.json``."""
     if val_is_file and val.coco_file is not None and val.images_root is not None:
-        return ValSet(val.coco_file, val.images_root, len(val.samples), how)
+        import json
+
+        data = json.loads(val.coco_file.read_text(encoding="utf-8"))
+        if all(isinstance(a, dict) and "bbox" in a and "area" in a for a in data["annotations"]):
+            return ValSet(val.coco_file, val.images_root, len(val.samples), how)
+        how += " (its annotations lack bbox/area, which COCOeval needs: evaluated as val.json)"
     return write_val_coco(val, out, how)
 
 
