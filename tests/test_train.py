@@ -671,3 +671,42 @@ def test_data_error_lists_every_problem(tmp_path: Path) -> None:
         read_dataset(path)
     assert len(info.value.problems) == 2 and "annotation id 1" in info.value.problems[0]
     assert "annotation id 2" in info.value.problems[1]
+
+
+# --------------------------------------------------------------------------- Ray Train
+@pytest.mark.ray
+def test_ray_train_two_workers_matches_one_process(scenes: Path, uninterrupted: Path, tmp_path: Path) -> None:
+    """`--engine ray --workers 2` on a local 2-CPU Ray instance: the same checkpoint format
+    (predict loads it with no other flag) and the one-process run's loss curve, within noise."""
+    pytest.importorskip("ray.train.torch")
+    out = tmp_path / "run"
+    args = [
+        "train",
+        scenes,
+        "-o",
+        out,
+        "--model",
+        "blocks",
+        "--epochs",
+        "3",
+        *TINY,
+        "--engine",
+        "ray",
+        "--workers",
+        "2",
+    ]
+    result = _invoke(args)
+    assert result.exit_code == 0, result.output
+    assert "Ray Train: 2 workers" in result.output
+    ray_run = json.loads((out / "train.json").read_text())
+    one = json.loads((uninterrupted / "train.json").read_text())
+    assert ray_run["engine"] == {"name": "ray", "workers": 2, "backend": "gloo"}
+    assert [e["steps"] for e in ray_run["epochs"]] == [e["steps"] for e in one["epochs"]]
+    for a, b in zip(ray_run["epochs"], one["epochs"]):
+        assert a["images"] == b["images"]
+        assert a["loss"] == pytest.approx(b["loss"], rel=0.2)  # other RoI samples: noise, not a trend
+    assert not (out / ".ray").exists()
+    result = _invoke(
+        ["predict", scenes.parent / "s0.png", "--weights", out / "best.pt", "-o", tmp_path / "p"]
+    )
+    assert result.exit_code == 0, result.output

@@ -39,7 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -58,10 +58,15 @@ from segcli.train.data import (
 from segcli.train.schedule import SCHEDULES, Schedule
 from segcli.train.validate import ValSet, evaluate_checkpoint, write_val_coco
 
+if TYPE_CHECKING:
+    from segcli.train.distributed import Parallel
+
 TRAIN_SCHEMA = "segcli.train/1"
 RUN_FILES = ("train.json", "last.pt", "best.pt")
 OPTIMIZERS = ("sgd", "adamw")
 NORMS = ("auto", "frozen", "train")
+LOSS_NAMES = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
+"""What torchvision's Mask R-CNN returns in training mode."""
 MAX_BAD_STEPS = 20
 """Consecutive steps with a non-finite loss before the run gives up (a learning rate too high)."""
 SPLIT_SEED = 0
@@ -325,6 +330,8 @@ class Feeder:
     augment: Augment
     seed: int
     batch_size: int
+    rank: int = 0  # a data-parallel worker's share of every batch: picks[rank::world]
+    world: int = 1
 
     @property
     def per_epoch(self) -> int:
@@ -351,7 +358,7 @@ class Feeder:
 
     def batch(self, epoch: int, step: int) -> list[tuple[Tensor, dict[str, Tensor]]]:
         order = self.order(epoch)
-        picks = order[step * self.batch_size : (step + 1) * self.batch_size]
+        picks = order[step * self.batch_size : (step + 1) * self.batch_size][self.rank :: self.world]
         out = []
         for index in picks.tolist():
             sample, pixels, scene = self.sample(epoch, index)
@@ -491,13 +498,22 @@ def _spec_for(model: str | None, weights: str | None) -> Any:
     return checkpoint_spec(ckpt.meta, model, path)
 
 
-def run_train(opts: TrainOptions, events: TrainEvents | None = None) -> TrainResult:
+def run_train(
+    opts: TrainOptions, events: TrainEvents | None = None, *, parallel: Parallel | None = None
+) -> TrainResult:
     """One training run (see the module docstring). Bad data is a :class:`DataError` (a
     ``UsageError``) before any step; Ctrl-C/SIGTERM save ``last.pt`` and raise
-    ``KeyboardInterrupt``."""
+    ``KeyboardInterrupt``.
+
+    ``parallel``: this process is one worker of a data-parallel run
+    (:mod:`segcli.train.distributed`): each step's batch is shared out between the workers and
+    their gradients averaged; worker 0 alone writes files and validates.
+    """
+    lead = parallel is None or parallel.rank == 0
     events = events or TrainEvents()
     out = Path(opts.output)
-    check_output(out, opts.resume)
+    if lead:
+        check_output(out, opts.resume)
     resume_state: dict[str, Any] | None = None
     recorded: dict[str, Any] | None = None
     if opts.resume:
@@ -566,7 +582,7 @@ def run_train(opts: TrainOptions, events: TrainEvents | None = None) -> TrainRes
 
     min_size = s["min_size"] or spec.defaults.min_size
     max_size = max(s["max_size"] or spec.defaults.max_size, min_size)
-    torch.manual_seed(s["seed"])
+    torch.manual_seed(s["seed"])  # the new layers' initialisation: the same on every worker
     start = build_start(
         spec,
         None if s["weights"] is None else s["weights"],
@@ -586,6 +602,8 @@ def run_train(opts: TrainOptions, events: TrainEvents | None = None) -> TrainRes
     counts = apply_freeze(module, prefixes, frozen_norms=frozen_norms)
     check_trainable(module)
     module.to(device)
+    if parallel is not None:
+        parallel.broadcast_parameters(module)
     settle_roi_scales(module)
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     wrapped = enable_autocast(module, autocast_dtype, device.type) if autocast_dtype is not None else []
@@ -597,14 +615,19 @@ def run_train(opts: TrainOptions, events: TrainEvents | None = None) -> TrainRes
         Augment(min_size, max_size, s["scale_jitter"], s["hflip"]),
         s["seed"],
         s["batch_size"],
+        rank=0 if parallel is None else parallel.rank,
+        world=1 if parallel is None else parallel.world,
     )
     steps_per_epoch = feeder.steps_per_epoch
     total_steps = steps_per_epoch * s["epochs"] if s["epochs"] is not None else None
     budget = s["time_minutes"] * 60.0 if s["time_minutes"] is not None else None
 
-    out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_parts(out)
-    valset = _prepare_val(val, how, out, val_arg is not None and val.format == "coco")
+    if lead:
+        out.mkdir(parents=True, exist_ok=True)
+        _remove_stale_parts(out)
+        valset = _prepare_val(val, how, out, val_arg is not None and val.format == "coco")
+    else:
+        valset = ValSet(out / "val.json", out, len(val.samples), how)  # worker 0 validates
     started = datetime.now(timezone.utc)
     record: dict[str, Any] = {
         "schema": TRAIN_SCHEMA,
@@ -685,11 +708,17 @@ def run_train(opts: TrainOptions, events: TrainEvents | None = None) -> TrainRes
         ]
         best_ap = (record["best"] or {}).get("mask_AP")
         _set_rng_state(resume_state["rng"])
+        if parallel is not None and not lead:
+            torch.manual_seed(s["seed"] + 7919 * parallel.rank + global_step)
         events.note(
             f"resumed at epoch {epoch + 1}, step {step_in_epoch} of {steps_per_epoch} "
             f"({global_step} steps done)"
         )
 
+    if parallel is not None and not lead and resume_state is None:
+        torch.manual_seed(s["seed"] + 7919 * parallel.rank)  # each worker samples its own RoIs
+    if parallel is not None:
+        record["engine"] = {"name": "ray", "workers": parallel.world, "backend": parallel.backend}
     from segcli.models.weights import CheckpointMeta
 
     def meta(epoch_done: int) -> dict[str, Any]:
@@ -703,6 +732,8 @@ def run_train(opts: TrainOptions, events: TrainEvents | None = None) -> TrainRes
         return CheckpointMeta(spec.name, spec.architecture, min_size, max_size, info).to_dict()
 
     def write_last() -> float:
+        if not lead:
+            return 0.0
         payload = {
             "model": _state_fp32(module),
             "categories": list(train.categories),
@@ -735,6 +766,8 @@ def run_train(opts: TrainOptions, events: TrainEvents | None = None) -> TrainRes
         from segcli.outputs.writers import dumps, encode_image
         from segcli.train.curves import curves_image
 
+        if not lead:
+            return
         record["status"] = status
         record["time"]["elapsed_seconds"] = round(clock.elapsed(), 2)
         if status != "running":
@@ -744,6 +777,8 @@ def run_train(opts: TrainOptions, events: TrainEvents | None = None) -> TrainRes
             atomic_write_bytes(out / "curves.png", encode_image(curves_image(record["epochs"]), ".png"))
 
     def validate(epoch_index: int) -> dict[str, Any] | None:
+        if not lead:
+            return None
         events.validating(epoch_index + 1)
         t = time.monotonic()
         with torch.random.fork_rng(devices=[]):
@@ -758,7 +793,7 @@ def run_train(opts: TrainOptions, events: TrainEvents | None = None) -> TrainRes
         rec = record["epochs"][-1]
         rec["val"] = val_result
         ap = None if val_result is None else (val_result.get("segm") or {}).get("AP")
-        if val_result is not None and (best_ap is None or (ap is not None and ap > best_ap)):
+        if lead and val_result is not None and (best_ap is None or (ap is not None and ap > best_ap)):
             best_ap = ap if ap is not None else best_ap
             payload = {
                 "model": _state_fp32(module),
@@ -810,7 +845,10 @@ def run_train(opts: TrainOptions, events: TrainEvents | None = None) -> TrainRes
                             raise KeyboardInterrupt
                         if budget is not None and global_step > 0:
                             reserve = val_cost + save_cost + est_step
-                            if clock.elapsed() + reserve >= budget:
+                            late = clock.elapsed() + reserve >= budget
+                            if parallel is not None:
+                                late = parallel.any(late)  # worker 0's clock and the others' agree
+                            if late:
                                 out_of_time = True
                                 break
                         t0 = time.monotonic()
@@ -831,10 +869,17 @@ def run_train(opts: TrainOptions, events: TrainEvents | None = None) -> TrainRes
                             group["lr"] = lr
                         images_t = [b[0].to(device, non_blocking=True) for b in batch]
                         targets = [{k: v.to(device) for k, v in b[1].items()} for b in batch]
-                        loss_dict = module(images_t, targets)
-                        loss = sum(loss_dict.values())
-                        assert isinstance(loss, Tensor)
                         optimizer.zero_grad(set_to_none=True)
+                        if images_t:
+                            loss_dict = module(images_t, targets)
+                            loss = sum(loss_dict.values())
+                        else:  # a worker with no image of this (last, short) batch
+                            loss_dict = {k: torch.zeros((), device=device) for k in LOSS_NAMES}
+                            loss = torch.zeros((), device=device, requires_grad=True)
+                        assert isinstance(loss, Tensor)
+                        batch_images = len(batch)
+                        if parallel is not None:
+                            loss_dict, loss, batch_images = parallel.mean_losses(loss_dict, loss, len(batch))
                         if not torch.isfinite(loss):
                             bad_steps += 1
                             if bad_steps >= MAX_BAD_STEPS:
@@ -850,6 +895,8 @@ def run_train(opts: TrainOptions, events: TrainEvents | None = None) -> TrainRes
                                 scaler.unscale_(optimizer)
                             else:
                                 loss.backward()
+                            if parallel is not None:
+                                parallel.average_gradients(module, len(batch), batch_images)
                             if s["grad_clip"] > 0:
                                 torch.nn.utils.clip_grad_norm_(
                                     [p for p in module.parameters() if p.requires_grad], s["grad_clip"]
@@ -865,7 +912,7 @@ def run_train(opts: TrainOptions, events: TrainEvents | None = None) -> TrainRes
                                     losses_seen.append(k)
                             sums["total"] = sums.get("total", 0.0) + float(loss.detach())
                             sums["steps"] = sums.get("steps", 0.0) + 1
-                            sums["images"] = sums.get("images", 0.0) + len(batch)
+                            sums["images"] = sums.get("images", 0.0) + batch_images
                         step_in_epoch += 1
                         global_step += 1
                         dt = time.monotonic() - t0
@@ -917,6 +964,9 @@ def run_train(opts: TrainOptions, events: TrainEvents | None = None) -> TrainRes
                 val_cost = float(val_result["seconds"]) if val_result else val_cost
                 finish_epoch(epoch - 1, val_result)
                 pending_val = False
+                if parallel is not None:
+                    val_cost = parallel.broadcast_float(val_cost)  # the others waited for it
+                    save_cost = parallel.broadcast_float(save_cost)
                 if out_of_time:
                     stop_reason = "time"
                     break
