@@ -26,9 +26,8 @@ from typer.testing import CliRunner
 
 from segcli.cli.root import app
 from segcli.core.masks import rle_decode
-from segcli.models.blocks import HELDOUT_SEED_BASE
 from segcli.models.blocks.arch import CATEGORIES as BLOCKS_CATEGORIES
-from segcli.models.blocks.scenes import render_scene, scenes_to_coco
+from segcli.models.blocks.scenes import HELDOUT_SEED_BASE, render_scene, scenes_to_coco
 from segcli.train import DataError, TrainEvents, TrainOptions, read_dataset, run_train
 from segcli.train.augment import Augment, example_rng, make_example
 from segcli.train.data import render_mask

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from segcli.cli.console import cli_errors, err_console, examples, fail, say
+from segcli.cli.group import app
 from segcli.cli.options import PANEL_MODEL, PANEL_RUN, DeviceOpt, HelpWithModelDefaults
-from segcli.cli.root import app, cli_errors, err_console, examples, fail, say
 
 if TYPE_CHECKING:
     from rich.progress import Progress

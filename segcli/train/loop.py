@@ -59,7 +59,7 @@ from segcli.train.schedule import SCHEDULES, Schedule
 from segcli.train.validate import ValSet, evaluate_checkpoint, write_val_coco
 
 if TYPE_CHECKING:
-    from segcli.train.distributed import Parallel
+    from segcli.train.parallel import Parallel
 
 TRAIN_SCHEMA = "segcli.train/1"
 RUN_FILES = ("train.json", "last.pt", "best.pt")
@@ -346,8 +346,7 @@ class Feeder:
 
     def sample(self, epoch: int, index: int) -> tuple[Sample, np.ndarray, Any]:
         if self.train.format == "scenes":
-            from segcli.models.blocks import TRAIN_SEEDS
-            from segcli.models.blocks.scenes import render_scene
+            from segcli.models.blocks.scenes import TRAIN_SEEDS, render_scene
 
             seed = TRAIN_SEEDS[(self.seed * 7_919_993 + epoch * self.per_epoch + index) % len(TRAIN_SEEDS)]
             scene = render_scene(seed)
@@ -434,7 +433,7 @@ def _val_for(
         val = read_dataset(val_arg, val_images, base_categories=base, categories=train.categories)
         return train, val, f"--val {val_arg}: {len(val.samples)} images"
     if train.format == "scenes":
-        from segcli.models.blocks import HELDOUT_SEED_BASE
+        from segcli.models.blocks.scenes import HELDOUT_SEED_BASE
 
         count = min(SCENE_VAL_COUNT, max(4, train.scenes_per_epoch // 10))
         samples = [scene_sample_for_val(HELDOUT_SEED_BASE + 3_000_000 + k) for k in range(count)]

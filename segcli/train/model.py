@@ -80,7 +80,6 @@ def build_start(
     *,
     keep_rows: bool = True,
     progress: bool = True,
-    cli: bool = False,
 ) -> StartModel:
     """The start network with a head for ``categories`` (on the CPU, eval mode)."""
     from segcli.models.weights import load_model
@@ -91,7 +90,7 @@ def build_start(
         return StartModel(
             module, spec, "random", None, tuple(categories), {"replaced": False, "kept": []}, pretrained=False
         )
-    loaded = load_model(spec, weights=weights, device="cpu", progress=progress, cli=cli)
+    loaded = load_model(spec, weights=weights, device="cpu", progress=progress)
     module = loaded.module
     head: dict[str, Any] = {"replaced": False, "kept": []}
     if not same_classes(loaded.categories, categories):
