@@ -32,6 +32,8 @@ from segcli.core.errors import SegcliError, UsageError, first_line
 from segcli.train.loop import TrainEvents, TrainOptions, TrainResult, check_output, run_train
 from segcli.train.parallel import Parallel
 
+INSTALL_HINT = 'segcli train --engine ray needs Ray Train: pip install "segcli[ray]"'
+
 
 def _worker(config: dict[str, Any]) -> None:
     """Ray Train's per-worker function: one :class:`Parallel` run of the options."""
@@ -71,7 +73,6 @@ def run_train_ray(
     gpus_per_worker: float = 0.0,
 ) -> TrainResult:
     """Run ``opts`` with ``workers`` data-parallel Ray Train workers (see the module docstring)."""
-    from segcli.runs.engines.ray import INSTALL_HINT, RayMissing
     from segcli.train.data import read_dataset
 
     events = events or TrainEvents()
@@ -87,7 +88,7 @@ def run_train_ray(
         import ray.train
         from ray.train.torch import TorchTrainer
     except ImportError as exc:
-        raise RayMissing(f"{INSTALL_HINT} ({first_line(exc)})") from None
+        raise UsageError(f"{INSTALL_HINT} ({first_line(exc)})") from None
     out = Path(opts.output).absolute()
     check_output(out, opts.resume)
     if not opts.resume:  # the data check, before Ray starts: bad data is exit 2 at once
