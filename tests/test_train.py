@@ -336,7 +336,9 @@ def test_resume_after_ctrl_c_equals_uninterrupted_run(
     assert result.exit_code == 2 and "already holds a training run" in result.output
     result = _invoke(["train", scenes, "-o", out, "--resume", "--lr", "0.5"])
     assert result.exit_code == 2 and "--lr 0.5 (the run has 0.01)" in result.output
+    (out / ".last.pt.k1ll9ed0.part").write_bytes(b"PK\x03\x04 half a checkpoint")  # kill -9 mid-save
     run_train(TrainOptions(data=str(scenes), output=out, resume=True, device="cpu"))
+    assert not (out / ".last.pt.k1ll9ed0.part").exists()
     assert _max_diff(_state(out / "last.pt"), _state(uninterrupted / "last.pt")) <= 1e-6
     a = json.loads((out / "train.json").read_text())
     b = json.loads((uninterrupted / "train.json").read_text())

@@ -142,6 +142,12 @@ def run_train_ray(
             thread.join(0.5)
             shown = _show_epochs(out, shown, events)
         shown = _show_epochs(out, shown, events)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the workers stop with Ray; last.pt is kept
+        if owned:
+            ray.shutdown()
+            owned = False
+        _mark_interrupted(out)
+        raise
     finally:
         if owned:
             ray.shutdown()
@@ -155,6 +161,19 @@ def run_train_ray(
     record = json.loads((out / "train.json").read_text(encoding="utf-8"))
     best = out / "best.pt"
     return TrainResult(out, out / "last.pt", best if best.is_file() else None, record)
+
+
+def _mark_interrupted(out: Path) -> None:
+    """train.json says how the run ended (worker 0, stopped with Ray, could not)."""
+    from segcli.io.files import atomic_write_bytes
+    from segcli.outputs.writers import dumps
+
+    try:
+        record = json.loads((out / "train.json").read_text(encoding="utf-8"))
+        record["status"] = "interrupted"
+        atomic_write_bytes(out / "train.json", dumps(record))
+    except (OSError, ValueError):
+        pass
 
 
 def _show_epochs(out: Path, shown: int, events: TrainEvents) -> int:

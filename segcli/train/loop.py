@@ -709,10 +709,13 @@ def run_train(
         _set_rng_state(resume_state["rng"])
         if parallel is not None and not lead:
             torch.manual_seed(s["seed"] + 7919 * parallel.rank + global_step)
-        events.note(
-            f"resumed at epoch {epoch + 1}, step {step_in_epoch} of {steps_per_epoch} "
-            f"({global_step} steps done)"
-        )
+        if s["epochs"] is not None and epoch >= s["epochs"]:
+            events.note(f"the run is already complete ({epoch} epochs): nothing left to train")
+        else:
+            events.note(
+                f"resumed at epoch {epoch + 1}, step {step_in_epoch} of {steps_per_epoch} "
+                f"({global_step} steps done)"
+            )
 
     if parallel is not None and not lead and resume_state is None:
         torch.manual_seed(s["seed"] + 7919 * parallel.rank)  # each worker samples its own RoIs
