@@ -82,7 +82,7 @@ def models(checkpoint: WeightsInfoOpt = None) -> None:
         )
     trained = None
     if checkpoint is not None:
-        from segcli.core.instances import PLACEHOLDER_CLASSES
+        from segcli.core.categories import PLACEHOLDER_CLASSES
 
         spec, categories, meta = _checkpoint_info(checkpoint)
         min_size = (meta.min_size if meta else None) or spec.defaults.min_size
@@ -138,7 +138,7 @@ def classes(
 
     Reads the model registry (or the --weights checkpoint); loads no model and downloads nothing.
     """
-    from segcli.core.instances import PLACEHOLDER_CLASSES
+    from segcli.core.categories import PLACEHOLDER_CLASSES
     from segcli.models.cache import class_names
     from segcli.models.registry import get_spec
 

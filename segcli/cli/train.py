@@ -14,8 +14,6 @@ from segcli.cli.options import PANEL_MODEL, PANEL_RUN, DeviceOpt, HelpWithModelD
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from segcli.train import TrainEvents
-
 PANEL_DATA = "Data"
 PANEL_RECIPE = "Recipe"
 
@@ -162,7 +160,10 @@ def train(
         str | None,
         _opt("--ray-address", help="Ray cluster [RAY_ADDRESS, else a local one].", panel=PANEL_RUN),
     ] = None,
-    quiet: Annotated[bool, _opt("--quiet", "-q", help="Only the final lines.", panel=PANEL_RUN)] = False,
+    quiet: Annotated[
+        bool,
+        _opt("--quiet", "-q", help="Errors and warnings only (no progress, no summary).", panel=PANEL_RUN),
+    ] = False,
 ) -> None:
     """Fine-tune (or train) a Mask R-CNN on your own labels: last.pt, best.pt, train.json, curves.png.
 
@@ -227,6 +228,8 @@ def train(
         raise
     finally:
         events.close()
+    if quiet:  # -q: errors and warnings only, as in every command
+        return
     rec = result.record
     best = rec.get("best") or {}
     if best:
@@ -246,87 +249,86 @@ def _ap(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
 
 
-class _CliEvents:
-    """Progress of a run: a bar per epoch on a terminal, else one line per epoch (stderr)."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self.live = not quiet and err_console().is_terminal
-        self.progress: Progress | None = None
-        self.task: Any = None
-        self.epochs: int | None = None
-
-    def note(self, text: str) -> None:
-        if not self.quiet:
-            say(text, console=err_console())
-
-    def epoch_started(self, epoch: int, epochs: int | None, steps: int) -> None:
-        self.epochs = epochs
-        if not self.live:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        if self.progress is None:
-            self.progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                console=err_console(),
-                transient=True,
-            )
-            self.progress.start()
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-        of = f"/{epochs}" if epochs else ""
-        self.task = self.progress.add_task(f"epoch {epoch}{of}", total=steps, info="")
-
-    def step(
-        self, epoch: int, done: int, steps: int, loss: float, images_per_second: float, eta: float
-    ) -> None:
-        if self.progress is not None and self.task is not None:
-            info = f"loss {loss:.3f}  {images_per_second:.2f} img/s  eta {_duration(eta)}"
-            self.progress.update(self.task, completed=done, info=info)
-
-    def validating(self, epoch: int) -> None:
-        if self.progress is not None and self.task is not None:
-            self.progress.update(self.task, info="validating")
-
-    def epoch_done(self, record: dict[str, Any]) -> None:
-        if self.quiet:
-            return
-        v = record.get("val") or {}
-        of = f"/{self.epochs}" if self.epochs else ""
-        loss = record.get("loss")
-        parts = " ".join(f"{k.removeprefix('loss_')} {x:.3f}" for k, x in record["losses"].items())
-        line = (
-            f"epoch {record['epoch']}{of}: loss {loss:.3f} ({parts}), "
-            f"{record['images_per_second']:.2f} img/s, "
-            f"{record['seconds']:.1f} s"
-            if loss is not None
-            else f"epoch {record['epoch']}{of}: no step"
-        )
-        if v:
-            mask, box = (v.get("segm") or {}).get("AP"), (v.get("bbox") or {}).get("AP")
-            line += f"; val mask AP {_ap(mask)}, box AP {_ap(box)}"
-        target = self.progress.console if self.progress is not None else err_console()
-        say(line, console=target)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
-            self.task = None
-
-
 def _duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def _events(quiet: bool) -> _CliEvents:
-    return _CliEvents(quiet)
+def _events(quiet: bool) -> Any:
+    """The run's progress on stderr (a :class:`segcli.train.TrainEvents`, defined here on first
+    use: the library imports torch, which ``segcli --help`` must not)."""
+    from segcli.train import TrainEvents
 
+    class CliEvents(TrainEvents):
+        """Progress of a run: a bar per epoch on a terminal, else one line per epoch (stderr)."""
 
-if TYPE_CHECKING:
-    _check: TrainEvents = _CliEvents(False)  # the CLI's events fit the library's hooks
+        def __init__(self, quiet: bool) -> None:
+            self.quiet = quiet
+            self.live = not quiet and err_console().is_terminal
+            self.progress: Progress | None = None
+            self.task: Any = None
+            self.epochs: int | None = None
+
+        def note(self, text: str) -> None:
+            if not self.quiet:
+                say(text, console=err_console())
+
+        def epoch_started(self, epoch: int, epochs: int | None, steps: int) -> None:
+            self.epochs = epochs
+            if not self.live:
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            if self.progress is None:
+                self.progress = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"),
+                    console=err_console(),
+                    transient=True,
+                )
+                self.progress.start()
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            of = f"/{epochs}" if epochs else ""
+            self.task = self.progress.add_task(f"epoch {epoch}{of}", total=steps, info="")
+
+        def step(
+            self, epoch: int, done: int, steps: int, loss: float, images_per_second: float, eta: float
+        ) -> None:
+            if self.progress is not None and self.task is not None:
+                info = f"loss {loss:.3f}  {images_per_second:.2f} img/s  eta {_duration(eta)}"
+                self.progress.update(self.task, completed=done, info=info)
+
+        def validating(self, epoch: int) -> None:
+            if self.progress is not None and self.task is not None:
+                self.progress.update(self.task, info="validating")
+
+        def epoch_done(self, record: dict[str, Any]) -> None:
+            if self.quiet:
+                return
+            v = record.get("val") or {}
+            of = f"/{self.epochs}" if self.epochs else ""
+            loss = record.get("loss")
+            parts = " ".join(f"{k.removeprefix('loss_')} {x:.3f}" for k, x in record["losses"].items())
+            line = (
+                f"epoch {record['epoch']}{of}: loss {loss:.3f} ({parts}), "
+                f"{record['images_per_second']:.2f} img/s, "
+                f"{record['seconds']:.1f} s"
+                if loss is not None
+                else f"epoch {record['epoch']}{of}: no step"
+            )
+            if v:
+                mask, box = (v.get("segm") or {}).get("AP"), (v.get("bbox") or {}).get("AP")
+                line += f"; val mask AP {_ap(mask)}, box AP {_ap(box)}"
+            target = self.progress.console if self.progress is not None else err_console()
+            say(line, console=target)
+
+        def close(self) -> None:
+            if self.progress is not None:
+                self.progress.stop()
+                self.progress = None
+                self.task = None
+
+    return CliEvents(quiet)

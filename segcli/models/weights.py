@@ -20,7 +20,7 @@ import urllib.error
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -146,7 +146,7 @@ class CheckpointMeta:
     max_size: int | None = None
     train: dict[str, object] | None = None  # settings, data summary, epoch, val AP
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "schema": CHECKPOINT_SCHEMA,
             "model": self.model,
@@ -183,8 +183,8 @@ def _read_meta(value: object, path: Path) -> CheckpointMeta | None:
     return CheckpointMeta(
         model=model,
         architecture=arch,
-        min_size=sizes["min_size"],  # type: ignore[arg-type]
-        max_size=sizes["max_size"],  # type: ignore[arg-type]
+        min_size=sizes["min_size"],
+        max_size=sizes["max_size"],
         train=train if isinstance(train, dict) else None,
     )
 

@@ -40,8 +40,8 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from segcli.core.categories import PLACEHOLDER_CLASSES
 from segcli.core.errors import UsageError, first_line
-from segcli.core.instances import PLACEHOLDER_CLASSES
 from segcli.core.settings import DEFAULT_MAX_PIXELS
 from segcli.io.images import IMAGE_EXTENSIONS
 

@@ -98,14 +98,16 @@ def run_train_ray(
     owned = False
     if not ray.is_initialized():
         target = address or os.environ.get("RAY_ADDRESS") or None
+        options: dict[str, Any] = {
+            "address": target,
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "logging_level": logging.ERROR,
+        }
+        if not target:  # a local instance with room for every worker
+            options["num_cpus"] = max(os.cpu_count() or 1, int(workers * cpus_per_worker))
         try:
-            ray.init(
-                address=target,
-                include_dashboard=False,
-                log_to_driver=False,
-                logging_level=logging.ERROR,
-                **({} if target else {"num_cpus": max(os.cpu_count() or 1, int(workers * cpus_per_worker))}),
-            )
+            ray.init(**options)
         except ConnectionError as exc:
             raise SegcliError(f"cannot connect to the Ray cluster at {target} ({first_line(exc)})") from None
         owned = True
@@ -152,8 +154,8 @@ def run_train_ray(
         if owned:
             ray.shutdown()
     if failure:
-        exc = failure[0]
-        cause = getattr(exc, "__cause__", None) or exc
+        error = failure[0]
+        cause = getattr(error, "__cause__", None) or error
         if isinstance(cause, SegcliError):
             raise cause
         raise SegcliError(f"the Ray Train run failed: {first_line(cause)}") from None

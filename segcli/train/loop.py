@@ -39,7 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -349,8 +349,8 @@ class Feeder:
             from segcli.models.blocks.scenes import TRAIN_SEEDS, render_scene
 
             seed = TRAIN_SEEDS[(self.seed * 7_919_993 + epoch * self.per_epoch + index) % len(TRAIN_SEEDS)]
-            scene = render_scene(seed)
-            return scene_from_render(seed, scene), scene.image, scene
+            rendered = render_scene(seed)
+            return scene_from_render(seed, rendered), rendered.image, rendered
         sample = self.train.samples[index]
         pixels, scene = load_pixels(sample)
         return sample, pixels, scene
@@ -519,7 +519,8 @@ def run_train(
         from segcli.models.weights import load_checkpoint
 
         raw = load_checkpoint(out / "last.pt").raw or {}
-        resume_state = raw.get("resume") if isinstance(raw.get("resume"), dict) else None
+        saved = raw.get("resume")
+        resume_state = cast("dict[str, Any]", saved) if isinstance(saved, dict) else None
         if resume_state is None:
             raise UsageError(f"--resume: {out / 'last.pt'} holds no training state")
         recorded = resume_state["settings"]
@@ -797,12 +798,13 @@ def run_train(
         ap = None if val_result is None else (val_result.get("segm") or {}).get("AP")
         if lead and val_result is not None and (best_ap is None or (ap is not None and ap > best_ap)):
             best_ap = ap if ap is not None else best_ap
+            described = meta(epoch_index + 1)
+            described["train"]["val"] = {k: v for k, v in val_result.items() if k in ("bbox", "segm")}
             payload = {
                 "model": _state_fp32(module),
                 "categories": list(train.categories),
-                "segcli": meta(epoch_index + 1),
+                "segcli": described,
             }
-            payload["segcli"]["train"]["val"] = {k: v for k, v in val_result.items() if k in ("bbox", "segm")}
             save_checkpoint(out / "best.pt", payload)
             record["best"] = {
                 "epoch": epoch_index + 1,

@@ -32,8 +32,8 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_map
 from torchvision.models.detection import MaskRCNN
 
+from segcli.core.categories import PLACEHOLDER_CLASSES
 from segcli.core.errors import SegcliError, UsageError
-from segcli.core.instances import PLACEHOLDER_CLASSES
 from segcli.models.precision import DENSE_PARTS
 from segcli.models.registry import ModelSpec
 from segcli.train.data import same_classes
@@ -94,9 +94,9 @@ def build_start(
     module = loaded.module
     head: dict[str, Any] = {"replaced": False, "kept": []}
     if not same_classes(loaded.categories, categories):
-        head = {"replaced": True, "kept": replace_heads(module, loaded.categories, categories, keep_rows)}  # type: ignore[arg-type]
+        head = {"replaced": True, "kept": replace_heads(module, loaded.categories, categories, keep_rows)}
     return StartModel(
-        module,  # type: ignore[arg-type]
+        module,
         loaded.spec,
         loaded.weights,
         loaded.sha256,
@@ -193,7 +193,7 @@ def _resize_off(image: Tensor, target: dict[str, Tensor] | None) -> tuple[Tensor
 
 
 @contextmanager
-def training_mode(module: MaskRCNN, *, frozen_norms: bool):  # type: ignore[no-untyped-def]
+def training_mode(module: MaskRCNN, *, frozen_norms: bool):
     """``module.train()`` with the transform's resize off (examples come resized) and, with
     ``frozen_norms``, batch norms in eval mode (statistics kept); eval mode again after."""
     module.train()
@@ -201,7 +201,7 @@ def training_mode(module: MaskRCNN, *, frozen_norms: bool):  # type: ignore[no-u
         for mod in module.modules():
             if isinstance(mod, nn.modules.batchnorm._BatchNorm):
                 mod.eval()
-    module.transform.resize = _resize_off  # type: ignore[method-assign]  # an instance attribute
+    module.transform.resize = _resize_off  # an instance attribute
     try:
         yield
     finally:
@@ -231,7 +231,7 @@ def enable_autocast(module: nn.Module, dtype: torch.dtype, device_type: str) -> 
                 out = _inner(*args, **kwargs)
             return tree_map(_to_fp32, out)
 
-        part.forward = forward  # type: ignore[method-assign]
+        part.forward = forward
         wrapped.append(dotted)
     return wrapped
 

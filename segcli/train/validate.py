@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from segcli.core.instances import PLACEHOLDER_CLASSES
+from segcli.core.categories import PLACEHOLDER_CLASSES
 from segcli.io.files import atomic_write_bytes
 from segcli.train.data import Dataset, Geometry, Sample, render_mask
 
@@ -75,17 +75,18 @@ def write_val_coco(ds: Dataset, out_dir: Path, how: str) -> ValSet:
             else Path(os.path.commonpath([str(p.parent) for p in paths]))
         )
         names = [p.relative_to(root).as_posix() for p in paths]
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for image_id, (s, name) in enumerate(zip(ds.samples, names), start=1):
         images.append({"id": image_id, "file_name": name, "width": s.width, "height": s.height})
-        scene = scenes.get(s.seed) if s.seed is not None else None
+        drawn: Any = scenes.get(s.seed) if s.seed is not None else None
         for obj in s.objects:
             annotations.append(
-                _annotation(len(annotations) + 1, image_id, obj.label, obj.geometry, s, scene, 0)
+                _annotation(len(annotations) + 1, image_id, obj.label, obj.geometry, s, drawn, 0)
             )
         for obj in s.crowd:
             annotations.append(
-                _annotation(len(annotations) + 1, image_id, obj.label, obj.geometry, s, scene, 1)
+                _annotation(len(annotations) + 1, image_id, obj.label, obj.geometry, s, drawn, 1)
             )
     categories = [
         {"id": i, "name": name, "supercategory": "object"}
