@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 GLOBAL_OPTIONS = ("--debug", "--version")
-COMMAND_ORDER = ("predict", "batch", "eval", "models", "classes", "demo", "explain", "compare")
+COMMAND_ORDER = ("predict", "batch", "eval", "train", "models", "classes", "demo", "explain", "compare")
 """How ``segcli --help`` lists the commands."""
 
 

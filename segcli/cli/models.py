@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -11,13 +11,38 @@ from segcli.cli.console import cli_errors, examples, out_console, plain, say
 from segcli.cli.group import app
 from segcli.cli.options import HelpWithModelDefaults
 
+WeightsInfoOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights",
+        help="Also describe this checkpoint (a segcli train best.pt names its model, classes, input size).",
+        exists=True,
+        dir_okay=False,
+    ),
+]
 
-@app.command(cls=HelpWithModelDefaults, epilog=examples("segcli models", "segcli classes --model blocks"))
+
+def _checkpoint_info(path: Path, model: str | None = None) -> tuple[Any, tuple[str, ...], Any]:
+    """(spec, categories, meta) of a local checkpoint, read without building a model (torch
+    is imported for this only)."""
+    from segcli.models.weights import checkpoint_spec, load_checkpoint
+
+    ckpt = load_checkpoint(path, mmap=True)
+    spec = checkpoint_spec(ckpt.meta, model, path)
+    return spec, ckpt.categories or spec.categories, ckpt.meta
+
+
+@app.command(
+    cls=HelpWithModelDefaults,
+    epilog=examples(
+        "segcli models", "segcli models --weights runs/parts/best.pt", "segcli classes --model blocks"
+    ),
+)
 @cli_errors
-def models() -> None:
+def models(checkpoint: WeightsInfoOpt = None) -> None:
     """List the models: architecture, weights and whether they are cached, input size, classes.
 
-    Reads the model registry and the weights cache; loads no model.
+    Reads the model registry and the weights cache (and a --weights checkpoint); loads no model.
     """
     from rich import box
     from rich.table import Table
@@ -55,7 +80,29 @@ def models() -> None:
             "/".join(str(v) for v in sizes if v is not None),
             str(weights.classes),
         )
+    trained = None
+    if checkpoint is not None:
+        from segcli.core.categories import PLACEHOLDER_CLASSES
+
+        spec, categories, meta = _checkpoint_info(checkpoint)
+        min_size = (meta.min_size if meta else None) or spec.defaults.min_size
+        max_size = (meta.max_size if meta else None) or spec.defaults.max_size
+        table.add_row(
+            plain(checkpoint.name),
+            "--weights",
+            plain(spec.architecture),
+            plain("local", "green"),
+            "/".join(str(v) for v in (min_size, max_size) if v is not None),
+            str(sum(1 for c in categories if c not in PLACEHOLDER_CLASSES)),
+        )
+        files.append((checkpoint.name, str(checkpoint)))
+        if meta is not None and meta.train:
+            trained = (
+                f"{checkpoint}: --model {spec.name}, trained by segcli train on {meta.train.get('data')}"
+            )
     out_console().print(table)
+    if trained:
+        say(trained)
     width = max(len(name) for name, _ in files)
     say("weights files:")
     for name, file in files:
@@ -70,19 +117,35 @@ def models() -> None:
 
 @app.command(
     cls=HelpWithModelDefaults,
-    epilog=examples("segcli classes", "segcli classes --model blocks", "segcli classes -m coco-v2"),
+    epilog=examples(
+        "segcli classes", "segcli classes --model blocks", "segcli classes --weights runs/parts/best.pt"
+    ),
 )
 @cli_errors
 def classes(
-    model: Annotated[str, typer.Option("--model", "-m", help="The model whose classes to list.")] = "coco",
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="The model whose classes to list [coco].", show_default=False),
+    ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights", help="List the classes of this checkpoint instead.", exists=True, dir_okay=False
+        ),
+    ] = None,
 ) -> None:
     """List the class names a model knows (what --classes accepts), with their ids.
 
-    Reads the model registry; loads no model and downloads nothing.
+    Reads the model registry (or the --weights checkpoint); loads no model and downloads nothing.
     """
+    from segcli.core.categories import PLACEHOLDER_CLASSES
     from segcli.models.cache import class_names
     from segcli.models.registry import get_spec
 
-    spec = get_spec(model)
-    for class_id, name in class_names(spec):
+    if weights is not None:
+        _, categories, _ = _checkpoint_info(weights, model)
+        listed = [(i, c) for i, c in enumerate(categories) if c not in PLACEHOLDER_CLASSES]
+    else:
+        listed = class_names(get_spec(model or "coco"))
+    for class_id, name in listed:
         say(f"{class_id:>3}  {name}")

@@ -84,21 +84,22 @@ class ModelOptions:
     """Which model runs, where, and with which settings (the ``Settings`` fields)."""
 
     model: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--model",
             "-m",
-            help="{models}.",
+            help="{models} [coco; with --weights, the model the checkpoint was trained as].",
             autocompletion=completion.complete_model,
+            show_default=False,
             rich_help_panel=PANEL_MODEL,
         ),
-    ] = "coco"
+    ] = None
     weights: Annotated[
         Path | None,
         typer.Option(
             "--weights",
             help="Local checkpoint for the chosen architecture (state dict, or one under "
-            "'model'/'state_dict').",
+            "'model'/'state_dict'); a segcli train checkpoint names its model, classes and input size.",
             dir_okay=False,
             rich_help_panel=PANEL_MODEL,
         ),
@@ -222,7 +223,7 @@ class ModelOptions:
         from segcli.models.registry import check_classes, get_spec
 
         settings = self.settings()
-        spec = get_spec(self.model)
+        spec = get_spec(self.model or "coco")
         if settings.classes is not None and self.weights is None:
             check_classes(settings.classes, spec.categories, spec.name)
         return settings

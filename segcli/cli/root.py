@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from segcli.cli import batch, compare, demo, eval, explain, models, predict  # noqa: F401  (registration)
+from segcli.cli import batch, compare, demo, eval, explain, models, predict, train  # noqa: F401  (registration)
 from segcli.cli.group import app
 from segcli.cli.runtime import Runtime
 

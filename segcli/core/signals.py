@@ -62,3 +62,9 @@ def uninterrupted(step: Callable[[], object]) -> bool:
             interrupted = True
             continue
         return interrupted
+
+
+def record_signal(signum: int) -> None:
+    """Note a signal that a caller handled itself (e.g. a SIGTERM it deferred to the end of a
+    training step), so that :func:`terminated` and :func:`interrupt_exit_code` report it."""
+    _received.append(signum)

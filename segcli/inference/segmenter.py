@@ -104,7 +104,7 @@ class Segmenter:
 
     def __init__(
         self,
-        model: str = "coco",
+        model: str | None = None,
         *,
         weights: str | Path | None = None,
         device: str | torch.device = "auto",
@@ -116,7 +116,8 @@ class Segmenter:
         fastest this device runs natively; see :mod:`segcli.models.precision`); ``half=True`` is the
         older spelling of ``fp16``. A mode the device cannot run natively raises
         ``SegcliError`` before the model loads. ``self.settings.precision`` records the mode
-        that runs."""
+        that runs. ``model`` ``None``: the model a ``weights`` checkpoint names (``segcli
+        train`` records it, with its input size), else ``coco``."""
         dev = device if isinstance(device, torch.device) else resolve_device(device)
         settings = settings or Settings()
         requested = settings.precision or ("fp16" if half else "fp32")
@@ -126,7 +127,7 @@ class Segmenter:
         self.loaded: Loaded = load_model(model, weights=weights, device=dev, progress=progress)
         self.module = cast(MaskRCNN, self.loaded.module)
         settings = dataclasses.replace(settings, precision=self.precision)
-        self.settings: Settings = settings.with_defaults(self.loaded.spec.defaults)
+        self.settings: Settings = settings.with_defaults(self.loaded.settings_defaults)
         self._keep_labels = self._class_filter(self.settings.classes)
         configure(self.module, self.settings, class_filter=self._keep_labels is not None)
         prepare_model(self.module, self.precision, dev)

@@ -9,6 +9,7 @@ file cannot run code, and checked against the architecture before use.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import os
@@ -19,12 +20,13 @@ import urllib.error
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from segcli.core.errors import SegcliError, UsageError, first_line
+from segcli.core.settings import Settings
 from segcli.models.registry import ModelSpec, Task, get_spec
 
 if TYPE_CHECKING:
@@ -129,12 +131,78 @@ def fetch_torchvision_weights(
     return cached
 
 
+CHECKPOINT_SCHEMA = "segcli.checkpoint/1"
+"""What ``segcli train`` writes under a checkpoint's ``segcli`` key (see :class:`CheckpointMeta`)."""
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What a checkpoint says about itself (``segcli train`` writes it): the registered model
+    it was trained as, its input size and how it was trained. Every field may be missing."""
+
+    model: str | None = None  # a registry name: coco, coco-v2, blocks
+    architecture: str | None = None
+    min_size: int | None = None
+    max_size: int | None = None
+    train: dict[str, object] | None = None  # settings, data summary, epoch, val AP
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": CHECKPOINT_SCHEMA,
+            "model": self.model,
+            "architecture": self.architecture,
+            "min_size": self.min_size,
+            "max_size": self.max_size,
+            "train": self.train,
+        }
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint file's contents: the state dict, category names and self-description."""
+
+    state: dict[str, Tensor]
+    categories: tuple[str, ...] | None
+    meta: CheckpointMeta | None
+    raw: dict[str, object] | None  # the whole top-level dict (training state of a last.pt)
+
+
+def _read_meta(value: object, path: Path) -> CheckpointMeta | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise SegcliError(f"checkpoint {path}: 'segcli' must be a dict")
+    model, arch = value.get("model"), value.get("architecture")
+    sizes = {k: value.get(k) for k in ("min_size", "max_size")}
+    if (model is not None and not isinstance(model, str)) or (arch is not None and not isinstance(arch, str)):
+        raise SegcliError(f"checkpoint {path}: 'segcli' model and architecture must be names")
+    for key, size in sizes.items():
+        if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+            raise SegcliError(f"checkpoint {path}: 'segcli' {key} must be a positive whole number")
+    train = value.get("train")
+    return CheckpointMeta(
+        model=model,
+        architecture=arch,
+        min_size=sizes["min_size"],
+        max_size=sizes["max_size"],
+        train=train if isinstance(train, dict) else None,
+    )
+
+
 def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], tuple[str, ...] | None]:
-    """A state dict (and optional category names) from a checkpoint file.
+    """A state dict (and optional category names) from a checkpoint file (see :func:`load_checkpoint`)."""
+    ckpt = load_checkpoint(path)
+    return ckpt.state, ckpt.categories
+
+
+def load_checkpoint(path: Path, *, mmap: bool = False) -> Checkpoint:
+    """A checkpoint file: its state dict, optional category names and ``segcli`` description.
 
     Accepted: a state dict, or a dict holding one under ``model`` or ``state_dict``,
-    optionally beside ``categories`` (a list of names, index 0 the background).
-    The file is loaded with ``weights_only=True``: it cannot run code.
+    optionally beside ``categories`` (a list of names, index 0 the background) and
+    ``segcli`` (:class:`CheckpointMeta`, written by ``segcli train``). The file is loaded with
+    ``weights_only=True``: it cannot run code. ``mmap``: map the tensors instead of reading
+    them (for a look at the description only).
     """
     import pickle
     import zipfile
@@ -148,7 +216,8 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], tuple[str, ...] | No
     if not (head.startswith(ZIP_MAGIC) or head.startswith(LEGACY_TORCH_MAGIC)):
         raise SegcliError(f"checkpoint {path} is not a PyTorch checkpoint ({describe_format(head)})")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        extra = {"mmap": True} if mmap and head.startswith(ZIP_MAGIC) else {}
+        obj = torch.load(path, map_location="cpu", weights_only=True, **extra)
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "global" in str(exc).lower():
             raise SegcliError(
@@ -162,12 +231,15 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], tuple[str, ...] | No
             f"{first_line(exc)}"
         ) from None
     categories: tuple[str, ...] | None = None
+    meta: CheckpointMeta | None = None
+    raw = obj if isinstance(obj, dict) else None
     if isinstance(obj, dict):
         if "categories" in obj:
             cats = obj["categories"]
             if not isinstance(cats, (list, tuple)) or not all(isinstance(c, str) for c in cats):
                 raise SegcliError(f"checkpoint {path}: 'categories' must be a list of names")
             categories = tuple(cats)
+        meta = _read_meta(obj.get("segcli"), path)
         for key in ("model", "state_dict"):
             if isinstance(obj.get(key), dict):
                 obj = obj[key]
@@ -182,7 +254,31 @@ def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], tuple[str, ...] | No
         raise SegcliError(
             f"checkpoint {path} is not a state dict: {len(bad)} entries are not tensors (e.g. {bad[0]!r})"
         )
-    return obj, categories
+    return Checkpoint(obj, categories, meta, raw)
+
+
+def checkpoint_spec(
+    meta: CheckpointMeta | None, requested: str | ModelSpec | None, path: Path, task: Task = "instance"
+) -> ModelSpec:
+    """The registered model a checkpoint runs as: ``requested`` (a name or spec) if given, else
+    the one the checkpoint names (``segcli train`` records it), else ``coco``. A checkpoint
+    trained as another architecture than the requested one is a :class:`UsageError`."""
+    named = meta.model if meta is not None else None
+    if requested is None:
+        return get_spec(named or DEFAULT_MODEL, task)
+    spec = requested if isinstance(requested, ModelSpec) else get_spec(requested, task)
+    if meta is not None and meta.architecture is not None and meta.architecture != spec.architecture:
+        trained = f"--model {named}" if named else meta.architecture
+        raise UsageError(
+            f"checkpoint {path} was trained as {trained} ({meta.architecture}), not "
+            f"{spec.model_option} {spec.name} ({spec.architecture}); leave {spec.model_option} out "
+            "(the checkpoint says which model it is) or name that one"
+        )
+    return spec
+
+
+DEFAULT_MODEL = "coco"
+"""The model segcli runs when none is named (and no checkpoint names one)."""
 
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -260,6 +356,12 @@ class Loaded:
     weights: str  # a path, "torchvision:<weights name>" or "bundled:<file name>"
     sha256: str
     device: torch.device
+    defaults: Settings | None = None  # the spec's, with a checkpoint's own input size
+
+    @property
+    def settings_defaults(self) -> Settings:
+        """What fills the settings a user leaves unset."""
+        return self.defaults if self.defaults is not None else self.spec.defaults
 
     def info(self) -> dict[str, str]:
         """What run files record about the model."""
@@ -328,7 +430,7 @@ def uninitialised_weights() -> Iterator[None]:
 
 
 def load_model(
-    model: str | ModelSpec = "coco",
+    model: str | ModelSpec | None = None,
     *,
     task: Task = "instance",
     weights: str | Path | None = None,
@@ -337,16 +439,24 @@ def load_model(
 ) -> Loaded:
     """Build a registered model and load its weights; eval mode, on ``device``.
 
-    ``model`` is a spec or a name looked up in the registry for ``task``. Category names
-    come from the checkpoint when it holds them, else from the spec. A local checkpoint of a
-    model with an auxiliary classifier may leave out the ``aux_classifier`` keys; that head is
-    never used for inference anyway. ``cli``: error messages name command-line options
-    (``--weights PATH``) instead of Python arguments (``weights=PATH``).
+    ``model`` is a spec or a name looked up in the registry for ``task``; ``None`` is the
+    model a ``weights`` checkpoint names (``segcli train`` records it), else ``coco``. Category
+    names come from the checkpoint when it holds them, else from the spec; so does the input
+    size (``min_size``/``max_size`` defaults). A local checkpoint of a model with an auxiliary
+    classifier may leave out the ``aux_classifier`` keys; that head is never used for
+    inference anyway.
     """
-    spec = model if isinstance(model, ModelSpec) else get_spec(model, task)
     dev = device if isinstance(device, torch.device) else resolve_device(device)
-    path, source = _weights_file(spec, weights, progress)
-    state, ckpt_categories = read_checkpoint(path)
+    if weights is None:
+        spec = model if isinstance(model, ModelSpec) else get_spec(model or DEFAULT_MODEL, task)
+        path, source = _weights_file(spec, None, progress)
+        ckpt = load_checkpoint(path)
+    else:
+        path = Path(weights).expanduser()
+        source = str(path)
+        ckpt = load_checkpoint(path)
+        spec = checkpoint_spec(ckpt.meta, model, path, task)
+    state, ckpt_categories = ckpt.state, ckpt.categories
     categories = ckpt_categories or spec.categories
     aux = spec.aux_loss and any(k.startswith("aux_classifier.") for k in state)
     with uninitialised_weights():  # the strict load below replaces every one of them
@@ -365,4 +475,16 @@ def load_model(
         weights=source,
         sha256=file_sha256(path),
         device=dev,
+        defaults=checkpoint_defaults(spec, ckpt.meta),
     )
+
+
+def checkpoint_defaults(spec: ModelSpec, meta: CheckpointMeta | None) -> Settings:
+    """``spec``'s defaults with the input size a checkpoint was trained at."""
+    if meta is None or (meta.min_size is None and meta.max_size is None):
+        return spec.defaults
+    min_size = meta.min_size or spec.defaults.min_size
+    max_size = meta.max_size or spec.defaults.max_size
+    if min_size is not None and max_size is not None and min_size > max_size:
+        max_size = min_size
+    return dataclasses.replace(spec.defaults, min_size=min_size, max_size=max_size)

@@ -42,7 +42,7 @@ class SegmenterSpec:
     """How to build a :class:`~segcli.inference.segmenter.Segmenter`: picklable, so that a worker
     process (a Ray actor) can build its own copy of the model."""
 
-    model: str = "coco"
+    model: str | None = None  # None: what the weights checkpoint names, else coco
     weights: str | None = None
     device: str = "auto"
     settings: Settings = field(default_factory=Settings)  # settings.precision: --precision
