@@ -192,3 +192,25 @@ def test_blocks_model_keeps_the_two_red_cubes_apart(segmenter) -> None:
     assert list(inst.class_names) == ["cube", "cube"]
     same_class, matched = _check_scene(segmenter, scene)
     assert (same_class, matched) == (2, 2)
+
+
+@pytest.mark.parametrize("first", [(250, 4000), (45, 640), (300, 40)])
+def test_a_thin_first_image_does_not_change_how_later_images_are_pooled(first: tuple[int, int]) -> None:
+    """torchvision's RoI poolers guess their feature scales from the first image and keep
+    them; a first image about 40 px high at model size made that guess a power of two off
+    (0.5 instead of 0.25 ...) for every image after it. segcli sets the scales from the
+    backbone's strides when it loads a model."""
+    from segcli import Segmenter
+    from segcli.models.blocks.scenes import HELDOUT_SEED_BASE, render_scene
+
+    scene = render_scene(HELDOUT_SEED_BASE + 7).image
+    fresh = Segmenter("blocks", device="cpu")
+    expected = fresh([scene])[0]
+    seg = Segmenter("blocks", device="cpu")
+    seg([np.full((*first, 3), 128, np.uint8)])
+    got = seg([scene])[0]
+    pools = (seg.loaded.module.roi_heads.box_roi_pool, seg.loaded.module.roi_heads.mask_roi_pool)
+    assert all(pool.scales == [0.25, 0.125, 0.0625, 0.03125] for pool in pools)
+    assert len(got) == len(expected) > 0
+    np.testing.assert_array_equal(got.boxes, expected.boxes)
+    assert all((a == b).all() for a, b in zip(got.masks, expected.masks))

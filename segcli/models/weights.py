@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from segcli.core.errors import SegcliError, UsageError, first_line
 from segcli.core.settings import Settings
 from segcli.models.registry import ModelSpec, Task, get_spec
+from segcli.models.roi import settle_roi_scales
 
 if TYPE_CHECKING:
     from torchvision.models._api import WeightsEnum  # annotations only: torchvision costs seconds
@@ -468,6 +469,8 @@ def load_model(
         # only the main head's output is used; what `module.aux_classifier = None` does, typed
         module.register_module("aux_classifier", None)
     module.eval().to(dev)
+    if spec.task == "instance":
+        settle_roi_scales(module)  # from the strides, not from whatever image comes first
     return Loaded(
         module=module,
         spec=spec,

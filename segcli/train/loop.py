@@ -545,13 +545,13 @@ def run_train(
     spec = _spec_for(s["model"] if opts.model is not None or opts.resume else None, s["weights"])
     if opts.model is None and not opts.resume:
         s["model"] = spec.name
+    from segcli.models.roi import settle_roi_scales
     from segcli.train.model import (
         apply_freeze,
         build_start,
         check_trainable,
         enable_autocast,
         freeze_prefixes,
-        settle_roi_scales,
         start_categories,
         training_mode,
     )
