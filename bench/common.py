@@ -173,8 +173,10 @@ def instances_to_coco(inst: Instances, image_id: int) -> list[dict[str, Any]]:
     return out
 
 
-def evaluate(gt: dict[str, Any], dets: list[dict[str, Any]]) -> dict[str, float]:
-    """COCOeval ``segm`` and ``bbox`` figures: ``mask_AP``, ``mask_AP50``, ..., ``box_AR100``."""
+def evaluate(gt: dict[str, Any], dets: list[dict[str, Any]], max_dets: int = 100) -> dict[str, float]:
+    """COCOeval ``segm`` and ``bbox`` figures: ``mask_AP``, ``mask_AP50``, ..., ``box_AR100``
+    (``max_dets``: COCOeval's largest ``maxDets``, 100 by COCO's convention; the ``AR100``
+    figure is at that many)."""
     import contextlib
     import io
 
@@ -192,11 +194,12 @@ def evaluate(gt: dict[str, Any], dets: list[dict[str, Any]]) -> dict[str, float]
             figures.update({f"{prefix}_AP": 0.0, f"{prefix}_AP50": 0.0, f"{prefix}_AP75": 0.0})
             continue
         ev = COCOeval(coco_gt, coco_dt, iou_type)
+        ev.params.maxDets = [1, 10, max_dets]
         with contextlib.redirect_stdout(io.StringIO()):
             ev.evaluate()
             ev.accumulate()
             ev.summarize()
-        s = ev.stats
+        s = ev.stats if max_dets == 100 else _stats_at(ev)
         figures.update(
             {
                 f"{prefix}_AP": float(s[0]),
@@ -209,6 +212,23 @@ def evaluate(gt: dict[str, Any], dets: list[dict[str, Any]]) -> dict[str, float]
             }
         )
     return figures
+
+
+def _stats_at(ev: Any) -> list[float]:
+    """``ev.stats`` at the largest ``maxDets`` (``summarize`` reads AP at 100 detections only)."""
+    precision = ev.eval["precision"]  # (T, R, K, A, M)
+    recall = ev.eval["recall"]  # (T, K, A, M)
+    iou = list(np.round(ev.params.iouThrs, 2))
+
+    def ap(t: int | None = None, area: int = 0) -> float:
+        p = precision[:, :, :, area, -1] if t is None else precision[t, :, :, area, -1]
+        p = p[p > -1]
+        return float(p.mean()) if p.size else -1.0
+
+    r = recall[:, :, 0, -1]
+    r = r[r > -1]
+    ar = float(r.mean()) if r.size else -1.0
+    return [ap(), ap(iou.index(0.5)), ap(iou.index(0.75)), ap(None, 1), ap(None, 2), ap(None, 3), 0, 0, ar]
 
 
 def print_ap(figures: dict[str, float]) -> None:

@@ -11,14 +11,15 @@ from rich.markup import escape
 
 from segcli.cli.common import (
     BatchSizeOpt,
-    MaxPixelsOpt,
     OutputOpt,
     QuietOpt,
     SaveOpt,
+    TiledMaxPixelsOpt,
     _check_model_run,
     _check_writable,
+    _max_pixels,
 )
-from segcli.cli.console import _print_failed, _progress, cli_errors, err_console, examples, fail, say
+from segcli.cli.console import _print_failed, _progress, _state, cli_errors, err_console, examples, fail, say
 from segcli.cli.group import app
 from segcli.cli.options import (
     PANEL_OUTPUTS,
@@ -26,15 +27,16 @@ from segcli.cli.options import (
     EngineCliOptions,
     HelpWithModelDefaults,
     ModelOptions,
+    TileCliOptions,
     VideoCliOptions,
     engine_options,
     model_options,
+    tile_options,
     video_options,
 )
 from segcli.cli.runtime import runtime
 from segcli.cli.tables import _print_summary
 from segcli.core.errors import SegcliError, UsageError
-from segcli.core.settings import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
 @model_options
 @video_options
 @engine_options
+@tile_options
 def batch(
     folder: Annotated[
         Path | None,
@@ -71,6 +74,7 @@ def batch(
     model_opts: ModelOptions,
     video_opts: VideoCliOptions,
     engine_opts: EngineCliOptions,
+    tile_opts: TileCliOptions,
     output: OutputOpt = Path("segcli-out"),
     save: SaveOpt = None,
     recursive: Annotated[
@@ -95,7 +99,7 @@ def batch(
         ),
     ] = None,
     batch_size: BatchSizeOpt = 1,
-    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    max_pixels: TiledMaxPixelsOpt = None,
     videos: Annotated[
         bool,
         typer.Option("--videos/--no-videos", help="Pick up videos (mp4, mov, m4v, mkv, avi, webm) too."),
@@ -122,6 +126,8 @@ def batch(
     if (folder is None) == (from_list is None):
         raise UsageError("give a FOLDER or --from-list FILE (one of them)")
     kinds = parse_save(save) if save is not None else DEFAULT_SAVE
+    model_opts = tile_opts.apply(model_opts, batch_size)  # before the engine: Ray actors tile too
+    max_pixels = _max_pixels(max_pixels, model_opts)
     _check_model_run(model_opts, batch_size, max_pixels)
     engine = engine_opts.select(model_opts)
     files = None
@@ -141,6 +147,7 @@ def batch(
         videos=videos,
         video=video_opts.check(batch_size),
         coco_ids_from=coco_ids_from,
+        draw_tiles=bool(_state["debug"]),
     )
     _check_writable(output)
     with _progress(quiet) as progress:

@@ -17,6 +17,7 @@ from segcli.cli.options import (
     ModelOptions,
 )
 from segcli.core.errors import SegcliError, UsageError
+from segcli.core.settings import DEFAULT_MAX_PIXELS, TILED_MAX_PIXELS
 
 if TYPE_CHECKING:
     pass
@@ -56,6 +57,27 @@ MaxPixelsOpt = Annotated[
         rich_help_panel=PANEL_RUN,
     ),
 ]
+
+
+TiledMaxPixelsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-pixels",
+        help=f"Refuse images declaring more pixels than this (decompression bombs) [{DEFAULT_MAX_PIXELS:,}; "
+        f"{TILED_MAX_PIXELS:,} with --tile].",
+        show_default=False,
+        rich_help_panel=PANEL_RUN,
+    ),
+]
+"""``--max-pixels`` of the commands that take ``--tile``: its default rises with ``--tile``."""
+
+
+def _max_pixels(max_pixels: int | None, model_opts: ModelOptions) -> int:
+    """``--max-pixels`` as given, else its default: higher with ``--tile`` (tiles are read from a
+    memory map of the image, so memory no longer grows with it)."""
+    if max_pixels is not None:
+        return max_pixels
+    return TILED_MAX_PIXELS if model_opts.tiling is not None else DEFAULT_MAX_PIXELS
 
 
 ImageArg = Annotated[

@@ -10,11 +10,12 @@ import typer
 from segcli.cli.batch import _progress_events
 from segcli.cli.common import (
     BatchSizeOpt,
-    MaxPixelsOpt,
     OutputOpt,
     QuietOpt,
+    TiledMaxPixelsOpt,
     _check_run_options,
     _check_writable,
+    _max_pixels,
 )
 from segcli.cli.console import _progress, cli_errors, err_console, examples, say
 from segcli.cli.group import app
@@ -22,12 +23,13 @@ from segcli.cli.options import (
     PANEL_RUN,
     HelpWithModelDefaults,
     ModelOptions,
+    TileCliOptions,
     model_options,
+    tile_options,
 )
 from segcli.cli.runtime import runtime
 from segcli.cli.tables import _print_eval, _print_eval_warnings
 from segcli.core.errors import UsageError
-from segcli.core.settings import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
     pass
@@ -61,11 +63,13 @@ class _EvalHelp(HelpWithModelDefaults):
 )
 @cli_errors
 @model_options
+@tile_options
 def eval_command(
     ground_truth: Annotated[
         Path, typer.Argument(help="COCO ground-truth JSON.", exists=True, dir_okay=False, readable=False)
     ],
     model_opts: ModelOptions,
+    tile_opts: TileCliOptions,
     images: Annotated[
         Path | None,
         typer.Argument(
@@ -96,7 +100,7 @@ def eval_command(
         typer.Option("--overwrite", help="Redo images whose outputs exist.", rich_help_panel=PANEL_RUN),
     ] = False,
     batch_size: BatchSizeOpt = 1,
-    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    max_pixels: TiledMaxPixelsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Evaluate against a COCO ground truth: box and mask AP, per-class AP, eval.json, PR plots.
@@ -116,12 +120,16 @@ def eval_command(
     given = [
         "--" + f.name.replace("_", "-")
         for f in dataclasses.fields(ModelOptions)
-        if getattr(model_opts, f.name) != getattr(defaults, f.name)
+        if f.metadata.get("cli", True) and getattr(model_opts, f.name) != getattr(defaults, f.name)
     ]
+    if tile_opts.tile is not None:
+        given.append("--tile")
     if predictions is not None and (given or images is not None):
         raise UsageError(f"{', '.join(given) or 'IMAGES'}: no model runs with --predictions")
     if model_opts.score_threshold is None:
         model_opts = dataclasses.replace(model_opts, score_threshold=EVAL_SCORE_THRESHOLD)
+    model_opts = tile_opts.apply(model_opts, batch_size)
+    max_pixels = _max_pixels(max_pixels, model_opts)
     model_opts.check()  # usage errors before the output folder is made or a model loads
     _check_run_options(batch_size, max_pixels)
     if predictions is None:

@@ -31,7 +31,15 @@ from typer.core import TyperCommand, TyperGroup
 
 from segcli.cli import completion
 from segcli.core.errors import UsageError
-from segcli.core.settings import PRECISION_CHOICES, Settings, parse_classes
+from segcli.core.settings import (
+    PRECISION_CHOICES,
+    TILE_MATCHES,
+    TILE_MERGES,
+    Settings,
+    TileSettings,
+    parse_classes,
+    parse_tile,
+)
 
 if TYPE_CHECKING:
     # only for annotations: typer >= 0.25 vendors its own click (typer._click), whose classes its
@@ -55,6 +63,7 @@ PANEL_THRESHOLDS = "Thresholds"
 PANEL_OUTPUTS = "Outputs"
 PANEL_RUN = "Run control"
 PANEL_VIDEO = "Video"
+PANEL_TILES = "Large images"
 """The help panels options are grouped in (``rich_help_panel``), in the order shown."""
 
 DeviceOpt = Annotated[
@@ -170,6 +179,10 @@ class ModelOptions:
             "--max-size", help="Model input long side cap [{max_size}].", rich_help_panel=PANEL_MODEL
         ),
     ] = None
+    tiling: TileSettings | None = dataclasses.field(default=None, metadata={"cli": False})
+    """Sliced inference (``--tile``, :class:`TileCliOptions`); not an option of its own."""
+    tile_batch_size: int = dataclasses.field(default=1, metadata={"cli": False})
+    """Tiles per forward pass (``--batch-size`` with ``--tile``)."""
 
     def settings(self) -> Settings:
         """The settings asked for (``None``: the model's default); raises SegcliError if invalid."""
@@ -183,6 +196,7 @@ class ModelOptions:
             min_size=self.min_size,
             max_size=self.max_size,
             precision=self.requested_precision(),
+            tile=self.tiling,
         )
 
     def requested_precision(self) -> str:
@@ -237,6 +251,7 @@ class ModelOptions:
             weights=None if self.weights is None else str(self.weights),
             device=self.device,
             settings=self.settings(),
+            tile_batch_size=self.tile_batch_size,
         )
 
 
@@ -248,7 +263,7 @@ def _options_object(cls: type, param: str, first: bool) -> Callable[[Callable[..
     option) to a command as an option; the command receives them as one ``param: cls``. The
     options go after the command's arguments (``first``) or after all its own parameters."""
     hints = get_type_hints(cls, include_extras=True)
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", True)]
 
     def decorate(command: Callable[..., R]) -> Callable[..., R]:
         own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != param]
@@ -379,6 +394,114 @@ def engine_options(command: Callable[..., R]) -> Callable[..., R]:
     return _options_object(EngineCliOptions, "engine_opts", first=False)(command)
 
 
+TILE_HELP_DEFAULTS = TileSettings()
+
+
+@dataclass(frozen=True)
+class TileCliOptions:
+    """The sliced-inference options of ``predict``, ``batch`` and ``eval`` (``@tile_options``)."""
+
+    tile: Annotated[
+        str | None,
+        typer.Option(
+            "--tile",
+            help="Segment in tiles of SIZE pixels of the image (auto: the model's input size) and merge "
+            "them: small objects in large images. Lifts the --max-pixels default.",
+            metavar="SIZE|auto",
+            show_default=False,
+            rich_help_panel=PANEL_TILES,
+        ),
+    ] = None
+    tile_overlap: Annotated[
+        float,
+        typer.Option(
+            "--tile-overlap",
+            help="Overlap of neighbouring tiles, a fraction of the tile.",
+            rich_help_panel=PANEL_TILES,
+        ),
+    ] = TILE_HELP_DEFAULTS.overlap
+    tile_full: Annotated[
+        bool,
+        typer.Option(
+            "--tile-full/--no-tile-full",
+            help="Also segment the whole image once (large objects).",
+            rich_help_panel=PANEL_TILES,
+        ),
+    ] = TILE_HELP_DEFAULTS.full
+    tile_merge: Annotated[
+        str,
+        typer.Option(
+            "--tile-merge",
+            help="Detections shared by tiles: nmm unites their masks, nms keeps the best.",
+            rich_help_panel=PANEL_TILES,
+        ),
+    ] = TILE_HELP_DEFAULTS.merge
+    tile_match: Annotated[
+        str,
+        typer.Option(
+            "--tile-match",
+            help="When two tiles' detections are one object: shared (mask IoU where both tiles saw), "
+            "iou or ios (of the whole masks).",
+            rich_help_panel=PANEL_TILES,
+        ),
+    ] = TILE_HELP_DEFAULTS.match
+    tile_match_threshold: Annotated[
+        float,
+        typer.Option(
+            "--tile-match-threshold", help="Match at this value or more.", rich_help_panel=PANEL_TILES
+        ),
+    ] = TILE_HELP_DEFAULTS.match_threshold
+    tile_class_agnostic: Annotated[
+        bool,
+        typer.Option(
+            "--tile-class-agnostic/--tile-class-aware",
+            help="Merge detections of different classes too (a tile that sees a sliver of an object often "
+            "names it another class).",
+            rich_help_panel=PANEL_TILES,
+        ),
+    ] = TILE_HELP_DEFAULTS.class_agnostic
+
+    def check(self) -> TileSettings | None:
+        """The tile settings (None without ``--tile``); a usage error (exit 2, before any model
+        loads) for a bad value or a merge option without ``--tile``."""
+        if self.tile is None:
+            defaults = TileCliOptions()
+            given = [
+                "--" + f.name.replace("_", "-")
+                for f in dataclasses.fields(self)
+                if f.name != "tile" and getattr(self, f.name) != getattr(defaults, f.name)
+            ]
+            if given:
+                raise UsageError(f"{given[0]} needs --tile")
+            return None
+        merge, match = self.tile_merge.strip().lower(), self.tile_match.strip().lower()
+        if merge not in TILE_MERGES:
+            raise UsageError(f"--tile-merge must be one of {', '.join(TILE_MERGES)}; got {self.tile_merge!r}")
+        if match not in TILE_MATCHES:
+            raise UsageError(
+                f"--tile-match must be one of {', '.join(TILE_MATCHES)}; got {self.tile_match!r}"
+            )
+        return TileSettings(
+            size=parse_tile(self.tile),
+            overlap=self.tile_overlap,
+            full=self.tile_full,
+            merge=merge,
+            match=match,
+            match_threshold=self.tile_match_threshold,
+            class_agnostic=self.tile_class_agnostic,
+        )
+
+    def apply(self, model_opts: ModelOptions, batch_size: int = 1) -> ModelOptions:
+        """``model_opts`` with these tile settings (checked) and ``batch_size`` tiles a pass."""
+        return dataclasses.replace(model_opts, tiling=self.check(), tile_batch_size=max(batch_size, 1))
+
+
+def tile_options(command: Callable[..., R]) -> Callable[..., R]:
+    """Add every :class:`TileCliOptions` field to ``command`` as an option (after its own);
+    ``command`` receives them as one ``tile_opts: TileCliOptions``."""
+    return _options_object(TileCliOptions, "tile_opts", first=False)(command)
+
+
 # --------------------------------------------------------------------------- help text
 def _values_by_model(values: Mapping[str, object]) -> str:
     """``0.5`` when every model agrees, else ``800 for coco, coco-v2; 384 for blocks``."""
@@ -398,6 +521,7 @@ def help_defaults() -> dict[str, str]:
             {name: getattr(spec.defaults, field.name) for name, spec in models.items()}
         )
         for field in dataclasses.fields(Settings)
+        if field.name != "tile"
     }
     out["models"] = ", ".join(
         f"{name} ({spec.architecture}{', bundled, offline' if spec.bundled_weights else ''})"

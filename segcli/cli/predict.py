@@ -9,16 +9,18 @@ import typer
 
 from segcli.cli.common import (
     BatchSizeOpt,
-    MaxPixelsOpt,
     OutputOpt,
     QuietOpt,
     SaveOpt,
+    TiledMaxPixelsOpt,
     _check_model_run,
     _check_writable,
+    _max_pixels,
     unique_paths,
 )
 from segcli.cli.console import (
     _print_failed,
+    _state,
     cli_errors,
     err_console,
     examples,
@@ -31,14 +33,15 @@ from segcli.cli.options import (
     PANEL_OUTPUTS,
     HelpWithModelDefaults,
     ModelOptions,
+    TileCliOptions,
     VideoCliOptions,
     model_options,
+    tile_options,
     video_options,
 )
 from segcli.cli.runtime import runtime
 from segcli.core.errors import UsageError
 from segcli.core.exits import EXIT_FAILED
-from segcli.core.settings import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
     from segcli.runs.engines.base import ItemResult
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
 @cli_errors
 @model_options
 @video_options
+@tile_options
 def predict(
     images: Annotated[
         list[Path],
@@ -70,6 +74,7 @@ def predict(
     ],
     model_opts: ModelOptions,
     video_opts: VideoCliOptions,
+    tile_opts: TileCliOptions,
     output: OutputOpt = Path("segcli-out"),
     save: SaveOpt = None,
     json_out: Annotated[
@@ -92,7 +97,7 @@ def predict(
         ),
     ] = False,
     batch_size: BatchSizeOpt = 1,
-    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    max_pixels: TiledMaxPixelsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Segment images and videos into overlays and JSON.
@@ -111,6 +116,8 @@ def predict(
     to_stdout = json_out == "-"
     defaults = () if to_stdout else DEFAULT_SAVE
     kinds = parse_save(save, defaults) if save is not None else defaults
+    model_opts = tile_opts.apply(model_opts, batch_size)
+    max_pixels = _max_pixels(max_pixels, model_opts)
     _check_model_run(model_opts, batch_size, max_pixels)
     video = video_opts.check(batch_size)
     for image in images:
@@ -146,7 +153,9 @@ def predict(
             where = ", ".join(str(p) for p in dict.fromkeys(paths.values()))
             say(f"{result.plan.source}: {result.summary}" + (f" -> {where}" if where else ""), console=human)
 
-    job = Job.for_segmenter(seg, kinds, batch_size=batch_size, max_pixels=max_pixels)
+    job = Job.for_segmenter(
+        seg, kinds, batch_size=batch_size, max_pixels=max_pixels, draw_tiles=bool(_state["debug"])
+    )
     report = run_plans(
         plans, job, LocalEngine(seg), overwrite=True, on_result=on_result, segmenter=seg, video=video
     )

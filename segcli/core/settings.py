@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,71 @@ DEFAULT_MAX_PIXELS = 150_000_000
 """Images declaring more pixels are refused before decoding (``--max-pixels``). A limit on
 inputs, not a model setting; it lives here because this module is light enough for the
 CLI to import at start-up (``segcli.io.images`` pulls in numpy and Pillow)."""
+
+
+TILED_MAX_PIXELS = 1_000_000_000
+"""The ``--max-pixels`` default with ``--tile``: tiles are read from a memory map of the
+decoded image (see :mod:`segcli.io.large`), so memory no longer grows with the image."""
+
+TILE_SIZE_RANGE = (32, 100_000)
+"""``--tile`` in pixels, inclusive (a tile larger than the image is one tile of the image)."""
+MAX_TILE_OVERLAP = 0.9
+TILE_MERGES: tuple[str, ...] = ("nmm", "nms")
+TILE_MATCHES: tuple[str, ...] = ("shared", "iou", "ios")
+
+
+@dataclass(frozen=True)
+class TileSettings:
+    """Sliced inference (``--tile``): see :mod:`segcli.inference.tiles`.
+
+    ``size`` ``None`` is ``auto`` (the model's input short side); the ``Segmenter`` records
+    the size it resolved to. ``full`` also runs the whole image once (large objects).
+    ``merge``/``match``/``match_threshold``/``class_agnostic``: how detections that tiles
+    share are merged.
+    """
+
+    size: int | None = None
+    overlap: float = 0.2
+    full: bool = True
+    merge: str = "nmm"
+    match: str = "shared"
+    match_threshold: float = 0.5
+    class_agnostic: bool = False
+
+    def __post_init__(self) -> None:
+        lo, hi = TILE_SIZE_RANGE
+        if self.size is not None and (
+            isinstance(self.size, bool) or not isinstance(self.size, int) or not lo <= self.size <= hi
+        ):
+            raise UsageError(
+                f"--tile must be a whole number of pixels in {lo}..{hi} or auto, got {self.size!r}"
+            )
+        if not _finite(self.overlap) or not 0.0 <= self.overlap <= MAX_TILE_OVERLAP:
+            raise UsageError(f"--tile-overlap must be in [0, {MAX_TILE_OVERLAP}], got {self.overlap!r}")
+        if self.merge not in TILE_MERGES:
+            raise UsageError(f"--tile-merge must be one of {', '.join(TILE_MERGES)}; got {self.merge!r}")
+        if self.match not in TILE_MATCHES:
+            raise UsageError(f"--tile-match must be one of {', '.join(TILE_MATCHES)}; got {self.match!r}")
+        if not _finite(self.match_threshold) or not 0.0 < self.match_threshold <= 1.0:
+            raise UsageError(f"--tile-match-threshold must be in (0, 1], got {self.match_threshold!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def parse_tile(text: str) -> int | None:
+    """``--tile``: ``"auto"`` -> ``None``, ``"512"`` -> 512; anything else is a usage error."""
+    lo, hi = TILE_SIZE_RANGE
+    cleaned = text.strip().lower()
+    if cleaned == "auto":
+        return None
+    if not cleaned.isdigit() or not lo <= int(cleaned) <= hi:
+        raise UsageError(f"--tile takes a size in pixels ({lo}..{hi}) or auto, got {text!r}")
+    return int(cleaned)
 
 
 @dataclass(frozen=True)
@@ -36,6 +102,8 @@ class Settings:
     precision: str | None = None
     """``fp32``, ``bf16``, ``fp16`` or ``auto`` (see :mod:`segcli.models.precision`); the ``Segmenter``
     records the mode it resolved to, never ``auto``."""
+    tile: TileSettings | None = None
+    """Sliced inference; ``None``: the whole image at once (and nothing recorded)."""
 
     def __post_init__(self) -> None:
         for name in ("score_threshold", "nms_iou", "mask_threshold"):
@@ -64,8 +132,12 @@ class Settings:
         return Settings(**filled)
 
     def to_dict(self) -> dict[str, Any]:
+        """The recorded settings; ``tile`` only when tiling (records of untiled runs are as
+        they were before ``--tile`` existed)."""
         out = dataclasses.asdict(self)
         out["classes"] = list(self.classes) if self.classes is not None else None
+        if self.tile is None:
+            del out["tile"]
         return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeGuard, cast, overload
@@ -20,6 +21,17 @@ from segcli.core.errors import SegcliError
 from segcli.core.instances import Instances
 from segcli.core.settings import Settings
 from segcli.inference.forward import RawDetections, clip_to_image, configure, detect_preprocessed, paste_masks
+from segcli.inference.tiles import (
+    MergeStats,
+    Part,
+    TiledInstances,
+    TileGrid,
+    merge_parts,
+    place,
+    tile_grid,
+    tile_pixels,
+    top_detections,
+)
 from segcli.io.images import LoadedImage, read_image
 from segcli.models.precision import prepare_model, resolve_precision
 from segcli.models.registry import check_classes
@@ -111,13 +123,16 @@ class Segmenter:
         settings: Settings | None = None,
         half: bool = False,
         progress: bool = True,
+        tile_batch_size: int = 1,
     ) -> None:
-        """``settings.precision`` picks the number format (``fp32`` when unset; ``auto`` the
-        fastest this device runs natively; see :mod:`segcli.models.precision`); ``half=True`` is the
-        older spelling of ``fp16``. A mode the device cannot run natively raises
-        ``SegcliError`` before the model loads. ``self.settings.precision`` records the mode
-        that runs. ``model`` ``None``: the model a ``weights`` checkpoint names (``segcli
-        train`` records it, with its input size), else ``coco``."""
+        """``settings.tile`` slices each image into tiles (see :meth:`segment_tiled`), run
+        ``tile_batch_size`` at a time. ``settings.precision`` picks the number format (``fp32``
+        when unset; ``auto`` the fastest this device runs natively; see
+        :mod:`segcli.models.precision`); ``half=True`` is the older spelling of ``fp16``. A mode
+        the device cannot run natively raises ``SegcliError`` before the model loads.
+        ``self.settings.precision`` records the mode that runs. ``model`` ``None``: the model a
+        ``weights`` checkpoint names (``segcli train`` records it, with its input size), else
+        ``coco``."""
         dev = device if isinstance(device, torch.device) else resolve_device(device)
         settings = settings or Settings()
         requested = settings.precision or ("fp16" if half else "fp32")
@@ -127,7 +142,14 @@ class Segmenter:
         self.loaded: Loaded = load_model(model, weights=weights, device=dev, progress=progress)
         self.module = cast(MaskRCNN, self.loaded.module)
         settings = dataclasses.replace(settings, precision=self.precision)
-        self.settings: Settings = settings.with_defaults(self.loaded.settings_defaults)
+        settings = settings.with_defaults(self.loaded.settings_defaults)
+        if settings.tile is not None and settings.tile.size is None:  # auto: the model's input side
+            size = max(int(settings.min_size or 800), 32)
+            settings = dataclasses.replace(settings, tile=dataclasses.replace(settings.tile, size=size))
+        self.settings: Settings = settings
+        if tile_batch_size < 1:
+            raise SegcliError(f"the tile batch size must be at least 1, got {tile_batch_size}")
+        self.tile_batch_size = tile_batch_size
         self._keep_labels = self._class_filter(self.settings.classes)
         configure(self.module, self.settings, class_filter=self._keep_labels is not None)
         prepare_model(self.module, self.precision, dev)
@@ -142,7 +164,8 @@ class Segmenter:
         return (
             f"Segmenter(model={self.loaded.spec.name!r}, weights={self.loaded.weights!r}, "
             f"device={self.device}, classes={classes}"
-            f"{'' if self.precision == 'fp32' else f', precision={self.precision}'})"
+            f"{'' if self.precision == 'fp32' else f', precision={self.precision}'}"
+            f"{'' if self.settings.tile is None else f', tile={self.settings.tile.size}'})"
         )
 
     @property
@@ -215,7 +238,94 @@ class Segmenter:
         return self.segment_arrays([as_array(im) for im in images])
 
     def segment_arrays(self, images: Sequence[np.ndarray]) -> list[Instances]:
-        """The batch call on checked (H, W, 3) uint8 RGB arrays (what engines use).
+        """The batch call on checked (H, W, 3) uint8 RGB arrays (what engines use): each image
+        whole, or in tiles when ``settings.tile`` is set (:meth:`segment_tiled`)."""
+        if self.settings.tile is None:
+            return self.segment_whole(images)
+        return [self.segment_tiled(image) for image in images]
+
+    def segment_tiled(self, image: np.ndarray) -> TiledInstances:
+        """One image in tiles (``settings.tile``): the tiles go through the network
+        ``tile_batch_size`` at a time (one forward pass per batch: every tile has one size),
+        each tile's detections are placed in the image, the whole image runs once more if
+        ``tile.full``, and detections shared across tile borders are merged on their masks
+        (:func:`segcli.inference.tiles.merge_parts`); ``max_detections`` applies to the merged
+        result. Only one tile's pixels are copied at a time, so an image held in a memory map
+        costs a tile. An image that is a single tile gives the untiled result, exactly.
+        ``result.tiling`` says what was done (tile count, grid, seconds per stage)."""
+        tile = self.settings.tile
+        assert tile is not None and tile.size is not None
+        check_image(image)
+        h, w = int(image.shape[0]), int(image.shape[1])
+        grid = tile_grid((h, w), tile.size, tile.overlap)
+        seconds = {"tiles_read": 0.0, "tiles_model": 0.0, "full_image": 0.0, "merge": 0.0}
+        stats = MergeStats()
+        if grid.covers_image:
+            t0 = time.perf_counter()
+            merged = self.segment_whole([image])[0]
+            seconds["tiles_model"] = time.perf_counter() - t0
+            stats.detections = stats.instances = len(merged)
+            full = False
+        else:
+            parts = self.tile_parts(image, grid, seconds)
+            full = tile.full
+            t0 = time.perf_counter()
+            merged = merge_parts(
+                parts,
+                (h, w),
+                merge=tile.merge,
+                match=tile.match,
+                threshold=tile.match_threshold,
+                class_agnostic=tile.class_agnostic,
+                stats=stats,
+            )
+            merged = top_detections(merged, self.settings.max_detections)
+            seconds["merge"] = time.perf_counter() - t0
+        tiling = {
+            "tiles": len(grid),
+            "grid": grid.to_dict(),
+            "full_image_pass": full,
+            "detections_before_merge": stats.detections,
+            "merged_groups": stats.merged_groups,
+            "seconds": {k: round(v, 4) for k, v in seconds.items()},
+        }
+        return TiledInstances(
+            image_size=merged.image_size,
+            boxes=merged.boxes,
+            scores=merged.scores,
+            class_ids=merged.class_ids,
+            class_names=merged.class_names,
+            masks=merged.masks,
+            mask_boxes=merged.mask_boxes,
+            tiling=tiling,
+        )
+
+    def tile_parts(self, image: np.ndarray, grid: TileGrid, seconds: dict[str, float]) -> list[Part]:
+        """Every tile's detections placed in the image (and first, with ``tile.full``, the whole
+        image's), before merging; the seconds each stage took are added to ``seconds``."""
+        tile = self.settings.tile
+        assert tile is not None
+        h, w = grid.image_size
+        parts: list[Part] = []
+        windows = grid.windows
+        for start in range(0, len(windows), self.tile_batch_size):
+            chunk = windows[start : start + self.tile_batch_size]
+            t0 = time.perf_counter()
+            pixels = [tile_pixels(image, window) for window in chunk]
+            t1 = time.perf_counter()
+            found = self.segment_whole(pixels)
+            seconds["tiles_read"] = seconds.get("tiles_read", 0.0) + t1 - t0
+            seconds["tiles_model"] = seconds.get("tiles_model", 0.0) + time.perf_counter() - t1
+            parts.extend(Part(win, place(inst, win, (h, w))) for win, inst in zip(chunk, found))
+            del pixels
+        if tile.full:
+            t0 = time.perf_counter()
+            parts.insert(0, Part((0, 0, w, h), self.segment_whole([image])[0]))
+            seconds["full_image"] = seconds.get("full_image", 0.0) + time.perf_counter() - t0
+        return parts
+
+    def segment_whole(self, images: Sequence[np.ndarray]) -> list[Instances]:
+        """Each image whole, as the network sees it (no tiling).
 
         Each result is independent of the others in the batch: images go through the network
         together only when they have the same model input size (so no image is padded for

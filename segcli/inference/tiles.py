@@ -11,20 +11,24 @@ the same size (one forward pass per batch) and none hangs over the image. A side
 than ``size`` is one tile of that side.
 
 **Merge.** Every detection is placed in the image by its tile's offset. Then, from the
-highest score down, each detection not yet taken starts a group and takes, from every
-*other* source (a tile, or the full-image pass), the detection that matches it or a member
-already taken (transitively: the four parts of an object at the corner of four tiles come
-together through their neighbours), at most one per source -- a tile sees an object once,
-the model's own NMS made sure of that, so two detections of one tile are never merged and
-a 1-tile image gives exactly the untiled result. ``nmm`` unites a group's masks (one object,
-one mask); ``nms`` keeps the group's best detection alone.
+highest score down, each detection not yet taken starts a group and takes every detection
+of *another* source (a tile, or the full-image pass) that matches it or a member already
+taken, transitively: the four parts of an object at the corner of four tiles come together
+through their neighbours. Only detections of different sources are ever compared (the
+model's own NMS already ran inside each tile), so a 1-tile image gives exactly the untiled
+result. ``nmm`` unites a group's masks (one object, one mask), each pixel taken from the
+part whose tile saw it farthest from a tile edge (:func:`stitch_crops`); ``nms`` keeps the
+group's best detection alone.
 
 Match metrics, all computed on the masks:
 
 - ``shared`` (default): the IoU of the two masks inside the pixels *both* sources saw (the
   intersection of their windows). There both tiles saw the same pixels, so two parts of
-  one object agree there however much of it each tile cut off. Windows that only touch
-  (overlap 0) compare the mask's pixel column (row) on either side of the shared edge.
+  one object agree there however much of it each tile cut off. A detection its tile cut
+  off (its mask touches the tile's inner edge) also matches when most of its pixels there
+  lie on the other mask: the sliver one tile saw of an object is poorly segmented. Windows
+  that only touch (overlap 0) compare the masks' pixel columns (rows) on either side of
+  the shared edge.
 - ``iou``, ``ios``: SAHI's metrics (intersection over union or over the smaller mask), but
   on the whole masks rather than on boxes.
 """
@@ -215,8 +219,17 @@ def match_score(
     bb: Window,
     wb: Window,
     metric: str,
+    *,
+    cut_a: bool = False,
+    cut_b: bool = False,
 ) -> float:
-    """How well mask ``ma`` (crop at ``ba``, seen by a source of window ``wa``) matches ``mb``."""
+    """How well mask ``ma`` (crop at ``ba``, seen by a source of window ``wa``) matches ``mb``.
+
+    ``cut_a``/``cut_b``: the detection touches an edge of its window inside the image (its
+    tile cut it off). For ``shared``, a cut detection also matches when most of its pixels in
+    the shared window lie on the other mask (the sliver a tile saw of an object the other
+    tile saw whole: its mask is poor, so IoU alone would call it another object).
+    """
     if metric == "shared":
         shared = _intersect(wa, wb)
         if _area(shared) == 0:
@@ -224,8 +237,13 @@ def match_score(
         inter = _overlap_count(ma, ba, mb, bb, shared)
         if inter == 0:
             return 0.0
-        union = _count(ma, ba, shared) + _count(mb, bb, shared) - inter
-        return inter / union if union else 0.0
+        in_a, in_b = _count(ma, ba, shared), _count(mb, bb, shared)
+        score = inter / (in_a + in_b - inter)
+        if cut_a:
+            score = max(score, inter / in_a)
+        if cut_b:
+            score = max(score, inter / in_b)
+        return score
     everywhere = (min(ba[0], bb[0]), min(ba[1], bb[1]), max(ba[2], bb[2]), max(ba[3], bb[3]))
     inter = _overlap_count(ma, ba, mb, bb, everywhere)
     if inter == 0:
@@ -236,6 +254,17 @@ def match_score(
     if metric == "ios":
         return inter / min(area_a, area_b)
     raise ValueError(f"unknown match metric {metric!r}; choose from {', '.join(MATCH_CHOICES)}")
+
+
+def is_cut(box: Window, window: Window, image_size: tuple[int, int]) -> bool:
+    """Whether a mask box touches an edge of its source's window that lies inside the image."""
+    h, w = image_size
+    return (
+        (box[0] == window[0] and window[0] > 0)
+        or (box[1] == window[1] and window[1] > 0)
+        or (box[2] == window[2] and window[2] < w)
+        or (box[3] == window[3] and window[3] < h)
+    )
 
 
 def _touching(a: Window, b: Window) -> bool:
@@ -304,7 +333,8 @@ def merge_parts(
     names = [c for p in parts for c in p.instances.class_names]
     nonempty = np.array([m.size > 0 and bool(m.any()) for m in masks])
 
-    neighbours: list[list[tuple[float, int]]] = [[] for _ in range(n)]
+    # (whole, j): j matches as the same object (whole) or as a piece its tile cut off
+    neighbours: list[list[tuple[bool, int]]] = [[] for _ in range(n)]
     windows = [p.window for p in parts]
     for i, j in _candidate_pairs(mask_boxes, source, nonempty):
         si, sj = int(source[i]), int(source[j])
@@ -316,10 +346,15 @@ def merge_parts(
         if min(bi[2], bj[2]) < max(bi[0], bj[0]) or min(bi[3], bj[3]) < max(bi[1], bj[1]):
             continue  # mask boxes neither overlap nor touch
         stats.candidate_pairs += 1
-        score = match_score(masks[i], bi, windows[si], masks[j], bj, windows[sj], match)
-        if score >= threshold and score > 0:
-            neighbours[i].append((score, j))
-            neighbours[j].append((score, i))
+        args = (masks[i], bi, windows[si], masks[j], bj, windows[sj], match)
+        if match_score(*args) >= threshold:
+            neighbours[i].append((True, j))
+            neighbours[j].append((True, i))
+        elif match == "shared":
+            cut_i, cut_j = is_cut(bi, windows[si], (h, w)), is_cut(bj, windows[sj], (h, w))
+            if (cut_i or cut_j) and match_score(*args, cut_a=cut_i, cut_b=cut_j) >= threshold:
+                neighbours[i].append((False, j))
+                neighbours[j].append((False, i))
 
     order = np.lexsort((np.arange(n), -scores))
     taken = np.zeros(n, dtype=bool)
@@ -329,16 +364,16 @@ def merge_parts(
         if taken[k]:
             continue
         taken[k] = True
-        group, seen, frontier = [k], {int(source[k])}, [k]
+        group, frontier = [k], [k]
         while frontier:
             m = frontier.pop(0)
-            for _score, j in sorted(neighbours[m], key=lambda sj: (-sj[0], sj[1])):
-                if taken[j] or int(source[j]) in seen:
+            for whole, j in neighbours[m]:
+                if taken[j]:
                     continue
                 taken[j] = True
                 group.append(j)
-                seen.add(int(source[j]))
-                frontier.append(j)
+                if whole:  # a cut-off piece joins the group but brings in nothing more
+                    frontier.append(j)
         groups.append(group)
 
     out_masks: list[np.ndarray] = []
@@ -352,7 +387,12 @@ def merge_parts(
             out_boxes[g] = boxes[best]
             continue
         stats.merged_groups += 1
-        mask, mbox = union_crops([masks[i] for i in group], [mask_boxes[i] for i in group])
+        mask, mbox = stitch_crops(
+            [masks[i] for i in group],
+            [mask_boxes[i] for i in group],
+            [windows[int(source[i])] for i in group],
+            (h, w),
+        )
         out_masks.append(mask)
         out_mask_boxes[g] = mbox
         gb = boxes[group]
@@ -417,6 +457,62 @@ def union_crops(masks: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> tup
     for m, b in used:
         out[b[1] - y0 : b[3] - y0, b[0] - x0 : b[2] - x0] |= m
     return out, (x0, y0, x1, y1)
+
+
+def stitch_crops(
+    masks: Sequence[np.ndarray],
+    boxes: Sequence[np.ndarray],
+    windows: Sequence[Window],
+    image_size: tuple[int, int],
+) -> tuple[np.ndarray, Window]:
+    """The parts of one object united into one crop, each pixel decided by the part whose
+    tile saw it farthest from the tile's inner edges (where a tile cuts an object off, its
+    mask is poorest); a window that is the whole image (the full-image pass) decides only
+    pixels no tile part covers. Pixels no part's window covers stay off. The first part wins
+    ties. Parts: crops at their boxes, seen by sources of ``windows``."""
+    used = [(m, _window(b), win) for m, b, win in zip(masks, boxes, windows) if m.size and m.any()]
+    if not used:
+        return np.zeros((0, 0), dtype=bool), (0, 0, 0, 0)
+    h, w = image_size
+    x0 = min(b[0] for _, b, _ in used)
+    y0 = min(b[1] for _, b, _ in used)
+    x1 = max(b[2] for _, b, _ in used)
+    y1 = max(b[3] for _, b, _ in used)
+    out = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    best = np.full(out.shape, -np.inf)
+    for m, b, win in used:
+        r = _intersect((x0, y0, x1, y1), win)
+        if _area(r) == 0:
+            continue
+        if win == (0, 0, w, h):
+            depth = np.full((r[3] - r[1], r[2] - r[0]), -1.0)
+        else:
+            xs, ys = np.arange(r[0], r[2], dtype=float), np.arange(r[1], r[3], dtype=float)
+            dx, dy = np.full(xs.shape, np.inf), np.full(ys.shape, np.inf)
+            if win[0] > 0:
+                dx = np.minimum(dx, xs - win[0])
+            if win[2] < w:
+                dx = np.minimum(dx, win[2] - 1 - xs)
+            if win[1] > 0:
+                dy = np.minimum(dy, ys - win[1])
+            if win[3] < h:
+                dy = np.minimum(dy, win[3] - 1 - ys)
+            depth = np.minimum(dy[:, None], dx[None, :])
+        values = np.zeros(depth.shape, dtype=bool)
+        c = _intersect(r, b)  # the part's crop inside the region
+        if _area(c):
+            values[c[1] - r[1] : c[3] - r[1], c[0] - r[0] : c[2] - r[0]] = m[
+                c[1] - b[1] : c[3] - b[1], c[0] - b[0] : c[2] - b[0]
+            ]
+        region = (slice(r[1] - y0, r[3] - y0), slice(r[0] - x0, r[2] - x0))
+        wins = depth > best[region]
+        best[region][wins] = depth[wins]
+        out[region][wins] = values[wins]
+    ys, xs = np.nonzero(out)
+    if not len(xs):
+        return np.zeros((0, 0), dtype=bool), (0, 0, 0, 0)
+    bx0, by0, bx1, by1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    return out[by0:by1, bx0:bx1].copy(), (x0 + bx0, y0 + by0, x0 + bx1, y0 + by1)
 
 
 def top_detections(instances: Instances, limit: int | None) -> Instances:

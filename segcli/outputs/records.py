@@ -42,13 +42,17 @@ def instances_record(
         if polygons:
             item["polygons"] = coco_polygons(instances, i)
         items.append(item)
-    return {
+    record: dict[str, Any] = {
         "schema": SCHEMA,
         "image": {"path": image_path, "width": width, "height": height},
         "model": model,
         "settings": settings,
         "instances": items,
     }
+    tiling = getattr(instances, "tiling", None)  # TiledInstances: what --tile did
+    if tiling:
+        record["tiling"] = tiling
+    return record
 
 
 def dumps(obj: Any) -> bytes:

@@ -83,10 +83,12 @@ def write_outputs(
     record: dict[str, Any],
     annotator: Annotator | None = None,
     categories: Sequence[str] = (),
+    tile_grid: dict[str, Any] | None = None,
 ) -> None:
     """Write the requested outputs of one image; the JSON (the completion mark) last.
 
-    ``categories`` (the model's class list) numbers the YOLO-seg classes.
+    ``categories`` (the model's class list) numbers the YOLO-seg classes; ``tile_grid`` (the
+    JSON's ``tiling.grid``) is drawn on the overlay.
     """
     if "yolo" in paths:
         if not categories:
@@ -99,6 +101,10 @@ def write_outputs(
         atomic_write_bytes(target, dumps(labelme_record(instances, Path(image_path).as_posix())))
     if "overlay" in paths:
         overlay = (annotator or OverlayAnnotator()).annotate(image, instances)
+        if tile_grid is not None:
+            from segcli.draw.grid import draw_tile_grid
+
+            draw_tile_grid(overlay, tile_grid)
         atomic_write_bytes(paths["overlay"], encode_image(overlay, paths["overlay"].suffix))
     if "masks" in paths:
         _write_mask_dir(paths["masks"], instances)

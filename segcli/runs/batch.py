@@ -142,6 +142,7 @@ class BatchOptions:
     videos: bool = True  # pick up video files too
     video: VideoOptions = field(default_factory=VideoOptions)
     coco_ids_from: Path | None = None  # a COCO ground truth: coco-results.json uses its ids
+    draw_tiles: bool = False  # overlays draw the tile grid (--debug with --tile)
 
 
 @dataclass
@@ -230,7 +231,9 @@ def run_batch(
     with lock_output(output):
         seg = load()
         eng = engine(seg) if engine is not None else LocalEngine(seg)
-        job = Job.for_segmenter(seg, opts.save, batch_size=opts.batch_size, max_pixels=opts.max_pixels)
+        job = Job.for_segmenter(
+            seg, opts.save, batch_size=opts.batch_size, max_pixels=opts.max_pixels, draw_tiles=opts.draw_tiles
+        )
         plans = plan_outputs(found.files, output, root=folder)
         video = opts.video.to_dict() if any(plan.is_video for plan in plans) else None
         removed = remove_stale_temp_files(output)  # under the lock: no other run's temp files

@@ -46,6 +46,8 @@ class SegmenterSpec:
     weights: str | None = None
     device: str = "auto"
     settings: Settings = field(default_factory=Settings)  # settings.precision: --precision
+    tile_batch_size: int = 1
+    """Tiles per forward pass with ``settings.tile`` (``--batch-size``)."""
 
     def build(self, *, progress: bool = False) -> Segmenter:
         from segcli.inference.segmenter import Segmenter
@@ -56,6 +58,7 @@ class SegmenterSpec:
             device=self.device,
             settings=self.settings,
             progress=progress,
+            tile_batch_size=self.tile_batch_size,
         )
 
 
@@ -69,6 +72,10 @@ class Job:
     batch_size: int = 1
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     categories: tuple[str, ...] = ()  # the model's class list (numbers YOLO-seg classes)
+    tiled: bool = False
+    """The segmenter slices images (``--tile``): large images are read into a memory map."""
+    draw_tiles: bool = False
+    """Overlays also draw the tile grid (``--debug`` with ``--tile``)."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -82,8 +89,10 @@ class Job:
         *,
         batch_size: int = 1,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        draw_tiles: bool = False,
     ) -> Job:
         """The job of a run with ``segmenter``: its model info and (complete) settings."""
+        tiled = getattr(segmenter.settings, "tile", None) is not None
         return cls(
             save=tuple(save),
             model_info=segmenter.model_info(),
@@ -91,6 +100,8 @@ class Job:
             batch_size=batch_size,
             max_pixels=max_pixels,
             categories=tuple(segmenter.categories),
+            tiled=tiled,
+            draw_tiles=draw_tiles and tiled,
         )
 
 
@@ -150,6 +161,11 @@ class Engine(Protocol):
 
 # --------------------------------------------------------------------------- stages
 def read_input(plan: OutputPlan, job: Job) -> LoadedImage:
+    """Decode one input; with tiling, a large image into a memory map (:mod:`segcli.io.large`)."""
+    if job.tiled:
+        from segcli.io.large import read_image_mapped
+
+        return read_image_mapped(plan.source, max_pixels=job.max_pixels)
     return read_image(plan.source, max_pixels=job.max_pixels)
 
 
@@ -206,7 +222,10 @@ def write_result(plan: OutputPlan, image: LoadedImage, instances: Instances, job
         settings=job.settings,
         polygons="polygons" in job.save,
     )
-    write_outputs(plan.paths(job.save), image.pixels, instances, record, categories=job.categories)
+    grid = record.get("tiling", {}).get("grid") if job.draw_tiles else None
+    write_outputs(
+        plan.paths(job.save), image.pixels, instances, record, categories=job.categories, tile_grid=grid
+    )
     return ItemResult(plan, "done", len(instances), record=record, summary=describe_instances(instances))
 
 
