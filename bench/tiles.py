@@ -54,7 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scenes", type=int, default=4)
     p.add_argument("--width", type=int, default=3072)
     p.add_argument("--height", type=int, default=2048)
-    p.add_argument("--count", type=int, default=300, help="blocks per scene (at most)")
+    p.add_argument("--count", type=int, default=300, help="small blocks per scene (at most)")
+    p.add_argument("--big", type=int, default=3, help="blocks of 250-600 px per scene (larger than a tile)")
     p.add_argument("--tile", type=int, default=384)
     p.add_argument("--overlap", type=float, default=0.2)
     p.add_argument("--threads", type=int, default=2)
@@ -230,7 +231,7 @@ def run_ap(args: argparse.Namespace) -> dict[str, Any]:
     lines = cut_lines(grid)
     t0 = time.perf_counter()
     scenes = [
-        render_large_scene(1000 + k, args.width, args.height, count=args.count, cut_lines=lines)
+        render_large_scene(1000 + k, args.width, args.height, count=args.count, big=args.big, cut_lines=lines)
         for k in range(args.scenes)
     ]
     print(f"{len(scenes)} scenes of {args.width}x{args.height} rendered in {time.perf_counter() - t0:.0f} s")

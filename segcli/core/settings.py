@@ -45,7 +45,7 @@ class TileSettings:
     merge: str = "nmm"
     match: str = "shared"
     match_threshold: float = 0.5
-    class_agnostic: bool = False
+    class_agnostic: bool = True
 
     def __post_init__(self) -> None:
         lo, hi = TILE_SIZE_RANGE

@@ -16,9 +16,11 @@ of *another* source (a tile, or the full-image pass) that matches it or a member
 taken, transitively: the four parts of an object at the corner of four tiles come together
 through their neighbours. Only detections of different sources are ever compared (the
 model's own NMS already ran inside each tile), so a 1-tile image gives exactly the untiled
-result. ``nmm`` unites a group's masks (one object, one mask), each pixel taken from the
-part whose tile saw it farthest from a tile edge (:func:`stitch_crops`); ``nms`` keeps the
-group's best detection alone.
+result. ``nms`` keeps the group's best detection alone. ``nmm`` makes one object with one
+mask: the best detection's own when its source saw the object whole (its mask touches no
+tile edge inside the image, or it comes from the full-image pass), else the union of every
+part, each pixel taken from the part whose tile saw it farthest from a tile edge
+(:func:`stitch_crops`: where a tile cuts an object off, its mask is poorest).
 
 Match metrics, all computed on the masks:
 
@@ -387,6 +389,13 @@ def merge_parts(
             out_boxes[g] = boxes[best]
             continue
         stats.merged_groups += 1
+        keeper_window = windows[int(source[best])]
+        if keeper_window == (0, 0, w, h) or not is_cut(_window(mask_boxes[best]), keeper_window, (h, w)):
+            # the best detection saw the object whole: its mask is the object's
+            out_masks.append(masks[best])
+            out_mask_boxes[g] = mask_boxes[best]
+            out_boxes[g] = boxes[best]
+            continue
         mask, mbox = stitch_crops(
             [masks[i] for i in group],
             [mask_boxes[i] for i in group],

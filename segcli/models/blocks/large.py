@@ -60,12 +60,16 @@ def render_large_scene(
     sizes: tuple[float, float] = (20.0, 100.0),
     cut_lines: tuple[Sequence[int], Sequence[int]] = ((), ()),
     on_lines: float = 0.5,
+    big: int = 0,
+    big_sizes: tuple[float, float] = (250.0, 600.0),
 ) -> LargeScene:
-    """A ``width`` x ``height`` scene of up to ``count`` blocks ``sizes`` px wide.
+    """A ``width`` x ``height`` scene of up to ``count`` blocks ``sizes`` px wide, after up to
+    ``big`` blocks ``big_sizes`` px wide (larger than a tile: only a whole-image pass sees
+    them whole).
 
-    A share ``on_lines`` of the blocks is centred on a vertical line of ``cut_lines[0]``,
-    a horizontal one of ``cut_lines[1]``, or on a crossing of both (a corner of four tiles).
-    Blocks whose patch would overlap an earlier one are left out.
+    A share ``on_lines`` of the small blocks is centred on a vertical line of
+    ``cut_lines[0]``, a horizontal one of ``cut_lines[1]``, or on a crossing of both (a corner
+    of four tiles). Blocks whose patch would overlap an earlier one are left out.
     """
     rng = np.random.default_rng([int(seed), 0x1A96E])
     lighting = random_lighting(rng)
@@ -74,15 +78,17 @@ def render_large_scene(
     xs_lines, ys_lines = list(cut_lines[0]), list(cut_lines[1])
     taken: list[tuple[int, int, int, int]] = []
     blocks: list[Block] = []
-    for _ in range(count * 3):
-        if len(blocks) >= count:
-            break
-        size = float(rng.uniform(*sizes))
+    placed = {True: 0, False: 0}  # big, small
+    for attempt in range(big * 10 + count * 3):
+        placing_big = attempt < big * 10
+        if placed[placing_big] >= (big if placing_big else count):
+            continue
+        size = float(rng.uniform(*(big_sizes if placing_big else sizes)))
         cid = int(rng.integers(1, 4))
         ratio = float(rng.uniform(0.5, 1.4))
         cx, cy = float(rng.uniform(0, width)), float(rng.uniform(0, height))
         u = rng.random()
-        if u < on_lines and (xs_lines or ys_lines):
+        if not placing_big and u < on_lines and (xs_lines or ys_lines):
             which = rng.random()
             if xs_lines and (which < 0.4 or not ys_lines):
                 cx = float(xs_lines[int(rng.integers(len(xs_lines)))]) + float(rng.uniform(-0.2, 0.2)) * size
@@ -121,9 +127,10 @@ def render_large_scene(
             lighting=lighting,
             shadow=0.35,
         )
-        if not scene.objects or scene.objects[0].area < 40:
+        if not scene.objects or scene.objects[0].area < 40:  # too small to count
             continue
         taken.append((x0, y0, x1, y1))
+        placed[placing_big] += 1
         canvas[y0:y1, x0:x1] = scene.image.astype(np.float32) / 255.0
         mask = scene.objects[0].mask
         ys, xs = np.nonzero(mask)
