@@ -18,9 +18,12 @@ if TYPE_CHECKING:
 
 
 def _settings_diff(old: object, new: dict[str, Any]) -> str:
+    """``key old -> new`` for every setting that differs, a key on one side only too (``tile``
+    is recorded only with tiling)."""
     old_settings = old if isinstance(old, dict) else {}
+    keys = list(new) + [k for k in old_settings if k not in new]
     return "; ".join(
-        f"{k} {old_settings.get(k)!r} -> {v!r}" for k, v in new.items() if old_settings.get(k) != v
+        f"{k} {old_settings.get(k)!r} -> {new.get(k)!r}" for k in keys if old_settings.get(k) != new.get(k)
     )
 
 
