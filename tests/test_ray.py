@@ -596,3 +596,25 @@ def test_ctrl_c_anywhere_in_the_engine_returns_interrupted(
         assert [name for name, _ in fake.calls] == ["init", "shutdown"] + ["shutdown"] * (on == "shutdown")
         assert not orphan.exists(), "the cleanup still ran"
         assert engine.streamed == (on == "shutdown")
+
+
+# --------------------------------------------------------------------------- sliced inference (--tile)
+def test_ray_engine_tiles_like_the_local_engine(tmp_path: Path, ray_cluster: Any) -> None:
+    """The Segmenter inside each Ray actor tiles as the local one does: same instances."""
+    folder = _scenes(tmp_path / "in", 2, size=(160, 120))
+    runs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        extra = ["--engine", "ray", "--cpus-per-worker", "2"] if engine == "ray" else []
+        with watchdog(180):
+            result = _run(folder, "-o", out, *FAST, "--tile", "64", *extra)
+        assert result.exit_code == 0, result.output
+        records = {}
+        for path in sorted(out.glob("*.json")):
+            if path.name.startswith("scene"):
+                record = json.loads(path.read_text())
+                del record["tiling"]["seconds"]  # the only thing that differs: time
+                records[path.name] = record
+        runs[engine] = records
+    assert len(runs["local"]) == 2 and runs["ray"] == runs["local"]
+    assert all(r["tiling"]["tiles"] > 1 for r in runs["ray"].values())
