@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # also runs as python bench/tiles.py
-from bench.common import bench_parser, evaluate, instances_to_coco, machine, run_measured, write_json
+from bench.common import bench_parser, evaluate, instances_to_coco, machine, write_json
 
 if TYPE_CHECKING:
     from segcli.core.instances import Instances
@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-sahi", action="store_true", help="leave SAHI's merge out even if it imports")
     p.add_argument("--timing", type=str, default="", help="megapixels to time, e.g. 12,100,400")
     p.add_argument("--memory", type=int, default=0, help="side of the square PNG for the peak-RSS run")
+    p.add_argument(
+        "--memory-tile", default="auto", help="--tile of the peak-RSS run (a larger one: fewer passes)"
+    )
     return p.parse_args(argv)
 
 
@@ -412,28 +415,61 @@ def run_memory(args: argparse.Namespace, scene: np.ndarray) -> dict[str, Any]:
         )
     out = args.work / f"large-{side}-out"
     cmd = [sys.executable, "-m", "segcli", "predict", str(path), "--model", "blocks", "--device", "cpu"]
-    cmd += ["--tile", "auto", "--save", "json", "-o", str(out), "--quiet"]
+    cmd += ["--tile", args.memory_tile, "--save", "json", "-o", str(out), "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    wall, rss, code, err = run_measured(cmd, env=env)
-    baseline_cmd = [sys.executable, "-c", "from segcli import Segmenter; Segmenter('blocks', device='cpu')"]
-    _, model_rss, _, _ = run_measured(baseline_cmd, env=env)
+    wall, peaks, code, err = run_sampled(cmd, env)
+    baseline = [sys.executable, "-c", "from segcli import Segmenter; Segmenter('blocks', device='cpu')"]
+    _, model_peaks, _, _ = run_sampled(baseline, env)
     row = {
         "side": side,
         "megapixels": round(side * side / 1e6, 1),
+        "tile": args.memory_tile,
         "exit_code": code,
         "seconds": round(wall, 1),
-        "peak_rss_mib": round(rss),
-        "model_only_rss_mib": round(model_rss),
+        "peak_rss_mib": peaks["VmHWM"],
+        "peak_anonymous_mib": peaks["RssAnon"],
+        "peak_file_backed_mib": peaks["RssFile"],
+        "model_only_rss_mib": model_peaks["VmHWM"],
+        "model_only_anonymous_mib": model_peaks["RssAnon"],
         "loadavg": loadavg(),
     }
     if code:
         row["stderr"] = err[-500:]
     print(
-        f"segcli predict {side}x{side} PNG --tile auto --save json: exit {code}, {wall:.0f} s, peak RSS "
-        f"{rss:.0f} MiB (the model alone: {model_rss:.0f} MiB; load average {row['loadavg']})",
+        f"segcli predict {side}x{side} PNG --tile {args.memory_tile} --save json: exit {code}, {wall:.0f} s; "
+        "peak RSS "
+        f"{row['peak_rss_mib']} MiB = anonymous {row['peak_anonymous_mib']} MiB + file-backed (the memory "
+        f"map, page cache) {row['peak_file_backed_mib']} MiB; the model alone: {row['model_only_rss_mib']} "
+        f"MiB, anonymous {row['model_only_anonymous_mib']} MiB (load average {row['loadavg']})",
         flush=True,
     )
     return row
+
+
+def run_sampled(cmd: list[str], env: dict[str, str]) -> tuple[float, dict[str, int], int, str]:
+    """Run ``cmd``; (wall seconds, peak MiB of VmHWM, RssAnon and RssFile sampled from
+    /proc every 50 ms, exit code, stderr tail). Anonymous memory is what must fit in RAM;
+    file-backed pages (a memory map) are page cache the kernel writes back and drops."""
+    import subprocess
+    import tempfile
+
+    peaks = {"VmHWM": 0, "RssAnon": 0, "RssFile": 0}
+    start = time.perf_counter()
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        status = Path(f"/proc/{proc.pid}/status")
+        while proc.poll() is None:
+            try:
+                for line in status.read_text().splitlines():
+                    key, _, value = line.partition(":")
+                    if key in peaks:
+                        peaks[key] = max(peaks[key], int(value.split()[0]) // 1024)
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        err.seek(0)
+        tail = err.read().decode(errors="replace")[-2000:]
+    return time.perf_counter() - start, peaks, proc.returncode, tail
 
 
 def main(argv: list[str] | None = None) -> int:

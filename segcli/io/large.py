@@ -94,13 +94,14 @@ def _pillow_mapped(path: Path) -> np.ndarray:
         warnings.simplefilter("ignore")
         with _open_regular(path) as fh, _open(fh) as im:
             width, height = im.size
-            orientation = int(im.getexif().get(0x0112, 1) or 1)
             if im.mode in ("RGB", "L") and im.tile:
                 channels = 4 if im.mode == "RGB" else 1
                 mm = _memmap((height, width, channels) if channels > 1 else (height, width))
                 # Pillow decodes into the image's memory: make that memory the map
                 im.im = Image.core.map_buffer(mm, (width, height), "raw", 0, (im.mode, 0, 1))
                 ImageFile.ImageFile.load(im)
+                # after decoding: a PNG's getexif() would decode the image (in memory) to find it
+                orientation = int(im.getexif().get(0x0112, 1) or 1)
                 pixels = mm[..., :3] if channels > 1 else np.broadcast_to(mm[..., None], (height, width, 3))
             else:  # palette, alpha, 16-bit, CMYK: converted in memory, then mapped
                 rgb = read_image(path, max_pixels=None).pixels
