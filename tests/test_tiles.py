@@ -271,8 +271,8 @@ def test_class_aware_and_agnostic() -> None:
     inst_l = place(detect_in(left, [(obj, 0.9, 1)]), left, size)
     inst_r = place(detect_in(right, [(obj, 0.7, 2)]), right, size)  # the other half, other class
     parts = [Part(left, inst_l), Part(right, inst_r)]
-    assert len(merge_parts(parts, size)) == 2
-    agnostic = merge_parts(parts, size, class_agnostic=True)
+    assert len(merge_parts(parts, size, class_agnostic=False)) == 2
+    agnostic = merge_parts(parts, size)  # the default
     assert len(agnostic) == 1 and agnostic.class_ids[0] == 1 and agnostic.scores[0] == pytest.approx(0.9)
 
 

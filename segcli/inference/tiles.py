@@ -303,7 +303,7 @@ def merge_parts(
     merge: str = "nmm",
     match: str = "shared",
     threshold: float = 0.5,
-    class_agnostic: bool = False,
+    class_agnostic: bool = True,
     stats: MergeStats | None = None,
 ) -> Instances:
     """One ``Instances`` for the whole image from the placed detections of every source.
