@@ -430,11 +430,11 @@ def _candidate_pairs(
     boxes fall in a common cell of a :data:`CELL`-pixel grid (overlapping or touching boxes
     always do): near-linear in the detections, whatever the number of tiles."""
     buckets: dict[tuple[int, int], list[int]] = {}
-    for i in np.flatnonzero(nonempty):
-        x0, y0, x1, y1 = (int(v) for v in mask_boxes[i])
+    for k in np.flatnonzero(nonempty).tolist():
+        x0, y0, x1, y1 = (int(v) for v in mask_boxes[k])
         for gy in range(y0 // CELL, y1 // CELL + 1):  # y1 // CELL: a box ending at a cell's
             for gx in range(x0 // CELL, x1 // CELL + 1):  # first pixel still touches it
-                buckets.setdefault((gx, gy), []).append(int(i))
+                buckets.setdefault((gx, gy), []).append(k)
     pairs: set[tuple[int, int]] = set()
     for members in buckets.values():
         if len(members) < 2:
