@@ -346,3 +346,22 @@ def test_mapped_reading_checks_like_read_image(tmp_path: Path) -> None:
     (tmp_path / "junk.png").write_bytes(b"not an image")
     with pytest.raises(SegcliError, match="not an image"):
         read_image_mapped(tmp_path / "junk.png")
+
+
+def test_eval_segments_in_tiles(tmp_path: Path) -> None:
+    """``eval --tile``: the images are segmented in tiles (recorded), then scored."""
+    import shutil
+
+    from tests.conftest import REPO
+
+    scenes = tmp_path / "scenes"
+    shutil.copytree(REPO / "examples" / "blocks", scenes)
+    out = tmp_path / "out"
+    args = ["eval", str(scenes / "ground-truth.json"), "-o", str(out), *FAST, "--tile", "256"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    run = json.loads((out / "run.json").read_text())
+    assert run["settings"]["tile"]["size"] == 256
+    assert json.loads((out / "eval.json").read_text())["images"] == 5
+    record = json.loads(next(out.glob("*.png.json")).read_text())
+    assert record["tiling"]["tiles"] == len(tile_grid((384, 512), 256, 0.2)) == 6
