@@ -12,7 +12,9 @@ through ``Segmenter(model="blocks")`` once whole and once in tiles (``--tile``,
 computed once and merged by every method, so the methods differ in the merge alone:
 segcli's merges (NMM/NMS x shared/IoU/IoS x class-aware/agnostic) and, when ``sahi`` imports,
 SAHI's own ``GreedyNMMPostprocess``/``NMSPostprocess`` on the same detections (polygons,
-box matching: what ``get_sliced_prediction`` does). Mask AP is COCOeval ``segm`` at up to
+box matching: what ``get_sliced_prediction`` does; ``pip install sahi``, or ``pip install
+--target DIR sahi shapely pybboxes tqdm`` with DIR on ``PYTHONPATH``, so as not to touch the
+environment; the README's numbers are SAHI 0.12.8's). Mask AP is COCOeval ``segm`` at up to
 1000 detections per image, score threshold 0.05 (``--max-detections 1000`` for every run).
 
 Border objects: the ground-truth blocks that a tile edge passes through. For each, the
