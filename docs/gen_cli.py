@@ -1,7 +1,7 @@
 """Generate the command-line reference, docs/reference/cli.md, from the Typer app.
 
     python docs/gen_cli.py            # rewrite docs/reference/cli.md
-    python docs/gen_cli.py --check    # exit 1 if it is out of date (tests/test_docs.py does the same)
+    python docs/gen_cli.py --check    # exit 1 if it is out of date (tests/cli/test_docs.py does the same)
 
 It walks the Click command tree of ``segcli.cli:app`` (``typer.main.get_command``) and writes,
 per command, what ``--help`` shows: the usage line, the help text, every option with its type,

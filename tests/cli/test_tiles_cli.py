@@ -31,7 +31,7 @@ from segcli.io.images import read_image
 from segcli.io.large import read_image_mapped
 from tests.conftest import BATCH_FAST, random_image
 from tests.fakes import use_fake_in_cli
-from tests.test_video import write_clip
+from tests.runs.test_video import write_clip
 
 runner = CliRunner()
 FAST = BATCH_FAST  # blocks at 64-96 px, score 0, 4 detections a tile

@@ -33,7 +33,7 @@ from segcli.train.augment import Augment, example_rng, make_example
 from segcli.train.data import render_mask
 from segcli.train.schedule import Schedule
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 TINY = ["--min-size", "64", "--max-size", "96", "--batch-size", "2", "--device", "cpu", "--precision", "fp32"]
 """CLI options of a fast run: the smallest input, fp32 (the same numbers on any CPU)."""

@@ -26,7 +26,7 @@ from segcli.figures.compare.figure import MIN_CANVAS
 from segcli.inference.segmenter import Segmenter
 from segcli.io.images import read_image
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCENE = REPO / "examples" / "blocks" / "two-red-cubes.png"
 SMALL = Settings(min_size=96, max_size=128)
 CLI_SMALL = ["--model", "blocks", "--device", "cpu", "--min-size", "96", "--max-size", "128", "--quiet"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grimp
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _cycles(edges: dict[str, set[str]]) -> list[list[str]]:

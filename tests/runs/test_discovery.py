@@ -65,7 +65,7 @@ def test_show_completion_prints_a_script() -> None:
         text=True,
         env={
             "PATH": "/usr/bin:/bin",
-            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
             # Typer otherwise ignores "bash" and asks shellingham for the shell that started this
             # process: none when pytest runs under a daemon or a detached job ("Shell  not supported")
             "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1",

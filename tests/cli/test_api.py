@@ -14,7 +14,7 @@ from segcli.core.errors import SegcliError
 from segcli.core.instances import Instances
 from segcli.core.settings import Settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCENE = REPO / "examples" / "blocks" / "two-red-cubes.png"
 TINY = Settings(min_size=64, max_size=96, score_threshold=0.0, max_detections=3)
 
