@@ -122,8 +122,11 @@ def test_predict_json_to_stdout_is_pure_json(
 
 
 def test_predict_missing_path_is_usage_error(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["predict", str(tmp_path / "nope.jpg")])
+    missing = tmp_path / "nope.jpg"
+    result = runner.invoke(app, ["predict", str(missing)], env={"COLUMNS": "300"})  # the path on one line
     assert result.exit_code == 2
+    text = " ".join(result.stderr.replace("│", " ").split())  # Typer's error panel, without its borders
+    assert f"Invalid value for 'IMAGES...': path '{missing}' does not exist." in text, result.stderr
 
 
 def test_predict_unreadable_image_one_line_exit_1(

@@ -99,7 +99,12 @@ def test_eval_runs_the_model_and_equals_cocoeval(scenes: Path, tmp_path: Path) -
     assert not (other / "run.json").exists()
 
 
-def test_eval_usage_errors_come_before_any_model(scenes: Path, tmp_path: Path) -> None:
+def test_eval_usage_errors_come_before_any_model(
+    scenes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.fakes import use_fake_in_cli
+
+    loaded = use_fake_in_cli(monkeypatch)
     gt = str(scenes / "ground-truth.json")
     out = tmp_path / "out"
     cases = [
@@ -110,7 +115,7 @@ def test_eval_usage_errors_come_before_any_model(scenes: Path, tmp_path: Path) -
         result = runner.invoke(app, ["eval", gt, "-o", str(out), *extra])
         assert result.exit_code == 2, result.output
         assert message in " ".join(result.stderr.split())
-    assert not (out / "run.json").exists()
+    assert not (out / "run.json").exists() and loaded == []
     help_text = " ".join(
         runner.invoke(app, ["eval", "--help"]).stdout.replace("│", " ").split()
     )  # no panel borders

@@ -214,7 +214,7 @@ def test_blocks_new_classes_then_predict_classes_and_eval(
     result = _invoke(
         ["predict", image, "--weights", out / "best.pt", "--model", "coco", "-o", tmp_path / "x"]
     )
-    assert result.exit_code == 2 and "was trained as --model blocks" in result.output
+    assert result.exit_code == 2 and "was trained as --model blocks" in result.stderr, result.output
 
 
 # --------------------------------------------------------------------------- round trips
@@ -333,9 +333,9 @@ def test_resume_after_ctrl_c_equals_uninterrupted_run(
     assert (saved["epoch"], saved["step_in_epoch"]) == (1, 1)
     assert json.loads((out / "train.json").read_text())["status"] == "interrupted"
     result = _invoke(["train", scenes, "-o", out, "--model", "blocks"])  # no --resume: refused
-    assert result.exit_code == 2 and "already holds a training run" in result.output
+    assert result.exit_code == 2 and "already holds a training run" in result.stderr, result.output
     result = _invoke(["train", scenes, "-o", out, "--resume", "--lr", "0.5"])
-    assert result.exit_code == 2 and "--lr 0.5 (the run has 0.01)" in result.output
+    assert result.exit_code == 2 and "--lr 0.5 (the run has 0.01)" in result.stderr, result.output
     (out / ".last.pt.k1ll9ed0.part").write_bytes(b"PK\x03\x04 half a checkpoint")  # kill -9 mid-save
     run_train(TrainOptions(data=str(scenes), output=out, resume=True, device="cpu"))
     assert not (out / ".last.pt.k1ll9ed0.part").exists()
@@ -476,7 +476,7 @@ def test_bad_coco_data_exits_2_naming_file_and_entry(case: str, expected: str, t
     out = tmp_path / "run"
     result = _invoke(["train", path, "-o", out, "--model", "blocks", *TINY])
     assert result.exit_code == 2, result.output
-    line = next(li for li in result.output.splitlines() if li.startswith("bad data:"))
+    line = next(li for li in result.stderr.splitlines() if li.startswith("bad data:"))
     assert str(path) in line and expected.format(root=tmp_path) in line
     assert not out.exists()  # nothing written: no step ran
 
@@ -516,7 +516,7 @@ def test_bad_labelme_data_exits_2(
     folder = _labelme(tmp_path / "lm", shapes, image)
     result = _invoke(["train", folder, "-o", tmp_path / "run", "--model", "blocks", *TINY])
     assert result.exit_code == 2, result.output
-    assert expected.format(root=folder) in result.output
+    assert expected.format(root=folder) in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -539,7 +539,7 @@ def test_bad_yolo_data_exits_2(line: str, expected: str, tmp_path: Path) -> None
     (root / "data.yaml").write_text("path: .\ntrain: images\nval: images\nnames:\n  0: bolt\n  1: nut\n")
     result = _invoke(["train", root / "data.yaml", "-o", tmp_path / "run", "--model", "blocks", *TINY])
     assert result.exit_code == 2, result.output
-    bad = " ".join(li for li in result.output.splitlines() if li.startswith("bad data:"))
+    bad = " ".join(li for li in result.stderr.splitlines() if li.startswith("bad data:"))
     assert str(root / "labels" / "a.txt") in bad and expected in bad
 
 
@@ -564,7 +564,7 @@ def test_bad_options_exit_2(args: list[str], expected: str, scenes: Path, tmp_pa
     model = [] if "--model" in args else ["--model", "blocks"]
     result = _invoke(["train", scenes, "-o", tmp_path / "run", *model, "--device", "cpu", *args])
     assert result.exit_code == 2, result.output
-    assert expected in result.output
+    assert expected in result.stderr
     assert not (tmp_path / "run").exists()
 
 

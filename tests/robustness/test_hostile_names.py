@@ -456,7 +456,10 @@ def test_command_line_shapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         app, ["predict", str(image), "-o", str(tmp_path / "o3"), "--max-pixels", "0", "--debug"]
     )
     assert debug.exit_code == 2 and "Traceback" in debug.stderr
-    assert runner.invoke(app, ["predict", "--", "--debug"]).exit_code == 2  # a file called --debug: not found
+    assert debug.stderr.splitlines()[-1] == "usage error: --max-pixels must be at least 1, got 0"
+    dashed = runner.invoke(app, ["predict", "--", "--debug"])  # a file called --debug: not found
+    assert dashed.exit_code == 2 and "Traceback" not in dashed.stderr
+    assert "Invalid value for 'IMAGES...': path '--debug' does not exist." in dashed.stderr
 
 
 def test_model_names_and_classes_any_case() -> None:

@@ -91,7 +91,7 @@ def test_typos_suggest_the_closest_names(
 ) -> None:
     loaded = use_fake_in_cli(monkeypatch)
     result = runner.invoke(app, args, terminal_width=200)
-    assert result.exit_code == 2 and suggestion in result.output, result.output
+    assert result.exit_code == 2 and suggestion in result.stderr, result.output
     assert "--json" not in result.output and loaded == []
 
 
@@ -174,10 +174,16 @@ def test_classes_lists_ids_and_names() -> None:
     result = runner.invoke(app, ["classes", "--model", "blocks"])
     assert result.exit_code == 0
     assert result.stdout.split("\n")[:3] == ["  1  cube", "  2  sphere", "  3  cylinder"]
-    coco = runner.invoke(app, ["classes"]).stdout.splitlines()
+    default = runner.invoke(app, ["classes"])
+    assert default.exit_code == 0, default.output
+    coco = default.stdout.splitlines()
     assert len(coco) == 80 and coco[0].split() == ["1", "person"] and not any("N/A" in line for line in coco)
     bad = runner.invoke(app, ["classes", "-m", "cocoo"])
-    assert bad.exit_code != 0 and "unknown model 'cocoo' (did you mean 'coco' or 'coco-v2'?)" in bad.output
+    assert bad.exit_code == 2 and bad.stdout == ""
+    assert bad.stderr.splitlines() == [
+        "usage error: unknown model 'cocoo' (did you mean 'coco' or 'coco-v2'?); "
+        "choose one of: coco, coco-v2, blocks"
+    ]
 
 
 def test_predict_processes_a_file_named_twice_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

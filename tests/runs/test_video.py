@@ -619,18 +619,27 @@ def test_cli_predict_mixes_images_and_videos(tmp_path: Path, blocks_ckpt: Path) 
     assert record["schema"] == "segcli.video/1" and record["processed"] == 3 and record["tracks"] is None
 
 
-def test_cli_bad_video_range_is_a_usage_error_before_the_model_loads(tmp_path: Path) -> None:
+def test_cli_bad_video_range_is_a_usage_error_before_the_model_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
     from segcli.cli import app
+    from tests.fakes import use_fake_in_cli
 
+    loaded = use_fake_in_cli(monkeypatch)
     clip = write_clip(tmp_path / "clip.mp4", marked_frames(4))
-    # --model coco without weights would try a download (and fail, exit 1) if it got that far
-    for args in (["--start", "2", "--end", "1"], ["--stride", "0"], ["--max-frames", "0"]):
+    for args, message in (  # Typer's own checks (min=1) word the range their way: the option is named
+        (["--start", "2", "--end", "1"], "Invalid value for --end: --end (1.0) must be after --start (2.0)"),
+        (["--stride", "0"], "Invalid value for '--stride': "),
+        (["--max-frames", "0"], "Invalid value for '--max-frames': "),
+    ):
         result = CliRunner().invoke(
             app, ["predict", str(clip), "--model", "coco", "-o", str(tmp_path), *args]
         )
         assert result.exit_code == 2, (args, result.output)
+        assert message in " ".join(result.stderr.replace("│", " ").split()), result.stderr
+    assert loaded == [], "no model loaded for a usage error"
 
 
 def damaged_frames(out: Path) -> int:

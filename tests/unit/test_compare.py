@@ -357,17 +357,29 @@ def test_cli_end_to_end(coco_ckpt: Path, lraspp_checkpoint: Path, tiny_image: Pa
     assert record["semantic_model"]["weights"] == str(lraspp_checkpoint)
 
 
-def test_cli_rejects_a_bad_semantic_source_before_loading_anything(tiny_image: Path, tmp_path: Path) -> None:
+def test_cli_rejects_a_bad_semantic_source_before_loading_anything(
+    tiny_image: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from typer.testing import CliRunner
 
+    import segcli.models.weights
     from segcli.cli import app
+    from tests.fakes import use_fake_in_cli
 
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a semantic model was loaded")
+
+    loaded = use_fake_in_cli(monkeypatch)
+    monkeypatch.setattr(segcli.models.weights, "load_model", refuse)
     result = CliRunner().invoke(
         app, ["compare", "semantic-vs-instance", str(tiny_image), "--semantic", "bogus", "-o", str(tmp_path)]
     )
     assert result.exit_code == 2
-    assert "unknown --semantic 'bogus'" in result.output
+    assert result.stderr.splitlines() == [
+        "usage error: unknown --semantic 'bogus'; choose one of: derived, deeplabv3, fcn, lraspp"
+    ]
     assert "Traceback" not in result.output
+    assert loaded == [], "no model loaded for a usage error"
 
 
 def test_compare_module_does_not_import_torch() -> None:

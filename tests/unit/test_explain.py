@@ -345,18 +345,24 @@ def test_cli_compare_proposals_end_to_end(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "message"),
     [
-        ["compare", "proposals", str(SCENE), "--n", "10,x"],
-        ["compare", "proposals", str(SCENE), "--n", ""],
-        ["compare", "proposals", str(SCENE), "--repeats", "0"],
-        ["compare", "proposals", str(SCENE), "--proposals", "50"],
-        ["explain", str(SCENE), "--instance", "-1"],
-        ["explain", str(SCENE), "--score-threshold", "2"],
+        (["compare", "proposals", str(SCENE), "--n", "10,x"], "--n '10,x': 'x' is not a whole number"),
+        (
+            ["compare", "proposals", str(SCENE), "--n", ""],
+            "--n names no proposal count: give e.g. --n 10,100,300,1000",
+        ),
+        (["compare", "proposals", str(SCENE), "--repeats", "0"], "--repeats must be at least 1, got 0"),
+        (
+            ["compare", "proposals", str(SCENE), "--proposals", "50"],
+            "compare proposals sets the proposal count itself: give the counts with --n",
+        ),
+        (["explain", str(SCENE), "--instance", "-1"], "--instance must be 0 or more, got -1"),
+        (["explain", str(SCENE), "--score-threshold", "2"], "--score-threshold must be in [0, 1], got 2.0"),
     ],
 )
 def test_cli_usage_errors_exit_2_before_the_model_loads(
-    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def refuse(*a: object, **k: object) -> None:
         raise AssertionError("the model must not load")
@@ -365,7 +371,7 @@ def test_cli_usage_errors_exit_2_before_the_model_loads(
     result = runner.invoke(app, [*args, "-o", str(tmp_path / "o"), "--model", "blocks"])
     assert result.exit_code == 2, result.output
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("usage error: ")
+    assert lines == [f"usage error: {message}"], result.stderr
     assert not (tmp_path / "o").exists()
 
 
