@@ -278,11 +278,12 @@ def test_commands_that_need_no_model_import_no_torch(argv: list[str], shows: lis
 
     code = (
         f"import sys\nsys.argv = ['segcli', *{argv!r}]\nfrom segcli.cli import main\n"
-        "try:\n    main()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules, 'cv2' in sys.modules)"
+        "try:\n    main()\n    status = 0\nexcept SystemExit as stop:\n    status = stop.code or 0\n"
+        "print(status, 'torch' in sys.modules, 'cv2' in sys.modules)"
     )
     env = {**os.environ, "COLUMNS": "200"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    assert result.stdout.strip().splitlines()[-1] == "False False", result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "0 False False", result.stdout + result.stderr
     for text in shows:
         assert text in result.stdout
 
@@ -299,7 +300,8 @@ def test_model_option_help_names_each_models_defaults() -> None:
     placeholders = ["models", *(f.name for f in dataclasses.fields(Settings))]
     assert not [p for p in placeholders if f"{{{p}}}" in text], "every placeholder is filled"
     for command in (["predict"], ["compare", "semantic-vs-instance"]):
-        assert "--max-detections" in runner.invoke(app, [*command, "--help"]).stdout
+        shown = runner.invoke(app, [*command, "--help"])
+        assert shown.exit_code == 0 and "--max-detections" in shown.stdout, shown.output
 
 
 def test_bad_option_fails_before_any_model_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -448,19 +450,24 @@ def test_help_fits_80_columns_and_wraps_at_the_terminals_width(command: list[str
     assert max(len(line) for line in narrow.stdout.splitlines()) <= 80
     assert "<bool>" not in narrow.stdout
     wide = runner.invoke(app, [*command, "--help"], terminal_width=160, env={"COLUMNS": "160"})
+    assert wide.exit_code == 0, wide.output
     lines = [line.strip() for line in wide.stdout.splitlines()]
     # the description's paragraphs run to the width: no line ends where the source had a break
     described = [line for line in lines[3:8] if line and not line.startswith(("╭", "│", "Usage"))]
+    assert described, wide.stdout  # a description was found to check
     assert all(len(line) > 80 or not line.endswith((",", "(see", "the")) for line in described), described
 
 
 def test_predict_help_paragraph_is_one_line_when_wide_enough() -> None:
     wide = runner.invoke(app, ["predict", "--help"], terminal_width=160, env={"COLUMNS": "160"})
+    assert wide.exit_code == 0, wide.output
     assert "per image into the output folder (see --save); a video gets" in wide.stdout
 
 
 def test_compare_proposals_help_hides_the_option_it_refuses() -> None:
-    help_text = runner.invoke(app, ["compare", "proposals", "--help"], env={"COLUMNS": "120"}).stdout
+    shown = runner.invoke(app, ["compare", "proposals", "--help"], env={"COLUMNS": "120"})
+    assert shown.exit_code == 0, shown.output
+    help_text = shown.stdout
     assert "--proposals" not in help_text and "--n" in help_text
     refused = runner.invoke(app, ["compare", "proposals", str(PHOTOS / "coffee.jpg"), "--proposals", "5"])
     assert refused.exit_code == 2

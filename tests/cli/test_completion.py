@@ -59,7 +59,9 @@ def test_option_values_complete_in_zsh_and_fish(shell: str, line: str, offered: 
 
 def test_completion_imports_no_torch() -> None:
     code = CODE.replace(
-        "main()", "try:\n    main()\nexcept SystemExit:\n    pass\nimport sys\nprint('torch' in sys.modules)"
+        "main()",
+        "try:\n    main()\n    status = 0\nexcept SystemExit as stop:\n    status = stop.code or 0\n"
+        "import sys\nprint(status, 'torch' in sys.modules)",
     )
     env = {
         **os.environ,
@@ -70,4 +72,6 @@ def test_completion_imports_no_torch() -> None:
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
     )
-    assert result.stdout.splitlines()[-1] == "False"
+    *offered, last = result.stdout.splitlines()
+    assert last == "0 False", result.stdout + result.stderr
+    assert offered == ["coco", "coco-v2", "blocks"], "the completion itself ran"

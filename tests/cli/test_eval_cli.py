@@ -116,9 +116,9 @@ def test_eval_usage_errors_come_before_any_model(
         assert result.exit_code == 2, result.output
         assert message in " ".join(result.stderr.split())
     assert not (out / "run.json").exists() and loaded == []
-    help_text = " ".join(
-        runner.invoke(app, ["eval", "--help"]).stdout.replace("│", " ").split()
-    )  # no panel borders
+    shown = runner.invoke(app, ["eval", "--help"])
+    assert shown.exit_code == 0, shown.output
+    help_text = " ".join(shown.stdout.replace("│", " ").split())  # no panel borders
     assert "Drop detections below this score [0.05, COCO's convention]" in help_text
     assert "--predictions" in help_text and "--match-by" in help_text
 

@@ -447,7 +447,10 @@ def test_command_line_shapes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     result = _batch(empty, tmp_path / "o2")
     assert (result.exit_code, result.stderr) == (1, f"error: no images found in {empty}\n")
     result = _batch(empty, tmp_path / "o2", "--no-recursive")
-    assert "subfolders were not searched (--no-recursive)" in result.stderr
+    assert (result.exit_code, result.stderr) == (
+        1,
+        f"error: no images found in {empty}; subfolders were not searched (--no-recursive)\n",
+    )
     assert loaded == []
 
     version = runner.invoke(app, ["predict", str(image), "--version"])

@@ -118,6 +118,7 @@ def test_resume_skips_complete_and_overwrite_redoes(tmp_path: Path, fake: None) 
     assert (out / "cat.jpg.json").stat().st_mtime_ns == mtimes[out / "cat.jpg.json"]
     assert len(COCO(str(out / "coco.json")).dataset["images"]) == 4
     result = _run(root, out, "--overwrite")
+    assert result.exit_code == 0, result.output
     assert json.loads((out / "run.json").read_text())["counts"]["done"] == 4
 
 

@@ -166,6 +166,7 @@ def test_models_sees_a_cached_file(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"x")
     result = runner.invoke(app, ["models"], terminal_width=200)
+    assert result.exit_code == 0, result.output
     coco = _model_rows(result.stdout)["coco"]
     assert coco.split()[3] == "yes" and str(cached.parent) in result.stdout
 
