@@ -160,16 +160,23 @@ def test_checkpoint_holding_no_state_dict(tmp_path: Path) -> None:
         load_model("blocks", weights=tmp_path / "missing.pt", device="cpu")
 
 
-def test_devices() -> None:
+def test_devices(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type in ("cpu", "cuda", "mps")
     with pytest.raises(SegcliError, match="unknown device"):
         resolve_device("tpu9")
-    if not torch.cuda.is_available():
-        with pytest.raises(SegcliError, match="CUDA is not available"):
-            resolve_device("cuda")
-        with pytest.raises(SegcliError, match="CUDA is not available"):
-            resolve_device("cuda:1")
+    # whatever this machine has: one without CUDA, then one with a single GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SegcliError, match="CUDA is not available"):
+        resolve_device("cuda")
+    with pytest.raises(SegcliError, match="CUDA is not available"):
+        resolve_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda") == torch.device("cuda") and resolve_device("auto").type == "cuda"
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(SegcliError, match=r"--device cuda:1: this machine has 1 CUDA device\(s\)"):
+        resolve_device("cuda:1")
 
 
 def test_bundled_checkpoint_names_the_blocks_classes_of_the_architecture() -> None:
@@ -275,3 +282,6 @@ def test_the_weights_cache_folder_is_torchs_without_torch(
         if spec.torchvision_weights is not None:
             assert info.path == torchvision_cache_file(spec.torchvision_weights)
             assert info.source == f"torchvision:{spec.torchvision_weights}"
+        else:  # blocks: the file shipped in the package
+            assert spec.bundled_weights is not None, spec.name
+            assert (info.source, info.path) == (f"bundled:{spec.bundled_weights.name}", spec.bundled_weights)
