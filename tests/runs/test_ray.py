@@ -46,7 +46,8 @@ runner = CliRunner()
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[Any]:
     """A local Ray instance with 2 CPUs; workers import this repo (the test fakes live here)."""
-    ray = pytest.importorskip("ray", reason='needs the ray extra: pip install -e ".[test,ray]"')
+    import ray  # the test extra installs it: a missing Ray fails here (deselect with -m "not ray")
+
     # The instance's processes inherit this environment: workers find the test fakes. (A
     # runtime_env would start every worker through one more interpreter, setup_worker.py:
     # the first job took 9.7 s instead of 6.4 s, each later one ~0.6 s more.)

@@ -73,8 +73,9 @@ def test_classes_found_by_one_side_only() -> None:
 
 
 def test_seed_case_scene_makes_the_point() -> None:
-    scenes = pytest.importorskip("segcli.models.blocks.scenes")
-    scene = scenes.seed_case_scene()
+    from segcli.models.blocks.scenes import seed_case_scene
+
+    scene = seed_case_scene()
     objs = scene.objects
     inst = Instances.from_full_masks(
         [o.mask for o in objs],
