@@ -187,6 +187,7 @@ def test_class_filter_keeps_only_named_classes(tmp_path: Path, blocks_ckpt: Path
     assert result.exit_code == 0
     record = json.loads((out / "astronaut.jpg.json").read_text())
     assert record["settings"]["classes"] == ["sphere"]
+    assert record["instances"], "the filter kept something to check"  # (unfiltered: cubes too)
     assert {i["label"] for i in record["instances"]} <= {"sphere"}
 
 

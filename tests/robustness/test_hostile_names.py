@@ -26,6 +26,7 @@ import tests.fakes
 from segcli.cli import app
 from segcli.cli.console import shown
 from segcli.core.errors import SegcliError
+from segcli.core.exits import EXIT_BROKEN_PIPE
 from segcli.figures.compare import run_compare
 from segcli.io.files import NAME_MAX, atomic_write_bytes
 from segcli.outputs.plans import OUTPUT_KINDS, OUTPUT_MARKER, plan_outputs
@@ -345,7 +346,7 @@ def test_sigpipe_convention_is_not_an_error_line(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(segcli.cli.predict, "write_stdout", broken)
     result = runner.invoke(app, ["predict", str(PHOTOS / "coffee.jpg"), "--json", "-", *FAST])
     assert result.exit_code == 141 and result.stderr == "" and silenced == [True]
-    assert signal.SIGPIPE + 128 == 141
+    assert EXIT_BROKEN_PIPE == 128 + signal.SIGPIPE == 141  # segcli's code is the shell's convention
 
 
 # ----------------------------------------------------------- 14: output folders

@@ -113,10 +113,11 @@ def test_coco_results_load_with_loadres_and_score_like_the_masks(tmp_path: Path)
     gt = json.loads(GT_PATH.read_text())
     results = []
     for img, inst in _gt_instances():
-        results += coco_results(inst, img["id"], {1: 1, 2: 2, 3: 3})
+        got = coco_results(inst, img["id"], {1: 1, 2: 2, 3: 3})
+        assert isinstance(got, list) and len(got) == len(inst)  # COCO's results format: a list, one per mask
+        results += got
     path = tmp_path / "coco-results.json"
     path.write_text(json.dumps(results))
-    assert isinstance(json.loads(path.read_text()), list)
     coco = COCO(str(GT_PATH))
     dt = coco.loadRes(str(path))  # the file as is, by its path
     assert len(dt.getAnnIds()) == len(gt["annotations"])
