@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from segcli.core.errors import SegcliError, first_line
-from segcli.io.files import TEMP_SUFFIX, UMASK
+from segcli.io.files import make_temp
 
 if TYPE_CHECKING:
     import av
@@ -371,11 +370,8 @@ class VideoWriter:
         self.path = path
         self.width, self.height = width, height
         self.encoded_size = (width + width % 2, height + height % 2)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-        os.close(fd)
-        os.chmod(tmp, 0o666 & ~UMASK)
-        self._tmp = Path(tmp)
+        self._tmp = make_temp(path)
+        tmp = str(self._tmp)
         self.codec = pick_encoder()
         self.time_base = Fraction(1, 90000)
         self.fps = fps if fps > 0 else 30.0

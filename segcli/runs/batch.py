@@ -236,7 +236,7 @@ def run_batch(
         )
         plans = plan_outputs(found.files, output, root=folder)
         video = opts.video.to_dict() if any(plan.is_video for plan in plans) else None
-        removed = remove_stale_temp_files(output)  # under the lock: no other run's temp files
+        removed = remove_stale_temp_files(output, plans, input_root=folder)  # under the lock: none in use
         if not opts.overwrite:
             check_previous_run(output, job, video)
         skipped, todo = partition_plans(plans, job, overwrite=opts.overwrite)

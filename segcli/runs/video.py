@@ -25,7 +25,6 @@ import dataclasses
 import json
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ import numpy as np
 from segcli.core.errors import SegcliError, first_line
 from segcli.core.instances import Instances
 from segcli.draw.annotators import Annotator, Color, OverlayAnnotator, instance_color
-from segcli.io.files import TEMP_SUFFIX, UMASK, atomic_write_bytes
+from segcli.io.files import atomic_write_bytes, make_temp
 from segcli.io.video import (
     AudioSource,
     DecodedFrame,
@@ -160,12 +159,8 @@ class _Outputs:
                     paths["overlay"], width=info.width, height=info.height, fps=fps, audio=audio
                 )
             if "jsonl" in paths:
-                target = paths["jsonl"]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
-                os.fchmod(fd, 0o666 & ~UMASK)
-                self._jsonl_tmp = Path(tmp)
-                self.jsonl = os.fdopen(fd, "wb")
+                self._jsonl_tmp = make_temp(paths["jsonl"])
+                self.jsonl = open(self._jsonl_tmp, "wb")  # noqa: SIM115 (closed by commit/abort)
         except BaseException:
             self.abort()
             raise

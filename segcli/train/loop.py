@@ -275,12 +275,20 @@ def check_output(out: Path, resume: bool) -> None:
         )
 
 
+WRITTEN_FILES = (*RUN_FILES, "curves.png", "val.json")
+"""What a run writes at the top of its folder (the temporary files a kill leaves are theirs)."""
+
+
 def _remove_stale_parts(out: Path) -> None:
-    from segcli.io.files import is_temp_name
+    """Remove the temporary files a killed run left: only names segcli provably made (see
+    :func:`segcli.io.files.is_segcli_temp`), or an earlier version's ``.<name>.XXXXXXXX.part``
+    of a file a run writes here; never a user's ``.notes.part``."""
+    from segcli.io.files import is_segcli_temp, legacy_temp_target
 
     if out.is_dir():
         for entry in out.iterdir():
-            if is_temp_name(entry.name) and entry.is_file():
+            ours = is_segcli_temp(entry.name) or legacy_temp_target(entry.name) in WRITTEN_FILES
+            if ours and entry.is_file() and not entry.is_symlink():
                 with contextlib.suppress(OSError):
                     entry.unlink()
 

@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from segcli.cli.root import app
 from segcli.core.masks import rle_decode
+from segcli.io.files import temp_name
 from segcli.models.blocks.arch import CATEGORIES as BLOCKS_CATEGORIES
 from segcli.models.blocks.scenes import HELDOUT_SEED_BASE, render_scene, scenes_to_coco
 from segcli.train import DataError, TrainEvents, TrainOptions, read_dataset, run_train
@@ -337,8 +338,11 @@ def test_resume_after_ctrl_c_equals_uninterrupted_run(
     result = _invoke(["train", scenes, "-o", out, "--resume", "--lr", "0.5"])
     assert result.exit_code == 2 and "--lr 0.5 (the run has 0.01)" in result.output
     (out / ".last.pt.k1ll9ed0.part").write_bytes(b"PK\x03\x04 half a checkpoint")  # kill -9 mid-save
+    (out / temp_name("best.pt")).write_bytes(b"PK\x03\x04 half of another")
+    (out / ".notes.part").write_text("the user's")  # named like a temporary file, but not segcli's
     run_train(TrainOptions(data=str(scenes), output=out, resume=True, device="cpu"))
     assert not (out / ".last.pt.k1ll9ed0.part").exists()
+    assert [p.name for p in out.iterdir() if p.name.endswith(".part")] == [".notes.part"]
     assert _max_diff(_state(out / "last.pt"), _state(uninterrupted / "last.pt")) <= 1e-6
     a = json.loads((out / "train.json").read_text())
     b = json.loads((uninterrupted / "train.json").read_text())

@@ -36,6 +36,7 @@ from segcli.cli import app
 from segcli.core.errors import SegcliError
 from segcli.core.settings import Settings
 from segcli.inference.segmenter import Segmenter, sampled_model_input
+from segcli.io.files import temp_name
 from segcli.io.images import read_image
 from segcli.outputs.plans import mark_output, plan_outputs
 from segcli.outputs.writers import write_outputs
@@ -171,7 +172,7 @@ def test_a_second_run_into_a_busy_folder_is_refused(tmp_path: Path, monkeypatch:
     first = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_for(lambda: (out / "run.json").is_file(), first)
-        in_flight = out / ".7.png.json.k3ep.part"  # as if the first run were writing it now
+        in_flight = out / temp_name("7.png.json")  # as if the first run were writing it now
         in_flight.write_text("{")
         use_fake_in_cli(monkeypatch)
         second = runner.invoke(app, ["batch", str(tmp_path / "in"), "-o", str(out), "--quiet"])

@@ -28,7 +28,8 @@ import pytest
 from typer.testing import CliRunner
 
 from segcli.cli import app
-from segcli.outputs.plans import OUTPUT_MARKER
+from segcli.io.files import temp_name
+from segcli.outputs.plans import OUTPUT_MARKER, mark_output
 from segcli.runs.batch import BatchEvents, BatchOptions, run_batch
 from segcli.runs.discovery import read_list
 from segcli.runs.engines.base import ItemResult
@@ -237,7 +238,7 @@ def test_resume_bad_files_and_from_list_on_both_engines(
         if engine == "ray":  # resume the local engine's folder, one image undone
             shutil.copytree(reference, out)
             (out / "b" / "c" / "scene002.png.json").unlink()
-            (out / "b" / "c" / ".scene002.png.overlay.png.x1.part").write_text("left by a killed run")
+            (out / "b" / "c" / temp_name("scene002.png.overlay.png")).write_text("left by a killed run")
         result = _run("--from-list", listing, "-o", folder, *FAST, "--engine", engine, *workers)
         assert result.exit_code == 1, result.output
         lines = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
@@ -585,9 +586,9 @@ def test_ctrl_c_anywhere_in_the_engine_returns_interrupted(
     monkeypatch.setattr(ray_engine, "quiet_ray_data", lambda ray: contextlib.nullcontext())
     job = Job.for_segmenter(FakeSegmenter(), ["json"])
     plans = [OutputPlan(source=tmp_path / "a.png", key="a.png", base=tmp_path / "out" / "a.png")]
-    (tmp_path / "out").mkdir()
+    mark_output(tmp_path / "out")  # as run_batch does before any engine runs
     for on in ("init", "shutdown"):
-        orphan = tmp_path / "out" / ".a.png.json.x1.part"
+        orphan = tmp_path / "out" / temp_name("a.png.json")
         orphan.write_text("left by a killed worker")
         fake = InterruptingRay(on)
         monkeypatch.setattr(ray_engine, "import_ray", lambda fake=fake: fake)

@@ -30,7 +30,6 @@ import dataclasses
 import logging
 import math
 import os
-import shutil
 import socket
 import sys
 from collections.abc import Iterator, Sequence
@@ -46,6 +45,7 @@ from segcli.core.errors import SegcliError, UsageError, first_line
 from segcli.core.signals import uninterrupted
 from segcli.outputs.plans import OutputPlan
 from segcli.runs.engines.base import Emit, ItemResult, Job, SegmenterLike, Status, process_plans
+from segcli.runs.runfiles import ATTEMPT_SUFFIX, remove_stale_temp_files
 
 INSTALL_HINT = 'the ray engine needs Ray: pip install "segcli[ray]"'
 MAX_ATTEMPTS = 2
@@ -53,7 +53,6 @@ MAX_ATTEMPTS = 2
 MAX_ROWS_PER_TASK = 32
 """Upper bound of plans per Ray task: larger amortises the driver's per-task cost,
 smaller balances load and makes a retried task cheaper."""
-ATTEMPT_SUFFIX = ".attempt.part"
 LOCAL = "local"
 
 
@@ -265,23 +264,17 @@ def plan_blocks(plans: Sequence[OutputPlan], rows: int) -> Iterator[Any]:
 
 
 def remove_orphan_parts(plans: Sequence[OutputPlan]) -> int:
-    """Remove ``.*.part`` files/folders (temp files, attempt marks) that killed workers
-    left in the output folders of ``plans``; returns how many."""
-    folders = {os.fspath(p.base.parent) for p in plans}
-    removed = 0
-    for folder in folders:
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name.startswith(".") and entry.name.endswith(".part"):
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    Path(entry.path).unlink(missing_ok=True)
-                removed += 1
-    return removed
+    """Remove the temporary files (and attempt marks) that killed workers left beside the
+    outputs of ``plans``; returns how many. Only names segcli provably made, never in the
+    folders that hold the inputs (see :func:`segcli.runs.runfiles.remove_stale_temp_files`)."""
+    if not plans:
+        return 0
+    sources = [os.path.dirname(os.path.abspath(p.source)) for p in plans]
+    try:
+        root = Path(os.path.commonpath(sources))
+    except ValueError:  # pragma: no cover - paths on different drives (Windows)
+        root = None
+    return remove_stale_temp_files(plans[0].out_dir, plans, input_root=root)
 
 
 @contextmanager
