@@ -46,6 +46,7 @@ from segcli.datasets.groundtruth import (
     short_list,
 )
 from segcli.io.files import atomic_write_bytes
+from segcli.io.locks import output_lock
 
 if TYPE_CHECKING:
     from segcli.runs.batch import BatchEvents, BatchOptions, BatchOutcome
@@ -502,36 +503,41 @@ def run_eval(
     ground truth's folder) with ``load``'s segmenter through :func:`segcli.runs.batch.run_batch`
     into ``output`` (resumable: a rerun does only what is missing; its
     ``coco-results.json`` uses the ground truth's ids), then evaluate its ``coco.json``.
-    Bad input is one ``SegcliError``, raised before any model loads.
+    Bad input is one ``SegcliError``, raised before any model loads. ``output`` is locked
+    (exclusive) throughout: another segcli command writing there is refused, or refuses this.
     """
     from segcli.runs.batch import BatchOptions, run_batch
 
     if match_by not in MATCH_BY:
         raise SegcliError(f"--match-by {match_by!r}: choose from {', '.join(MATCH_BY)}")
     gt = load_ground_truth(ground_truth)
-    batch = None
+    folder = images if images is not None else ground_truth.parent
+    files: list[Path] = []
     if predictions is None:
         if load is None:
             raise SegcliError("no predictions to evaluate: pass --predictions or a model to run")
-        folder = images if images is not None else ground_truth.parent
         if not folder.is_dir():
             raise SegcliError(f"images folder {folder} does not exist")
         files = ground_truth_files(gt, folder)
-        opts = options or BatchOptions()
-        opts = dataclasses.replace(
-            opts, save=tuple(dict.fromkeys(("json", *opts.save))), coco_ids_from=ground_truth
-        )
-        batch = run_batch(folder, output, load, options=opts, events=events, files=files)
-        if batch.report.interrupted:
-            return EvalOutcome(None, None, [], batch.coco_path, batch)
-        failed = batch.summary["counts"]["failed"]
-        if failed or batch.coco_path is None:
-            raise SegcliError(
-                f"{failed} ground-truth image(s) failed in the model run (listed in {output / 'run.json'}); "
-                "the evaluation needs every image: fix them and run again (images done are kept)"
+    with output_lock(output):  # the batch it runs, then eval.json: one owner of the folder
+        batch = None
+        if predictions is None:
+            opts = options or BatchOptions()
+            opts = dataclasses.replace(
+                opts, save=tuple(dict.fromkeys(("json", *opts.save))), coco_ids_from=ground_truth
             )
-        predictions = batch.coco_path
-    preds = load_predictions(predictions, gt, match_by=match_by)
-    result = evaluate_predictions(gt, preds, ground_truth=str(ground_truth), predictions=str(predictions))
-    eval_path, plots = write_eval(result, output)
-    return EvalOutcome(result, eval_path, plots, predictions, batch)
+            batch = run_batch(folder, output, load, options=opts, events=events, files=files)
+            if batch.report.interrupted:
+                return EvalOutcome(None, None, [], batch.coco_path, batch)
+            failed = batch.summary["counts"]["failed"]
+            if failed or batch.coco_path is None:
+                raise SegcliError(
+                    f"{failed} ground-truth image(s) failed in the model run "
+                    f"(listed in {output / 'run.json'}); "
+                    "the evaluation needs every image: fix them and run again (images done are kept)"
+                )
+            predictions = batch.coco_path
+        preds = load_predictions(predictions, gt, match_by=match_by)
+        result = evaluate_predictions(gt, preds, ground_truth=str(ground_truth), predictions=str(predictions))
+        eval_path, plots = write_eval(result, output)
+        return EvalOutcome(result, eval_path, plots, predictions, batch)

@@ -8,8 +8,7 @@ import os
 import re
 import shutil
 import socket
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +25,8 @@ from segcli.io.files import (
     legacy_temp_target,
     truncate_name,
 )
+from segcli.io.locks import LOCK_NAME as LOCK_NAME  # re-exported: its old home
+from segcli.io.locks import output_lock
 from segcli.outputs.formats import yolo_data_yaml
 from segcli.outputs.plans import EXTRA_SUFFIXES, OUTPUT_KINDS, OUTPUT_MARKER, YOLO_DIR, OutputPlan
 from segcli.outputs.records import dumps
@@ -37,8 +38,6 @@ if TYPE_CHECKING:
 
 
 RUN_SCHEMA = "segcli.run/2"
-LOCK_NAME = ".segcli.lock"
-"""The lock file in an output folder: held (``flock``) by the run writing into it."""
 
 
 ATTEMPT_SUFFIX = ".attempt.part"
@@ -149,45 +148,8 @@ def remove_stale_temp_files(
 
 
 # --------------------------------------------------------------------------- the lock
-@contextmanager
-def lock_output(out_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``out_dir`` (created if missing) for the block.
-
-    Another process holding it makes this raise a one-line :class:`SegcliError` naming its
-    pid and host. The lock is ``flock`` on ``.segcli.lock``: released by the kernel when the
-    holder exits, however it exits, so a killed run never leaves a stale lock. (On network
-    filesystems without ``flock``, and on Windows, no lock is taken.)
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:
-        raise SegcliError(f"cannot lock output folder {out_dir} ({exc.strerror or exc})") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
-            who = f"pid {holder[0]} on {holder[1]}" if len(holder) >= 2 else "another process"
-            raise SegcliError(
-                f"output folder {out_dir} is in use by another segcli run ({who}); "
-                "wait for it to finish or choose another --output"
-            ) from None
-        except OSError:  # no flock on this filesystem
-            pass
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
-        except OSError:  # a full disk: the lock holds all the same, only the note is missing
-            pass
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+lock_output = output_lock
+"""The output-folder lock (:func:`segcli.io.locks.output_lock`); a run holds it exclusive."""
 
 
 # --------------------------------------------------------------------------- running
