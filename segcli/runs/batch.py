@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from segcli.core.errors import SegcliError
+from segcli.core.errors import SegcliError, first_line
 from segcli.core.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from segcli.io.images import DEFAULT_MAX_PIXELS
 from segcli.outputs.plans import DEFAULT_SAVE, OutputPlan, mark_output, plan_outputs
@@ -114,7 +114,8 @@ def run_videos(
     """Segment the videos one after another (each one a pipelined stream); True if interrupted.
 
     Ctrl-C stops at once: the video being processed leaves no output (it is redone next
-    time); videos finished before are complete.
+    time); videos finished before are complete. Any other error a video raises fails that
+    video alone.
     """
     for plan in plans:
 
@@ -123,7 +124,14 @@ def run_videos(
                 on_frame(plan, done, total)
 
         try:
-            emit(process_video(segmenter, plan, job, options, on_frame=frame_done))
+            result = process_video(segmenter, plan, job, options, on_frame=frame_done)
+        except KeyboardInterrupt:
+            return True
+        except Exception as exc:  # whatever a hostile clip raises fails that clip, never the run
+            reason = f"{plan.source}: {type(exc).__name__}: {first_line(exc)}"
+            result = ItemResult(plan, "failed", reason=reason)
+        try:
+            emit(result)
         except KeyboardInterrupt:
             return True
     return False

@@ -590,6 +590,7 @@ def test_cli_predict_mixes_images_and_videos(tmp_path: Path, blocks_ckpt: Path) 
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
         ".segcli-output",
+        ".segcli.lock",
         "chelsea.jpg.json",
         "chelsea.jpg.overlay.jpg",
         "clip.mp4.json",
