@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import struct
 import warnings
 from collections.abc import Iterator
@@ -129,6 +130,17 @@ def _open(path: Path) -> av.container.InputContainer:
     require_av()
     import av
 
+    try:  # a FIFO, socket or device is refused at once: FFmpeg would wait on it for ever
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise SegcliError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise SegcliError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise SegcliError(f"{path}: is a folder, not a video")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise SegcliError(f"{path}: is {kind}, not a video file")
     try:
         return av.open(str(path), "r")
     except av.error.FFmpegError as exc:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from segcli.core.errors import SegcliError, first_line
 from segcli.core.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from segcli.core.signals import stop_requested
 from segcli.io.images import DEFAULT_MAX_PIXELS
 from segcli.outputs.plans import DEFAULT_SAVE, OutputPlan, mark_output, plan_outputs
 from segcli.runs.discovery import Discovery, check_folders, discover
@@ -130,6 +131,8 @@ def run_videos(
         except Exception as exc:  # whatever a hostile clip raises fails that clip, never the run
             reason = f"{plan.source}: {type(exc).__name__}: {first_line(exc)}"
             result = ItemResult(plan, "failed", reason=reason)
+        if result.status == "failed" and stop_requested():
+            return True  # FFmpeg reported the signal as the file's error: it is the stop, redo it
         try:
             emit(result)
         except KeyboardInterrupt:
