@@ -52,7 +52,7 @@ from segcli.datasets.groundtruth import (
     read_json,
     short_list,
 )
-from segcli.io.files import atomic_write_bytes
+from segcli.io.files import atomic_write_bytes, make_folders
 from segcli.io.locks import output_lock
 
 if TYPE_CHECKING:
@@ -484,7 +484,7 @@ def write_eval(result: EvalResult, out_dir: Path) -> tuple[Path, list[Path]]:
     from segcli.outputs.records import dumps
     from segcli.outputs.writers import encode_image
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folders(out_dir)
     files: dict[int, str] = {}
     written: list[Path] = []
     for k, c in enumerate(result.classes):
@@ -495,7 +495,7 @@ def write_eval(result: EvalResult, out_dir: Path) -> tuple[Path, list[Path]]:
         }
         image = pr_curve_image(c.name, panels, c.ap)
         path = out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(path.parent)
         atomic_write_bytes(path, encode_image(image, ".png"))
         files[c.category_id] = rel
         written.append(path)

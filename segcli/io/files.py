@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,10 +113,35 @@ def legacy_temp_target(name: str) -> str | None:
     return match.group("target") if match else None
 
 
+def make_folders(path: Path) -> None:
+    """``path.mkdir(parents=True, exist_ok=True)`` without recursion: an output tree may be
+    thousands of folders deep (``Path.mkdir`` and ``os.makedirs`` recurse once per level)."""
+    missing: list[Path] = []
+    folder = Path(path)
+    while True:
+        try:
+            mode = os.stat(folder).st_mode
+        except FileNotFoundError:
+            missing.append(folder)
+            if folder.parent == folder:
+                break
+            folder = folder.parent
+            continue
+        if not stat.S_ISDIR(mode):
+            raise FileExistsError(errno.EEXIST, "exists and is not a folder", str(folder))
+        break
+    for folder in reversed(missing):  # another thread may make one meanwhile: that is fine
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            if not folder.is_dir():
+                raise
+
+
 def make_temp(path: Path, *, directory: bool = False) -> Path:
     """Create an empty temporary file (or folder) beside ``path``, named by :func:`temp_name`,
     with the permissions a plain ``open`` (``mkdir``) would give; returns its path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(path.parent)
     for _ in range(100):
         tmp = path.parent / temp_name(path.name)
         try:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segcli.core.errors import SegcliError
+from segcli.io.files import make_folders
 
 LOCK_NAME = ".segcli.lock"
 """The lock file in an output folder."""
@@ -99,7 +100,7 @@ def output_lock(out_dir: Path, *, shared: bool = False, note: bool = True) -> It
         yield
         return
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_folders(out_dir)
         key = (os.path.realpath(out_dir), threading.get_ident())
     except OSError as exc:
         raise SegcliError(f"cannot lock output folder {out_dir} ({exc.strerror or exc})") from None

@@ -4,18 +4,14 @@ folders skipped), a --from-list file read, and the input/output folder checks.""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from segcli.core.errors import SegcliError, UsageError
 from segcli.io.images import is_image_path
 from segcli.io.video import is_video_path
 from segcli.outputs.plans import OUTPUT_MARKER
-
-if TYPE_CHECKING:
-    pass
 
 
 # --------------------------------------------------------------------------- discovery
@@ -47,35 +43,58 @@ def discover(
     problems: list[tuple[Path, str]] = []
     outputs: list[Path] = []
 
-    def walk(folder: Path) -> None:
-        real = os.path.realpath(folder)
+    def enter(folder: Path, real: str) -> Iterator[os.DirEntry[str]] | None:
+        """The sorted entries of ``folder`` (whose real path is ``real``), or None where it is
+        not to be walked."""
         if real in seen or real in excluded:
-            return
+            return None
         seen.add(real)
         if folder != root and (folder / OUTPUT_MARKER).is_file():
             outputs.append(folder)
-            return
+            return None
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            with os.scandir(folder) as listing:
+                return iter(sorted(listing, key=lambda e: e.name))
         except OSError as exc:
             problems.append((folder, f"cannot list folder ({exc.strerror or exc})"))
-            return
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            path = folder / entry.name
-            try:
-                if entry.is_dir(follow_symlinks=True):
-                    if recursive:
-                        walk(path)
-                elif entry.is_file(follow_symlinks=True) and wanted(path):
-                    files.append(path)
-                elif entry.is_symlink() and not path.exists() and wanted(path):
-                    problems.append((path, "broken symbolic link"))
-            except OSError as exc:
-                problems.append((path, f"cannot stat ({exc.strerror or exc})"))
+            return None
 
-    walk(root)
+    # Depth first, in name order, with a stack of its own: a tree of any depth (thousands of
+    # nested folders) never meets Python's recursion limit.
+    # A folder's real path is its parent's plus its name unless it is a link: resolving every
+    # folder from the top would cost depth x depth system calls in a deep tree.
+    root_real = os.path.realpath(root)
+    first = enter(root, root_real)
+    stack: list[tuple[Path, str, Iterator[os.DirEntry[str]]]] = (
+        [(root, root_real, first)] if first is not None else []
+    )
+    while stack:
+        folder, folder_real, entries = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
+        if entry.name.startswith("."):
+            continue
+        path = folder / entry.name
+        try:
+            if entry.is_dir(follow_symlinks=True):
+                if recursive:
+                    real = (
+                        os.path.realpath(path)
+                        if entry.is_symlink()
+                        else os.path.join(folder_real, entry.name)
+                    )
+                    inner = enter(path, real)
+                    if inner is not None:
+                        stack.append((path, real, inner))
+            elif entry.is_file(follow_symlinks=True) and wanted(path):
+                files.append(path)
+            elif entry.is_symlink() and not path.exists() and wanted(path):
+                problems.append((path, "broken symbolic link"))
+        except OSError as exc:
+            problems.append((path, f"cannot stat ({exc.strerror or exc})"))
+
     return Discovery(files=files, problems=problems, outputs=outputs)
 
 

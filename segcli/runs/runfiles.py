@@ -23,6 +23,7 @@ from segcli.io.files import (
     fsync_dir,
     is_segcli_temp,
     legacy_temp_target,
+    make_folders,
     truncate_name,
 )
 from segcli.io.locks import LOCK_NAME as LOCK_NAME  # re-exported: its old home
@@ -100,12 +101,20 @@ def remove_stale_temp_files(
     foreign: dict[Path, bool] = {}
 
     def in_foreign_output(folder: Path) -> bool:
-        """Whether ``folder`` (below ``out_dir``) lies in another segcli output folder."""
-        if folder == out_dir or len(folder.parts) <= len(out_dir.parts):
-            return False
-        if folder not in foreign:
-            foreign[folder] = (folder / OUTPUT_MARKER).exists() or in_foreign_output(folder.parent)
-        return foreign[folder]
+        """Whether ``folder`` (below ``out_dir``) lies in another segcli output folder (a loop,
+        not recursion: output trees may be thousands of folders deep)."""
+        chain: list[Path] = []
+        answer = False
+        while folder != out_dir and len(folder.parts) > len(out_dir.parts):
+            if folder in foreign:
+                answer = foreign[folder]
+                break
+            chain.append(folder)
+            folder = folder.parent
+        for below in reversed(chain):  # from the top down: a marker above marks all below
+            answer = answer or (below / OUTPUT_MARKER).exists()
+            foreign[below] = answer
+        return foreign[chain[0]] if chain else answer
 
     removed = 0
     for folder in folders:
@@ -432,7 +441,7 @@ def write_yolo_dataset(out_dir: Path, categories: Sequence[str], input_dir: Path
     link to the input folder, so that Ultralytics finds each label at its image's path with
     ``images`` -> ``labels``. Returns the data.yaml path."""
     root = out_dir / YOLO_DIR
-    root.mkdir(parents=True, exist_ok=True)
+    make_folders(root)
     names = [c for c in categories if c not in PLACEHOLDER_CLASSES]
     data = yolo_data_yaml(names, path=str(root.absolute()), train="images", val="images")
     atomic_write_bytes(root / "data.yaml", data.encode("utf-8"))

@@ -43,6 +43,7 @@ import numpy as np
 
 from segcli.core.errors import SegcliError, UsageError, first_line
 from segcli.core.signals import uninterrupted
+from segcli.io.files import make_folders
 from segcli.outputs.plans import OutputPlan
 from segcli.runs.engines.base import Emit, ItemResult, Job, SegmenterLike, Status, process_plans
 from segcli.runs.runfiles import ATTEMPT_SUFFIX, remove_stale_temp_files
@@ -141,7 +142,7 @@ def set_mark(plan: OutputPlan, attempts: int) -> None:
     of the outputs fails that image with the reason."""
     mark = attempt_mark(plan)
     with suppress(OSError):
-        mark.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(mark.parent)
         mark.write_text(str(attempts), encoding="ascii")
 
 
