@@ -37,7 +37,11 @@ def _specials(folder: Path) -> list[Path]:
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(folder / "sock.avi"))
     made.append(folder / "sock.avi")
-    for name, device in (("zero.mov", "/dev/zero"), ("null.webm", "/dev/null"), ("random.png", "/dev/urandom")):
+    for name, device in (
+        ("zero.mov", "/dev/zero"),
+        ("null.webm", "/dev/null"),
+        ("random.png", "/dev/urandom"),
+    ):
         (folder / name).symlink_to(device)
         made.append(folder / name)
     return made

@@ -32,7 +32,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from segcli.core.errors import SegcliError
+from segcli.core.errors import SegcliError, first_line
 from segcli.core.exits import EXIT_INTERRUPTED, EXIT_OK
 from segcli.datasets.groundtruth import (
     MATCH_BY,
@@ -493,8 +493,12 @@ def write_eval(result: EvalResult, out_dir: Path) -> tuple[Path, list[Path]]:
             t: (curves.recall, curves.iou_thresholds, curves.precision[:, :, k])
             for t, curves in result.curves.items()
         }
-        image = pr_curve_image(c.name, panels, c.ap)
         path = out_dir / rel
+        try:
+            image = pr_curve_image(c.name, panels, c.ap)
+        except Exception as exc:  # a plot is a picture of eval.json's numbers: never lose those for it
+            result.warnings.append(f"no precision-recall plot for class {c.name!r} ({first_line(exc)})")
+            continue
         make_folders(path.parent)
         atomic_write_bytes(path, encode_image(image, ".png"))
         files[c.category_id] = rel

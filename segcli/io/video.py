@@ -9,6 +9,7 @@ them (the display matrix of phone videos is applied), each with its true timesta
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import stat
 import struct
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from segcli.core.errors import SegcliError, first_line
+from segcli.core.errors import SegcliError, UsageError, first_line
 from segcli.io.files import make_temp
 from segcli.io.images import pixel_count
 
@@ -264,6 +265,10 @@ class VideoDecodeError(SegcliError):
         self.frame = frame
 
 
+MAX_SECONDS = 1e9
+"""The largest ``--start`` / ``--end`` (31 years): times are turned into integer timestamps."""
+
+
 @dataclass(frozen=True)
 class FrameSelection:
     """Which frames to read: ``[start, end)`` in seconds, every ``stride``-th, at most ``max_frames``."""
@@ -275,13 +280,15 @@ class FrameSelection:
 
     def __post_init__(self) -> None:
         if self.stride < 1:
-            raise SegcliError(f"--stride must be at least 1, got {self.stride}")
-        if self.start is not None and self.start < 0:
-            raise SegcliError(f"--start must be >= 0 seconds, got {self.start}")
+            raise UsageError(f"--stride must be at least 1, got {self.stride}")
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
+                raise UsageError(f"--{name} must be between 0 and {MAX_SECONDS:g} seconds, got {value}")
         if self.end is not None and self.end <= (self.start or 0.0):
-            raise SegcliError(f"--end ({self.end}) must be after --start ({self.start or 0})")
+            raise UsageError(f"--end ({self.end}) must be after --start ({self.start or 0})")
         if self.max_frames is not None and self.max_frames < 1:
-            raise SegcliError(f"--max-frames must be at least 1, got {self.max_frames}")
+            raise UsageError(f"--max-frames must be at least 1, got {self.max_frames}")
 
     def to_dict(self) -> dict[str, object]:
         return {"stride": self.stride, "start": self.start, "end": self.end, "max_frames": self.max_frames}

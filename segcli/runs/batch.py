@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from segcli.core.errors import SegcliError, first_line
 from segcli.core.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from segcli.core.signals import stop_requested
+from segcli.core.signals import stop_requested, uninterrupted
 from segcli.io.images import DEFAULT_MAX_PIXELS
 from segcli.outputs.plans import DEFAULT_SAVE, OutputPlan, mark_output, plan_outputs
 from segcli.runs.discovery import Discovery, check_folders, discover
@@ -264,16 +264,42 @@ def run_batch(
             ),
         )
         events.started(len(plans), removed)
-        report = run_partitioned(
-            skipped,
-            todo,
-            job,
-            eng,
-            on_result=events.result,
-            segmenter=seg,
-            video=opts.video,
-            on_video_frame=events.video_frame,
-        )
+        seen: list[ItemResult] = []
+
+        def on_result(result: ItemResult) -> None:
+            events.result(result)
+            seen.append(result)
+
+        try:
+            report = run_partitioned(
+                skipped,
+                todo,
+                job,
+                eng,
+                on_result=on_result,
+                segmenter=seg,
+                video=opts.video,
+                on_video_frame=events.video_frame,
+            )
+        except Exception as exc:  # the engine itself failed: run.json must not stay "running"
+            partial = RunReport(results=seen)
+            summary = run_summary(
+                partial,
+                job=job,
+                input_dir=folder,
+                out_dir=output,
+                engine=eng.describe(),
+                problems=found.problems,
+                started=started,
+                inputs=len(plans),
+                video=video,
+            )
+            summary["status"] = "failed"
+            summary["error"] = (
+                str(exc) if isinstance(exc, SegcliError) else f"{type(exc).__name__}: {first_line(exc)}"
+            )
+            uninterrupted(lambda: write_run_json(output, summary))
+            raise
         summary = run_summary(
             report,
             job=job,

@@ -518,11 +518,11 @@ def test_address_choice_and_only_what_was_started_is_stopped(monkeypatch: pytest
     assert fake.calls[0][1]["address"] == "local", "no address, no RAY_ADDRESS: a new local instance"
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     fake = FakeRay(initialized=False)
-    RayEngine(FakeSpec())._connect(fake)  # type: ignore[arg-type]
+    RayEngine(FakeSpec(), connect_timeout=None)._connect(fake)  # type: ignore[arg-type]
     assert fake.calls[0][1]["address"] == "10.0.0.1:6379"
     fake = FakeRay(initialized=False)
-    RayEngine(FakeSpec(), address="ray://head:10001")._connect(fake)  # type: ignore[arg-type]
-    assert fake.calls[0][1]["address"] == "ray://head:10001"
+    RayEngine(FakeSpec(), address="head:10001", connect_timeout=None)._connect(fake)  # type: ignore[arg-type]
+    assert fake.calls[0][1]["address"] == "head:10001"
     fake = FakeRay(initialized=True)
     assert RayEngine(FakeSpec())._connect(fake) is False and fake.calls == []  # type: ignore[arg-type]
 
