@@ -187,8 +187,11 @@ def _progress_events(progress: Progress, quiet: bool) -> BatchEvents:
         frames_task: TaskID | None = None
 
         def discovered(self, files: int, problems: Sequence[tuple[Path, str]]) -> None:
+            from segcli.cli.failures import current
+
             for path, why in problems:
-                fail(f"{path}: {why}", console=progress.console, label="failed:")
+                line = f"{path}: {why}"
+                current().failure(lambda line=line: fail(line, console=progress.console, label="failed:"))
 
         def skipped_outputs(self, folders: Sequence[Path]) -> None:
             for folder in folders:

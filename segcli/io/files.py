@@ -113,22 +113,51 @@ def legacy_temp_target(name: str) -> str | None:
     return match.group("target") if match else None
 
 
+def _loops(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
+
+
 def make_folders(path: Path) -> None:
     """``path.mkdir(parents=True, exist_ok=True)`` without recursion: an output tree may be
-    thousands of folders deep (``Path.mkdir`` and ``os.makedirs`` recurse once per level)."""
+    thousands of folders deep (``Path.mkdir`` and ``os.makedirs`` recurse once per level).
+
+    What stands in the way is said in words (the ``strerror`` of the ``OSError`` raised): a
+    file where a folder should be, a symbolic link that loops or leads nowhere."""
     missing: list[Path] = []
     folder = Path(path)
+
+    def who(place: Path) -> str:
+        return "it" if place == Path(path) else str(place)
+
     while True:
         try:
             mode = os.stat(folder).st_mode
         except FileNotFoundError:
+            if os.path.islink(folder):
+                why = f"{who(folder)} is a symbolic link to {os.readlink(folder)}, which does not exist"
+                raise FileExistsError(errno.EEXIST, why, str(folder)) from None
             missing.append(folder)
             if folder.parent == folder:
                 break
             folder = folder.parent
             continue
+        except NotADirectoryError:  # a file further up: say which
+            missing.append(folder)
+            folder = folder.parent
+            continue
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            while folder.parent != folder and _loops(folder.parent):
+                folder = folder.parent  # the link that loops, not a path through it
+            why = f"{who(folder)} is a symbolic link that loops back on itself"
+            raise OSError(errno.ELOOP, why, str(folder)) from None
         if not stat.S_ISDIR(mode):
-            raise FileExistsError(errno.EEXIST, "exists and is not a folder", str(folder))
+            raise FileExistsError(errno.EEXIST, f"{who(folder)} is a file, not a folder", str(folder))
         break
     for folder in reversed(missing):  # another thread may make one meanwhile: that is fine
         try:

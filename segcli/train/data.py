@@ -30,7 +30,6 @@ import json
 import math
 import os
 import stat
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -179,14 +178,14 @@ def image_size(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple
         raise ValueError("is a folder, not an image")
     if not stat.S_ISREG(mode):
         raise ValueError("is not a regular file")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Image.open(path) as im:
-            width, height = im.size
-            try:
-                orientation = int(im.getexif().get(0x0112, 1))
-            except Exception:
-                orientation = 1
+    from segcli.io.images import pillow_warnings
+
+    with pillow_warnings(Path(path), report=False), Image.open(path) as im:  # read_image reports them
+        width, height = im.size
+        try:
+            orientation = int(im.getexif().get(0x0112, 1))
+        except Exception:
+            orientation = 1
     if width < 1 or height < 1:
         raise ValueError(f"has no pixels ({width}x{height})")
     if max_pixels is not None and width * height > max_pixels:

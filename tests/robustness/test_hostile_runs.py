@@ -105,18 +105,35 @@ def test_settings_guard_holds_without_a_good_run_json(tmp_path: Path, damage: st
 
 
 def test_run_json_is_written_when_the_run_starts(tmp_path: Path) -> None:
-    """A run that never ends cleanly (here: an engine fault) leaves run.json 'running' with its settings."""
+    """A run that never ends cleanly (here: the process killed inside the engine) leaves
+    run.json 'running' with its settings; an engine that fails leaves it 'failed' with the
+    error. The settings guard holds after both."""
 
-    class Crashing(LocalEngine):
-        def run(self, *args: Any) -> bool:
-            raise RuntimeError("the engine died")
+    class Killed(BaseException):
+        """What a kill -9 looks like from inside: nothing after it runs."""
+
+    def crashing(error: BaseException) -> type[LocalEngine]:
+        class Crashing(LocalEngine):
+            def run(self, *args: Any) -> bool:
+                raise error
+
+        return Crashing
 
     write_images(tmp_path / "in", WIDTHS)
-    with pytest.raises(RuntimeError):
-        run_batch(tmp_path / "in", tmp_path / "out", FakeSegmenter, engine=Crashing)
+    with pytest.raises(Killed):
+        run_batch(tmp_path / "in", tmp_path / "out", FakeSegmenter, engine=crashing(Killed()))
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["status"] == "running" and run["pid"] == os.getpid() and run["host"] == socket.gethostname()
     assert run["settings"] == FAKE_SETTINGS.to_dict() and run["counts"] == {"inputs": len(WIDTHS)}
+    with pytest.raises(SegcliError, match=r"other settings \(nms_iou 0\.5 -> 0\.3\)"):
+        _batch(tmp_path, FakeSegmenter(settings=OTHER))
+    with pytest.raises(RuntimeError):
+        run_batch(
+            tmp_path / "in", tmp_path / "out", FakeSegmenter, engine=crashing(RuntimeError("the engine died"))
+        )
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["status"] == "failed" and run["error"] == "RuntimeError: the engine died"
+    assert run["settings"] == FAKE_SETTINGS.to_dict() and run["counts"]["total"]["pending"] == len(WIDTHS)
     with pytest.raises(SegcliError, match=r"other settings \(nms_iou 0\.5 -> 0\.3\)"):
         _batch(tmp_path, FakeSegmenter(settings=OTHER))
 
