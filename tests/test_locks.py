@@ -123,6 +123,11 @@ def test_library_writers_take_the_lock(tmp_path: Path) -> None:
         with pytest.raises(SegcliError):
             run_eval(gt, out, predictions=gt)
         assert not (out / "eval.json").exists()
+        from segcli.train import TrainOptions, run_train
+
+        with pytest.raises(SegcliError, match="in use by another segcli run"):
+            run_train(TrainOptions(data="scenes:blocks", output=out, device="cpu"))
+        assert not (out / "train.json").exists()
 
 
 def _start(args: list[str], tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], Path]:

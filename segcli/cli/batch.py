@@ -190,8 +190,11 @@ def _progress_events(progress: Progress, quiet: bool) -> BatchEvents:
             from segcli.cli.failures import current
 
             for path, why in problems:
-                line = f"{path}: {why}"
-                current().failure(lambda line=line: fail(line, console=progress.console, label="failed:"))
+
+                def show(line: str = f"{path}: {why}") -> None:
+                    fail(line, console=progress.console, label="failed:")
+
+                current().failure(show)
 
         def skipped_outputs(self, folders: Sequence[Path]) -> None:
             for folder in folders:

@@ -586,6 +586,7 @@ def run_eval(
             opts = dataclasses.replace(
                 opts, save=tuple(dict.fromkeys(("json", *opts.save))), coco_ids_from=ground_truth
             )
+            assert load is not None  # checked above, before the lock
             batch = run_batch(folder, output, load, options=opts, events=events, files=files)
             if batch.report.interrupted:
                 return EvalOutcome(None, None, [], batch.coco_path, batch)

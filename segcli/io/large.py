@@ -100,8 +100,8 @@ def _memmap(shape: tuple[int, ...]) -> np.memmap:
 def _pillow_mapped(path: Path) -> np.ndarray:
     with _open_regular(path) as fh:
         with pillow_warnings(path):
-            im = _open(fh)
-        with im:
+            opened = _open(fh)
+        with opened as im:
             width, height = im.size
             if im.mode in ("RGB", "L") and im.tile:
                 channels = 4 if im.mode == "RGB" else 1

@@ -256,10 +256,12 @@ class _RunSummaryFields(TypedDict):
 class RunSummary(_RunSummaryFields, total=False):
     """``run.json`` once a run has ended (schema ``segcli.run/2``), as :func:`run_summary` makes
     it; read by the CLI's summary table, ``segcli eval`` and ``segcli demo``. ``video`` is there
-    when the run had videos, ``coco_error`` when coco.json could not be written."""
+    when the run had videos, ``coco_error`` when coco.json could not be written, ``error``
+    when the engine itself failed (status ``failed``)."""
 
     video: dict[str, Any]
     coco_error: str
+    error: str
 
 
 def _rate(count: int, seconds: float) -> float | None:

@@ -514,8 +514,29 @@ def run_train(
 
     ``parallel``: this process is one worker of a data-parallel run
     (:mod:`segcli.train.distributed`): each step's batch is shared out between the workers and
-    their gradients averaged; worker 0 alone writes files and validates.
+    their gradients averaged; worker 0 alone writes files and validates. The writer holds the
+    output folder's lock (exclusive) throughout: another segcli command writing there is
+    refused, or refuses this run.
     """
+    if parallel is not None and parallel.rank != 0:
+        return _run_train(opts, events, parallel=parallel, hold=None)
+    from segcli.io.locks import check_output_free
+
+    out = Path(opts.output)
+    check_output(out, opts.resume)  # its usage errors first, as before
+    if out.is_dir():
+        check_output_free(out, shared=False)  # a folder in use: refused before any model loads
+    with contextlib.ExitStack() as hold:  # the lock, from when the folder is made to the end
+        return _run_train(opts, events, parallel=parallel, hold=hold)
+
+
+def _run_train(
+    opts: TrainOptions,
+    events: TrainEvents | None,
+    *,
+    parallel: Parallel | None,
+    hold: contextlib.ExitStack | None,
+) -> TrainResult:
     lead = parallel is None or parallel.rank == 0
     events = events or TrainEvents()
     out = Path(opts.output)
@@ -631,6 +652,10 @@ def run_train(
     budget = s["time_minutes"] * 60.0 if s["time_minutes"] is not None else None
 
     if lead:
+        if hold is not None:
+            from segcli.io.locks import output_lock
+
+            hold.enter_context(output_lock(out))  # makes the folder
         out.mkdir(parents=True, exist_ok=True)
         _remove_stale_parts(out)
         valset = _prepare_val(val, how, out, val_arg is not None and val.format == "coco")
