@@ -158,3 +158,24 @@ def test_cleanup_stays_out_of_folders_segcli_does_not_own(tmp_path: Path) -> Non
     assert len(list(elsewhere.iterdir())) == 1
     (out / "sub" / OUTPUT_MARKER).unlink()
     assert remove_stale_temp_files(out, plans, input_root=root) == 1 and not in_flight.exists()
+
+
+def test_a_folder_that_holds_an_input_is_never_cleaned(tmp_path: Path) -> None:
+    """--from-list may name a file inside the output folder itself (no tree rule can tell):
+    the folder an input lies in is left alone, however its names look."""
+    write_images(tmp_path, {"a.png": 10, "out/b.png": 11})
+    out = tmp_path / "out"
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{tmp_path / 'a.png'}\n{out / 'b.png'}\n")
+    from segcli.runs.discovery import read_list
+
+    root, files = read_list(listing)
+    assert run_batch(root, out, FakeSegmenter, files=files).exit_code == 0
+    planted = [out / temp_name("a.png.json"), out / ".a.png.json.abcdefgh.part", out / ".b.png.attempt.part"]
+    for path in planted:
+        path.write_text("mine?")
+    deeper = out / "out" / temp_name("b.png.json")  # b's own outputs' folder holds no input
+    deeper.write_text("{")
+    outcome = run_batch(root, out, FakeSegmenter, files=files)
+    assert outcome.stale_removed == 1 and not deeper.exists()  # type: ignore[attr-defined]
+    assert all(p.exists() for p in planted)

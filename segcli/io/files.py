@@ -157,7 +157,10 @@ def make_folders(path: Path) -> None:
             why = f"{who(folder)} is a symbolic link that loops back on itself"
             raise OSError(errno.ELOOP, why, str(folder)) from None
         if not stat.S_ISDIR(mode):
-            raise FileExistsError(errno.EEXIST, f"{who(folder)} is a file, not a folder", str(folder))
+            kind = (
+                "a file" if stat.S_ISREG(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+            )
+            raise FileExistsError(errno.EEXIST, f"{who(folder)} is {kind}, not a folder", str(folder))
         break
     for folder in reversed(missing):  # another thread may make one meanwhile: that is fine
         try:

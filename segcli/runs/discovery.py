@@ -33,22 +33,34 @@ def discover(
     nor are other segcli output folders (they hold :data:`OUTPUT_MARKER`), which are
     listed in ``outputs``.
     """
-    excluded = {os.path.realpath(p) for p in exclude}
+
+    def identity(path: Path | os.DirEntry[str]) -> tuple[int, int] | None:
+        """A folder's (device, inode): the same however it is reached (a link, ``..``), found
+        without resolving its path from the top (``realpath`` costs a system call per level,
+        so depth x depth in a deep tree of links)."""
+        try:
+            st = path.stat() if isinstance(path, os.DirEntry) else os.stat(path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    excluded = {ident for ident in map(identity, exclude) if ident is not None}
 
     def wanted(path: Path) -> bool:
         return is_image_path(path) or (videos and is_video_path(path))
 
-    seen: set[str] = set()
+    seen: set[tuple[int, int]] = set()
     files: list[Path] = []
     problems: list[tuple[Path, str]] = []
     outputs: list[Path] = []
 
-    def enter(folder: Path, real: str) -> Iterator[os.DirEntry[str]] | None:
-        """The sorted entries of ``folder`` (whose real path is ``real``), or None where it is
-        not to be walked."""
-        if real in seen or real in excluded:
-            return None
-        seen.add(real)
+    def enter(folder: Path, ident: tuple[int, int] | None) -> Iterator[os.DirEntry[str]] | None:
+        """The sorted entries of ``folder`` (of identity ``ident``), or None where it is not
+        to be walked: seen before (a loop, or a second link to it), excluded, an output folder."""
+        if ident is not None:
+            if ident in seen or ident in excluded:
+                return None
+            seen.add(ident)
         if folder != root and (folder / OUTPUT_MARKER).is_file():
             outputs.append(folder)
             return None
@@ -61,15 +73,10 @@ def discover(
 
     # Depth first, in name order, with a stack of its own: a tree of any depth (thousands of
     # nested folders) never meets Python's recursion limit.
-    # A folder's real path is its parent's plus its name unless it is a link: resolving every
-    # folder from the top would cost depth x depth system calls in a deep tree.
-    root_real = os.path.realpath(root)
-    first = enter(root, root_real)
-    stack: list[tuple[Path, str, Iterator[os.DirEntry[str]]]] = (
-        [(root, root_real, first)] if first is not None else []
-    )
+    first = enter(root, identity(root))
+    stack: list[tuple[Path, Iterator[os.DirEntry[str]]]] = [(root, first)] if first is not None else []
     while stack:
-        folder, folder_real, entries = stack[-1]
+        folder, entries = stack[-1]
         entry = next(entries, None)
         if entry is None:
             stack.pop()
@@ -80,14 +87,9 @@ def discover(
         try:
             if entry.is_dir(follow_symlinks=True):
                 if recursive:
-                    real = (
-                        os.path.realpath(path)
-                        if entry.is_symlink()
-                        else os.path.join(folder_real, entry.name)
-                    )
-                    inner = enter(path, real)
+                    inner = enter(path, identity(entry))
                     if inner is not None:
-                        stack.append((path, real, inner))
+                        stack.append((path, inner))
             elif entry.is_file(follow_symlinks=True) and wanted(path):
                 files.append(path)
             elif entry.is_symlink() and not path.exists() and wanted(path):

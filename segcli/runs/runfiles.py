@@ -80,8 +80,9 @@ def remove_stale_temp_files(
 
     - folders: ``out_dir`` (which holds the output marker), the folders the outputs of
       ``plans`` go to (``yolo/``, ``labelme/`` and ``pr/`` included); never a folder outside
-      ``out_dir`` (a link), inside another segcli output folder (it has its own lock), or
-      inside ``input_root`` (unless ``out_dir`` itself lies in it, as ``photos/out`` does);
+      ``out_dir`` (a link), inside another segcli output folder (it has its own lock), one
+      that holds an input of ``plans``, or inside ``input_root`` (unless ``out_dir`` itself
+      lies in it, as ``photos/out`` does);
     - names: this version's temporary names (:func:`segcli.io.files.is_segcli_temp`, which
       checks their hash digits); an earlier version's ``.<name>.XXXXXXXX.part`` only where
       ``<name>`` is an output segcli writes in that folder; the Ray engine's attempt marks
@@ -98,6 +99,13 @@ def remove_stale_temp_files(
         protect = None  # the output folder lies in the input tree, which never enters it
     names, bases = _owned_names(out_dir, plans)
     folders = dict.fromkeys([*names, *bases, out_dir / "pr"])
+    holding_inputs = set()  # folders an input lies in, by identity: never cleaned, whatever the tree
+    for parent in {os.path.dirname(os.path.abspath(plan.source)) for plan in plans}:
+        try:
+            st = os.stat(parent)
+        except OSError:
+            continue
+        holding_inputs.add((st.st_dev, st.st_ino))
     foreign: dict[Path, bool] = {}
 
     def in_foreign_output(folder: Path) -> bool:
@@ -122,6 +130,12 @@ def remove_stale_temp_files(
         if not _inside(real, out_real) or (protect is not None and _inside(real, protect)):
             continue
         if in_foreign_output(folder):
+            continue
+        try:
+            st = os.stat(folder)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in holding_inputs:
             continue
         owned = names.get(folder, set())
         legacy = owned | {truncate_name(n, _LEGACY_ROOM) for n in owned}

@@ -41,6 +41,7 @@ from pycocotools import mask as mask_utils
 
 from segcli.core.categories import PLACEHOLDER_CLASSES
 from segcli.core.errors import UsageError, first_line
+from segcli.core.masks import rle_problem
 from segcli.core.settings import DEFAULT_MAX_PIXELS
 from segcli.io.images import IMAGE_EXTENSIONS
 
@@ -499,6 +500,10 @@ def _coco_geometry(segm: Any, height: int, width: int, where: str, problems: _Pr
         counts = segm["counts"]
         if isinstance(counts, list) and sum(int(c) for c in counts) != height * width:
             problems.add(f"{where}: RLE counts cover {sum(counts)} pixels, the image has {height * width}")
+            return None
+        problem = rle_problem(segm, height, width)  # a compressed string's runs too
+        if problem is not None:
+            problems.add(f"{where}: {problem}")
             return None
         try:
             _rle_object(segm, height, width)

@@ -429,6 +429,13 @@ def _png(path: Path, w: int = 40, h: int = 30) -> None:
 SQUARE = [[5, 5, 20, 5, 20, 20, 5, 20]]
 
 
+def _big_counts() -> str:
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(np.ones((3000, 3000), np.uint8)))
+    return str(rle["counts"].decode("ascii"))
+
+
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
@@ -442,6 +449,8 @@ SQUARE = [[5, 5, 20, 5, 20, 20, 5, 20]]
             "image id 1 ('a.png') annotation id 7: polygon 0 point (95, 5) is outside the 40x30 image",
         ),
         ("rle_size", "annotation id 7: RLE mask is 20x10 but the image is 40x30 (mask outside the image)"),
+        ("rle_total", "annotation id 7: RLE counts cover 9000000 pixels, not the image's 30x40 = 1200"),
+        ("rle_corrupt", "annotation id 7: corrupt compressed RLE counts (the last run is cut short)"),
         ("unknown_category", "image id 1 ('a.png') annotation id 7: unknown category id 9 (categories: [1])"),
         ("escape", "image id 1 ('../x.png'): file_name leaves the images folder"),
         (
@@ -466,6 +475,10 @@ def test_bad_coco_data_exits_2_naming_file_and_entry(case: str, expected: str, t
         ann["segmentation"] = [[5, 5, 95, 5, 20, 20]]
     elif case == "rle_size":
         ann["segmentation"] = {"size": [10, 20], "counts": [200]}
+    elif case == "rle_total":  # a 3000x3000 mask's string in a 40x30 image: pycocotools' area said 9e6
+        ann["segmentation"] = {"size": [30, 40], "counts": _big_counts()}
+    elif case == "rle_corrupt":
+        ann["segmentation"] = {"size": [30, 40], "counts": "ab`"}
     elif case == "unknown_category":
         ann["category_id"] = 9
     elif case == "escape":

@@ -101,7 +101,8 @@ def test_user_strings_print_as_written(tmp_path: Path, monkeypatch: pytest.Monke
     result = runner.invoke(app, ["predict", str(good[0]), "-o", str(blocker / "sub"), *FAST])
     assert result.exit_code == 1
     assert result.stderr == (
-        f"error: cannot write to output folder {shown(blocker)}/sub ({shown(blocker)} is a file, not a folder)\n"
+        f"error: cannot write to output folder {shown(blocker)}/sub "
+        f"({shown(blocker)} is a file, not a folder)\n"
     )
     assert shown(blocker).endswith("fi\\nle[red]\\")
 
