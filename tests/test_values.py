@@ -309,3 +309,19 @@ print("drawn")
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert done.returncode == 0 and done.stdout.strip() == "drawn", done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("damaged", ["a.png.json", "run.json", "both"])
+def test_output_files_nested_too_deeply_are_redone_not_a_crash(tmp_path: Path, damaged: str) -> None:
+    """A per-image JSON or run.json of ``[[[[...]]]]``: Python's parser raises RecursionError,
+    which used to stop the resume with "unexpected RecursionError"."""
+    write_images(tmp_path / "in", {"a.png": 10, "b.png": 11})
+    out = tmp_path / "out"
+    assert run_batch(tmp_path / "in", out, FakeSegmenter).exit_code == 0
+    deep = "[" * 100_000 + "]" * 100_000
+    for name in ("a.png.json", "run.json") if damaged == "both" else (damaged,):
+        (out / name).write_text(deep)
+    outcome = run_batch(tmp_path / "in", out, FakeSegmenter)
+    counts = outcome.summary["counts"]
+    assert outcome.exit_code == 0 and counts["done"] == (0 if damaged == "run.json" else 1)
+    assert json.loads((out / "a.png.json").read_text())["image"]["path"].endswith("a.png")

@@ -18,7 +18,6 @@ import contextlib
 import copy
 import dataclasses
 import io
-import json
 import math
 import re
 from collections import Counter
@@ -34,6 +33,7 @@ from pycocotools.cocoeval import COCOeval
 
 from segcli.core.errors import SegcliError, first_line
 from segcli.core.exits import EXIT_INTERRUPTED, EXIT_OK
+from segcli.core.jsonio import parse_json
 from segcli.datasets.groundtruth import (
     MATCH_BY,
     BadEntry,
@@ -104,7 +104,7 @@ def _recorded_threshold(data: Mapping[str, Any], path: Path) -> float | None:
         run_json = path.parent / "run.json"
         if run_json.is_file():
             with contextlib.suppress(OSError, ValueError):
-                settings = json.loads(run_json.read_text(encoding="utf-8")).get("settings")
+                settings = parse_json(run_json.read_text(encoding="utf-8")).get("settings")
     value = settings.get("score_threshold") if isinstance(settings, dict) else None
     return float(value) if isinstance(value, (int, float)) else None
 

@@ -4,7 +4,6 @@ tree, shortened with a hash past NAME_MAX, collisions suffixed), completeness, t
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from segcli.core.errors import SegcliError, UsageError
+from segcli.core.jsonio import parse_json
 from segcli.io.files import NAME_MAX, atomic_write_bytes, make_folders, name_bytes, truncate_name
 from segcli.io.video import is_video_path
 from segcli.outputs.records import SCHEMA
@@ -231,7 +231,7 @@ def read_record(path: Path) -> dict[str, Any] | None:
     """The ``segcli.instances/1`` record at ``path``, or None if it is missing, empty,
     truncated or not such a record (a file to redo, not to trust)."""
     try:
-        record = json.loads(path.read_bytes())
+        record = parse_json(path.read_bytes())
     except (OSError, ValueError):
         return None
     if (

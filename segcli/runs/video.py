@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import queue
 import threading
@@ -36,6 +35,7 @@ import numpy as np
 
 from segcli.core.errors import SegcliError, first_line
 from segcli.core.instances import Instances
+from segcli.core.jsonio import parse_json
 from segcli.core.settings import DEFAULT_MAX_PIXELS
 from segcli.draw.annotators import Annotator, Color, OverlayAnnotator, instance_color
 from segcli.io.files import atomic_write_bytes, make_temp
@@ -539,7 +539,7 @@ def process_video(
 def earlier_failure(summary_path: Path) -> str | None:
     """The error an earlier run recorded in a video's summary (a damaged clip), else None."""
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        summary = parse_json(summary_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if summary.get("schema") == VIDEO_SCHEMA and summary.get("status") == "failed":

@@ -26,7 +26,6 @@ applies it, so labels drawn on the upright image (LabelMe, CVAT, segcli itself) 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import stat
@@ -41,6 +40,7 @@ from pycocotools import mask as mask_utils
 
 from segcli.core.categories import PLACEHOLDER_CLASSES
 from segcli.core.errors import UsageError, first_line
+from segcli.core.jsonio import parse_json
 from segcli.core.masks import rle_problem
 from segcli.core.settings import DEFAULT_MAX_PIXELS
 from segcli.io.images import IMAGE_EXTENSIONS
@@ -537,7 +537,7 @@ def read_labelme(
     records: list[tuple[Path, dict[str, Any]]] = []
     for file in files:
         try:
-            rec = json.loads(file.read_text(encoding="utf-8"))
+            rec = parse_json(file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             if data.is_file():
                 problems.add(f"{file}: not a readable LabelMe JSON file ({first_line(exc)})")
@@ -861,7 +861,7 @@ def detect_format(data: str | Path) -> str:
         return "yolo"
     if path.suffix.lower() == ".json":
         try:
-            head = json.loads(path.read_text(encoding="utf-8"))
+            head = parse_json(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise DataError([f"{path}: not a readable JSON file ({first_line(exc)})"]) from None
         return "labelme" if isinstance(head, dict) and "shapes" in head else "coco"

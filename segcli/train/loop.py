@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from segcli.core.errors import SegcliError, UsageError
+from segcli.core.jsonio import parse_json
 from segcli.train.augment import Augment, example_rng, load_pixels, make_example
 from segcli.train.data import (
     SCENE_VAL_COUNT,
@@ -466,10 +467,9 @@ def _val_for(
 
 def _validated_epochs(out: Path) -> dict[str, Any] | None:
     """train.json's epochs and best, if it can be read (a validation finished before a kill)."""
-    import json
 
     try:
-        data = json.loads((out / "train.json").read_text(encoding="utf-8"))
+        data = parse_json((out / "train.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("epochs"), list) else None
@@ -485,9 +485,7 @@ def _prepare_val(val: Dataset, how: str, out: Path, val_is_file: bool) -> ValSet
     """A COCO --val file is evaluated as it is when COCOeval can read it (every annotation
     has a ``bbox`` and an ``area``); anything else is written as ``val.json``."""
     if val_is_file and val.coco_file is not None and val.images_root is not None:
-        import json
-
-        data = json.loads(val.coco_file.read_text(encoding="utf-8"))
+        data = parse_json(val.coco_file.read_text(encoding="utf-8"))
         if all(isinstance(a, dict) and "bbox" in a and "area" in a for a in data["annotations"]):
             return ValSet(val.coco_file, val.images_root, len(val.samples), how)
         how += " (its annotations lack bbox/area, which COCOeval needs: evaluated as val.json)"
