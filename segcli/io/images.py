@@ -52,20 +52,33 @@ def pillow_warnings(path: Path, *, report: bool = True) -> Iterator[None]:
     ``--max-pixels`` business, and dropped); with ``report=False`` drop them all (a header
     read that a full read repeats). Every segcli use of ``warnings.catch_warnings`` around
     Pillow goes through here: the lock keeps two threads from restoring each other's state."""
-    with _PILLOW_WARNINGS, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield
-    if not report:
-        return
-    for item in caught:
-        if issubclass(item.category, Image.DecompressionBombWarning) or "Palette images with" in str(
-            item.message
-        ):
-            continue  # segcli's --max-pixels business; a palette's transparency, converted right
-        text = " ".join(str(item.message).split())
-        if "EXIF" in text:
-            text = f"corrupt EXIF data, orientation read as far as it goes (Pillow: {text})"
-        warnings.warn(f"{path}: {text}", ImageWarning, stacklevel=3)
+    with _PILLOW_WARNINGS:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        # Still under the lock (no other thread is recording): Pillow's are said again naming
+        # the file; whatever another thread warned about meanwhile goes on as it was.
+        for item in caught:
+            if not _from_pillow(item):
+                warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+                continue
+            if not report or _dropped(item):
+                continue
+            text = " ".join(str(item.message).split())
+            if "EXIF" in text:
+                text = f"corrupt EXIF data, orientation read as far as it goes (Pillow: {text})"
+            warnings.warn(f"{path}: {text}", ImageWarning, stacklevel=3)
+
+
+def _from_pillow(item: warnings.WarningMessage) -> bool:
+    return f"{os.sep}PIL{os.sep}" in item.filename
+
+
+def _dropped(item: warnings.WarningMessage) -> bool:
+    """segcli's --max-pixels business, or a palette's transparency (converted right)."""
+    return issubclass(item.category, Image.DecompressionBombWarning) or "Palette images with" in str(
+        item.message
+    )
 
 
 def _open(path: Path | BinaryIO) -> Image.Image:
