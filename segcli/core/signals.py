@@ -17,6 +17,8 @@ from types import FrameType
 from segcli.core.exits import EXIT_INTERRUPTED, EXIT_TERMINATED
 
 _received: list[int] = []
+_active: list[bool] = []
+"""Non-empty while a :func:`stop_on_sigterm` block runs (in the main thread)."""
 
 
 def terminated() -> bool:
@@ -30,8 +32,10 @@ def stop_requested() -> bool:
     Code that turns an error into one input's failure asks this first: C libraries that do
     not retry an interrupted system call (FFmpeg opening a file) report the signal as an
     error of the file (``Interrupted system call``), and may swallow the
-    ``KeyboardInterrupt`` meant for the run; such a failure is the stop, not the input's."""
-    return bool(_received)
+    ``KeyboardInterrupt`` meant for the run; such a failure is the stop, not the input's.
+    Outside such a block (the library on its own) it is False: an earlier command's signal
+    says nothing about this run."""
+    return bool(_active) and bool(_received)
 
 
 def interrupt_exit_code() -> int:
@@ -63,9 +67,11 @@ def stop_on_sigterm() -> Iterator[None]:
     previous_int = signal.getsignal(signal.SIGINT)
     if previous_int is signal.default_int_handler:  # not where SIGINT is ignored (a background job)
         signal.signal(signal.SIGINT, on_sigint)
+    _active.append(True)
     try:
         yield
     finally:
+        _active.pop()
         signal.signal(signal.SIGTERM, previous)
         if previous_int is signal.default_int_handler:
             signal.signal(signal.SIGINT, previous_int)

@@ -22,7 +22,7 @@ from segcli.runs.video import VideoResult
 from tests import fake_cli
 from tests.conftest import REPO
 from tests.fakes import use_fake_in_cli, write_images
-from tests.test_video_hostile import write_video
+from tests.robustness.test_video_hostile import write_video
 
 runner = CliRunner()
 
@@ -144,3 +144,17 @@ def test_a_signal_ffmpeg_reports_as_a_file_error_is_the_stop(
     if command == "batch":
         run = json.loads((out / "run.json").read_text())
         assert run["status"] == "interrupted" and run["failed"] == []
+
+
+def test_an_earlier_commands_signal_is_not_a_later_runs_stop() -> None:
+    """A SIGTERM that stopped one command (in process: a test, a library caller) must not make
+    a later library run take its videos' failures for a stop."""
+    from segcli.core.signals import stop_on_sigterm, stop_requested, terminated
+
+    with pytest.raises(KeyboardInterrupt), stop_on_sigterm():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    assert terminated(), "the last block's signal is still known (for its exit code)"
+    assert not stop_requested(), "outside a block, nothing is being stopped"
+    with stop_on_sigterm():
+        assert not stop_requested(), "a new block starts clean"
