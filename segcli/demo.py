@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from segcli.core.settings import Settings
+from segcli.io.locks import output_lock
 from segcli.outputs.plans import OUTPUT_KINDS, plan_outputs
 from segcli.runs.batch import BatchOptions, run_batch, run_plans
 from segcli.runs.engines.base import Job, SegmenterLike, SegmenterSpec
@@ -41,8 +42,22 @@ def run_demo(
 
     ``segmenter`` defaults to the bundled blocks model on ``device`` in ``precision``. The batch step is
     :func:`segcli.runs.batch.run_batch` with ``overwrite``: a demo redoes every example, so
-    stale temp files are removed and nothing of an earlier run mixes in.
+    stale temp files are removed and nothing of an earlier run mixes in. ``out_dir`` is locked
+    (exclusive) throughout, each step's folder too while it writes.
     """
+
+    with output_lock(out_dir):  # one demo at a time in a folder; batch and predict there refused
+        return _run_demo(out_dir, device=device, precision=precision, segmenter=segmenter, compare=compare)
+
+
+def _run_demo(
+    out_dir: Path,
+    *,
+    device: str,
+    precision: str,
+    segmenter: SegmenterLike | None,
+    compare: CompareStep | None,
+) -> DemoResult:
     from segcli.models.blocks.examples import write_examples
 
     inputs = out_dir / "inputs"
@@ -54,8 +69,9 @@ def run_demo(
 
     seed_case = inputs / SEED_CASE
     [plan] = plan_outputs([seed_case], out_dir / "predict")
-    run_plans([plan], Job.for_segmenter(seg, OUTPUT_KINDS), LocalEngine(seg), overwrite=True)
-    write_yolo_dataset(out_dir / "predict", seg.categories, None)
+    with output_lock(out_dir / "predict", shared=True):
+        run_plans([plan], Job.for_segmenter(seg, OUTPUT_KINDS), LocalEngine(seg), overwrite=True)
+        write_yolo_dataset(out_dir / "predict", seg.categories, None)
 
     batch_dir = out_dir / "batch"
     outcome = run_batch(inputs, batch_dir, lambda: seg, options=BatchOptions(save=DEMO_SAVE, overwrite=True))

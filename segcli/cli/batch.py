@@ -187,8 +187,14 @@ def _progress_events(progress: Progress, quiet: bool) -> BatchEvents:
         frames_task: TaskID | None = None
 
         def discovered(self, files: int, problems: Sequence[tuple[Path, str]]) -> None:
+            from segcli.cli.failures import current
+
             for path, why in problems:
-                fail(f"{path}: {why}", console=progress.console, label="failed:")
+
+                def show(line: str = f"{path}: {why}") -> None:
+                    fail(line, console=progress.console, label="failed:")
+
+                current().failure(show)
 
         def skipped_outputs(self, folders: Sequence[Path]) -> None:
             for folder in folders:

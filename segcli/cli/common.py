@@ -101,13 +101,16 @@ QuietOpt = Annotated[
 
 
 def _check_writable(out_dir: Path) -> None:
-    """Make ``out_dir`` and write its output marker (which proves it writable), or fail in one line."""
+    """Make ``out_dir`` and write its output marker (which proves it writable), or fail in one line;
+    a folder a batch is writing into is refused here too, before any model loads."""
+    from segcli.io.locks import check_output_free
     from segcli.outputs.plans import mark_output
 
     try:
         mark_output(out_dir)
     except OSError as exc:
         raise SegcliError(f"cannot write to output folder {out_dir} ({exc.strerror or exc})") from None
+    check_output_free(out_dir)
 
 
 def _check_run_options(batch_size: int = 1, max_pixels: int | None = None) -> None:

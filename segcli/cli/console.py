@@ -138,12 +138,17 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from segcli.cli.failures import command_messages
         from segcli.core.signals import interrupt_exit_code, stop_on_sigterm, terminated
 
         try:
             try:
-                with stop_on_sigterm():
-                    return func(*args, **kwargs)
+                with stop_on_sigterm(), command_messages(bool(kwargs.get("quiet")), _warning) as messages:
+                    try:
+                        return func(*args, **kwargs)
+                    finally:  # -q's bounded failure lines: how many it left out
+                        if messages.summary() is not None:
+                            say(messages.summary(), console=err_console())
             except (typer.Exit, typer.BadParameter):  # usage errors keep their exit code 2
                 raise
             except SegcliError as exc:
@@ -199,7 +204,13 @@ def _progress(quiet: bool) -> Progress:
 
 
 def _print_failed(console: Console, result: ItemResult) -> None:
-    fail(result.reason, console=console, label="failed:")
+    from segcli.cli.failures import current
+
+    current().failure(lambda: fail(result.reason, console=console, label="failed:"))
+
+
+def _warning(text: str) -> None:
+    say(text, console=err_console(), label="warning:", style="yellow")
 
 
 def _say_loaded(what: str, info: Mapping[str, object], device: object) -> None:

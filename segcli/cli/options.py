@@ -238,6 +238,7 @@ class ModelOptions:
 
         settings = self.settings()
         spec = get_spec(self.model or "coco")
+        settings.with_defaults(spec.defaults)  # e.g. --min-size above the model's own --max-size
         if settings.classes is not None and self.weights is None:
             check_classes(settings.classes, spec.categories, spec.name)
         return settings

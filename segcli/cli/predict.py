@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -156,13 +157,16 @@ def predict(
     job = Job.for_segmenter(
         seg, kinds, batch_size=batch_size, max_pixels=max_pixels, draw_tiles=bool(_state["debug"])
     )
-    report = run_plans(
-        plans, job, LocalEngine(seg), overwrite=True, on_result=on_result, segmenter=seg, video=video
-    )
-    if "yolo" in kinds:
-        from segcli.runs.runfiles import write_yolo_dataset
+    from segcli.io.locks import output_lock  # shared: predicts coexist; a batch there refuses or is refused
 
-        write_yolo_dataset(output, seg.categories, None)
+    with output_lock(output, shared=True) if kinds else contextlib.nullcontext():
+        report = run_plans(
+            plans, job, LocalEngine(seg), overwrite=True, on_result=on_result, segmenter=seg, video=video
+        )
+        if "yolo" in kinds:
+            from segcli.runs.runfiles import write_yolo_dataset
+
+            write_yolo_dataset(output, seg.categories, None)
     if report.interrupted:
         from segcli.core.signals import interrupt_exit_code, terminated
 

@@ -15,6 +15,11 @@ class UsageError(SegcliError):
     path. The CLI exits 2, and checks all of these before any model loads."""
 
 
+class SegcliWarning(UserWarning):
+    """Something the user should know about one input that does not stop it (a photo's
+    corrupt EXIF data): the CLI prints it as one line naming the file."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's message, or its type name."""
     text = str(exc).strip()

@@ -83,6 +83,22 @@ def parse_tile(text: str) -> int | None:
     return int(cleaned)
 
 
+MAX_DETECTIONS = 1000
+"""Detections kept per image, at most: the mask head holds about 3 MB per detection on the
+COCO model (2000 detections of one photo took 6 GB)."""
+MAX_PROPOSALS = 5000
+"""RPN proposals kept, at most: the RPN keeps 1000 per feature level before its NMS (5 levels)."""
+MAX_INPUT_SIDE = 4096
+"""The model's input sides (``--min-size``, ``--max-size``), at most: the COCO model's features
+alone take about 1.4 GB at 4096 x 4096 (a 100000 px side would ask for hundreds of GB)."""
+UPPER_BOUNDS: dict[str, tuple[int, str]] = {
+    "proposals": (MAX_PROPOSALS, "the RPN keeps 1000 per level before its NMS"),
+    "max_detections": (MAX_DETECTIONS, "about 3 MB each in the mask head"),
+    "min_size": (MAX_INPUT_SIDE, "the model's memory grows with its input's area"),
+    "max_size": (MAX_INPUT_SIDE, "the model's memory grows with its input's area"),
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob that changes what the model returns.
@@ -114,6 +130,9 @@ class Settings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+            top, why = UPPER_BOUNDS[name]
+            if value is not None and value > top:
+                raise UsageError(f"--{name.replace('_', '-')} must be at most {top:,}, got {value:,} ({why})")
         if self.min_size and self.max_size and self.min_size > self.max_size:
             raise UsageError(f"--min-size ({self.min_size}) must not exceed --max-size ({self.max_size})")
         if self.classes is not None and not self.classes:

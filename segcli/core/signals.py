@@ -17,11 +17,25 @@ from types import FrameType
 from segcli.core.exits import EXIT_INTERRUPTED, EXIT_TERMINATED
 
 _received: list[int] = []
+_active: list[bool] = []
+"""Non-empty while a :func:`stop_on_sigterm` block runs (in the main thread)."""
 
 
 def terminated() -> bool:
     """Whether a SIGTERM arrived inside the current (or last) :func:`stop_on_sigterm` block."""
     return signal.SIGTERM in _received
+
+
+def stop_requested() -> bool:
+    """Whether a SIGTERM or Ctrl-C arrived inside the current :func:`stop_on_sigterm` block.
+
+    Code that turns an error into one input's failure asks this first: C libraries that do
+    not retry an interrupted system call (FFmpeg opening a file) report the signal as an
+    error of the file (``Interrupted system call``), and may swallow the
+    ``KeyboardInterrupt`` meant for the run; such a failure is the stop, not the input's.
+    Outside such a block (the library on its own) it is False: an earlier command's signal
+    says nothing about this run."""
+    return bool(_active) and bool(_received)
 
 
 def interrupt_exit_code() -> int:
@@ -31,7 +45,9 @@ def interrupt_exit_code() -> int:
 
 @contextmanager
 def stop_on_sigterm() -> Iterator[None]:
-    """Turn the first SIGTERM into ``KeyboardInterrupt`` for the block (main thread only)."""
+    """Turn the first SIGTERM into ``KeyboardInterrupt`` for the block (main thread only), and
+    record Ctrl-C (raised as Python's own handler does, where that handler is installed) so
+    that :func:`stop_requested` knows of both."""
     _received.clear()
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -43,11 +59,22 @@ def stop_on_sigterm() -> Iterator[None]:
         if first:
             raise KeyboardInterrupt
 
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        _received.append(signum)
+        raise KeyboardInterrupt
+
     previous = signal.signal(signal.SIGTERM, handler)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:  # not where SIGINT is ignored (a background job)
+        signal.signal(signal.SIGINT, on_sigint)
+    _active.append(True)
     try:
         yield
     finally:
+        _active.pop()
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous_int)
 
 
 def uninterrupted(step: Callable[[], object]) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -18,6 +19,7 @@ from pycocotools.coco import COCO
 
 from segcli.core.categories import PLACEHOLDER_CLASSES
 from segcli.core.errors import SegcliError
+from segcli.core.masks import rle_problem
 
 MATCH_BY = ("name", "id")
 """How predicted categories are matched to the ground truth's: by name or by id."""
@@ -39,6 +41,8 @@ def read_json(path: Path, what: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise SegcliError(f"{what} {path} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise SegcliError(f"{what} {path} is nested too deeply to be a COCO file") from None
 
 
 def quiet_coco(dataset: dict[str, Any]) -> COCO:
@@ -50,8 +54,129 @@ def quiet_coco(dataset: dict[str, Any]) -> COCO:
 
 
 def load_ground_truth(path: Path) -> COCO:
-    """A COCO ground-truth file as a pycocotools ``COCO`` object (checked, silent)."""
+    """A COCO ground-truth file as a pycocotools ``COCO`` object (checked, silent).
+
+    Every entry is checked before pycocotools sees it (:func:`check_ground_truth`): a
+    malformed or absurd one is one :class:`SegcliError` naming the file and the entry.
+    """
     data = read_json(path, "ground truth")
+    check_ground_truth(data, path)
+    return quiet_coco(data)
+
+
+# --------------------------------------------------------------------------- checking numbers
+MAX_IMAGE_PIXELS = 2**31 - 1
+"""The largest ``width * height`` accepted (pycocotools counts pixels in 32-bit integers)."""
+MAX_PERIMETER = 2_000_000
+"""The longest outline, in pixels, of one annotation's polygons: pycocotools rasterises a
+polygon through a buffer of about 40 bytes per pixel of outline (80 MB here)."""
+
+
+class BadEntry(ValueError):
+    """What is wrong with one entry (the caller names the file and the entry)."""
+
+
+def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_int(entry: Mapping[str, Any], key: str) -> int:
+    if key not in entry:
+        raise BadEntry(f"it has no {key!r}")
+    value = entry[key]
+    if not is_int(value):
+        raise BadEntry(f"{key} {_short(value)} is not an integer")
+    return int(value)
+
+
+def check_number(entry: Mapping[str, Any], key: str, *, low: float | None = None) -> float:
+    if key not in entry:
+        raise BadEntry(f"it has no {key!r}")
+    value = entry[key]
+    if not is_number(value):
+        raise BadEntry(f"{key} {_short(value)} is not a finite number")
+    if low is not None and value < low:
+        raise BadEntry(f"{key} {value:g} is below {low:g}")
+    return float(value)
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def check_size(image: Mapping[str, Any]) -> tuple[int, int]:
+    """An image entry's ``(height, width)``: integers >= 1, at most :data:`MAX_IMAGE_PIXELS`."""
+    height, width = check_int(image, "height"), check_int(image, "width")
+    if height < 1 or width < 1:
+        raise BadEntry(f"width x height {width}x{height} has no pixels")
+    if height * width > MAX_IMAGE_PIXELS:
+        raise BadEntry(f"width x height {width}x{height} is over {MAX_IMAGE_PIXELS:,} pixels")
+    return height, width
+
+
+def check_bbox(value: object, height: int, width: int) -> list[float]:
+    """A COCO ``[x, y, w, h]``: four finite numbers, w and h >= 0, at most one image size
+    outside the image (real labels stray a little; 1e12 is no box)."""
+    if not isinstance(value, list) or len(value) != 4 or not all(is_number(v) for v in value):
+        raise BadEntry(f"bbox {_short(value)} is not four finite numbers [x, y, w, h]")
+    x, y, w, h = (float(v) for v in value)
+    if w < 0 or h < 0:
+        raise BadEntry(f"bbox {_short(value)} has a negative width or height")
+    if not (-width <= x and x + w <= 2 * width and -height <= y and y + h <= 2 * height):
+        raise BadEntry(f"bbox {_short(value)} lies far outside the {width}x{height} image")
+    return [x, y, w, h]
+
+
+def check_segmentation(value: object, height: int, width: int, *, empty_ok: bool) -> None:
+    """A COCO segmentation of an ``height`` x ``width`` image: polygons (lists of at least 3
+    finite ``x, y`` pairs, near the image, of bounded outline) or an RLE of exactly the
+    image's size. ``empty_ok``: an empty polygon list (an empty mask) is accepted."""
+    if isinstance(value, dict):
+        problem = rle_problem(value, height, width)
+        if problem is not None:
+            raise BadEntry(problem)
+        return
+    if not isinstance(value, list):
+        raise BadEntry(f"segmentation {_short(value)} is neither polygons nor an RLE")
+    if not value and not empty_ok:
+        raise BadEntry("segmentation is empty (no polygon)")
+    perimeter = 0.0
+    for k, poly in enumerate(value):
+        if not isinstance(poly, list) or not all(is_number(v) for v in poly):
+            raise BadEntry(f"polygon {k} is not a flat list of finite numbers")
+        if len(poly) % 2 or len(poly) < 6:
+            raise BadEntry(
+                f"polygon {k} has {len(poly)} numbers: a polygon needs x, y pairs of at least 3 points"
+            )
+        xs, ys = poly[0::2], poly[1::2]
+        if min(xs) < -width or max(xs) > 2 * width or min(ys) < -height or max(ys) > 2 * height:
+            raise BadEntry(f"polygon {k} lies far outside the {width}x{height} image")
+        for i in range(len(xs)):
+            perimeter += max(abs(xs[i] - xs[i - 1]), abs(ys[i] - ys[i - 1]))
+        if perimeter > MAX_PERIMETER:
+            raise BadEntry(f"the polygons' outline is over {MAX_PERIMETER:,} pixels long")
+
+
+def entry_name(kind: str, index: int, entry: object) -> str:
+    ident = entry.get("id") if isinstance(entry, dict) else None
+    return f"{kind}[{index}]" + (f" (id {_short(ident)})" if ident is not None else "")
+
+
+def check_ground_truth(data: object, path: Path) -> None:
+    """Check every entry and number of a COCO ground truth before pycocotools sees it.
+
+    Images: integer ``id`` (unique), ``file_name``, integer ``width``/``height``.
+    Categories: integer ``id`` (unique) and ``name``. Annotations: integer ``id`` (unique),
+    ``image_id`` and ``category_id`` that exist, finite ``bbox`` and ``area``, a valid
+    ``segmentation`` (:func:`check_segmentation`) when present, ``iscrowd`` 0 or 1 (0 when
+    missing, as COCO means it). Anything else is one :class:`SegcliError` naming ``path``
+    and the entry.
+    """
     if not isinstance(data, dict):
         raise SegcliError(
             f"ground truth {path} is not a COCO file (a JSON object with images and annotations)"
@@ -59,13 +184,59 @@ def load_ground_truth(path: Path) -> COCO:
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise SegcliError(f"ground truth {path} is not a COCO file: it has no {key!r} list")
-    for img in data["images"]:
-        if not isinstance(img, dict) or "id" not in img or not isinstance(img.get("file_name"), str):
-            raise SegcliError(f"ground truth {path}: an image entry lacks 'id' or 'file_name': {img!r:.120}")
-    for cat in data["categories"]:
-        if not isinstance(cat, dict) or "id" not in cat or not isinstance(cat.get("name"), str):
-            raise SegcliError(f"ground truth {path}: a category lacks 'id' or 'name': {cat!r:.120}")
-    return quiet_coco(data)
+    sizes: dict[int, tuple[int, int]] = {}
+    for i, img in enumerate(data["images"]):
+        try:
+            if not isinstance(img, dict):
+                raise BadEntry("it is not an object")
+            image_id = check_int(img, "id")
+            if not isinstance(img.get("file_name"), str):
+                raise BadEntry("it has no 'file_name' string")
+            if image_id in sizes:
+                raise BadEntry(f"image id {image_id} is used twice")
+            sizes[image_id] = check_size(img)
+        except BadEntry as exc:
+            raise SegcliError(f"ground truth {path}: {entry_name('images', i, img)}: {exc}") from None
+    category_ids: set[int] = set()
+    for i, cat in enumerate(data["categories"]):
+        try:
+            if not isinstance(cat, dict):
+                raise BadEntry("it is not an object")
+            category_id = check_int(cat, "id")
+            if not isinstance(cat.get("name"), str):
+                raise BadEntry("it has no 'name' string")
+            if category_id in category_ids:
+                raise BadEntry(f"category id {category_id} is used twice")
+            category_ids.add(category_id)
+        except BadEntry as exc:
+            raise SegcliError(f"ground truth {path}: {entry_name('categories', i, cat)}: {exc}") from None
+    annotation_ids: set[int] = set()
+    for i, ann in enumerate(data["annotations"]):
+        try:
+            if not isinstance(ann, dict):
+                raise BadEntry("it is not an object")
+            ann_id = check_int(ann, "id")
+            if ann_id in annotation_ids:
+                raise BadEntry(f"annotation id {ann_id} is used twice")
+            annotation_ids.add(ann_id)
+            image_id = check_int(ann, "image_id")
+            if image_id not in sizes:
+                raise BadEntry(f"image_id {image_id} is not an image of the ground truth")
+            category_id = check_int(ann, "category_id")
+            if category_id not in category_ids:
+                raise BadEntry(f"category_id {category_id} is not a category of the ground truth")
+            height, width = sizes[image_id]
+            if "bbox" not in ann:
+                raise BadEntry("it has no 'bbox'")
+            check_bbox(ann["bbox"], height, width)
+            check_number(ann, "area", low=0)
+            crowd = ann.setdefault("iscrowd", 0)
+            if crowd not in (0, 1) or isinstance(crowd, float):
+                raise BadEntry(f"iscrowd {_short(crowd)} is neither 0 nor 1")
+            if "segmentation" in ann:
+                check_segmentation(ann["segmentation"], height, width, empty_ok=False)
+        except BadEntry as exc:
+            raise SegcliError(f"ground truth {path}: {entry_name('annotations', i, ann)}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- matching

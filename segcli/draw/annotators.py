@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from segcli.core.instances import Instances
+from segcli.draw.text import cv_text
 
 Color = tuple[int, int, int]
 """An RGB colour."""
@@ -65,7 +66,7 @@ def text_geometry(image_size: tuple[int, int]) -> tuple[float, int]:
 
 def tag_size(text: str, scale: float, thickness: int) -> tuple[int, int]:
     """(width, height) of the filled tag :func:`draw_tag` draws for ``text``."""
-    (tw, th), base = cv2.getTextSize(text, FONT, scale, thickness)
+    (tw, th), base = cv2.getTextSize(cv_text(text), FONT, scale, thickness)
     return tw + 2, th + base + 2
 
 
@@ -94,9 +95,11 @@ def draw_tag(image: np.ndarray, text: str, rect: Rect, color: Color) -> None:
     """Write ``text`` on a filled tag in ``color`` at ``rect`` (from :func:`place_labels`), in place."""
     scale, thickness = text_geometry(image.shape[:2])
     x0, y0, x1, y1 = rect
-    (_, th), _ = cv2.getTextSize(text, FONT, scale, thickness)
+    (_, th), _ = cv2.getTextSize(cv_text(text), FONT, scale, thickness)
     cv2.rectangle(image, (x0, y0), (x1 - 1, y1 - 1), color, -1)
-    cv2.putText(image, text, (x0 + 1, y0 + th + 1), FONT, scale, ink_for(color), thickness, cv2.LINE_AA)
+    cv2.putText(
+        image, cv_text(text), (x0 + 1, y0 + th + 1), FONT, scale, ink_for(color), thickness, cv2.LINE_AA
+    )
 
 
 def draw_label(image: np.ndarray, text: str, anchor: tuple[int, int], color: tuple[int, int, int]) -> None:

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from segcli.draw.text import plain_text
+
 PANEL_W, PANEL_H = 400, 340
 MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 52, 16, 30, 44
 TITLE_H = 34
@@ -99,7 +101,8 @@ def pr_curve_image(
     """
     image = Image.new("RGB", (PANEL_W * max(len(panels), 1), PANEL_H + TITLE_H), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((image.width / 2, 10), f"{name}: precision-recall", fill=INK, font=_font(15), anchor="mt")
+    title = f"{plain_text(name)}: precision-recall"
+    draw.text((image.width / 2, 10), title, fill=INK, font=_font(15), anchor="mt")
     for k, (iou_type, (recall, _thresholds, precision)) in enumerate(panels.items()):
         _panel(
             image,

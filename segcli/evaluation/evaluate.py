@@ -18,7 +18,6 @@ import contextlib
 import copy
 import dataclasses
 import io
-import json
 import math
 import re
 from collections import Counter
@@ -32,11 +31,19 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from segcli.core.errors import SegcliError
+from segcli.core.errors import SegcliError, first_line
 from segcli.core.exits import EXIT_INTERRUPTED, EXIT_OK
+from segcli.core.jsonio import parse_json
 from segcli.datasets.groundtruth import (
     MATCH_BY,
+    BadEntry,
     CategoryMatch,
+    check_bbox,
+    check_int,
+    check_number,
+    check_segmentation,
+    entry_name,
+    is_int,
     load_ground_truth,
     match_categories,
     match_images,
@@ -45,7 +52,8 @@ from segcli.datasets.groundtruth import (
     read_json,
     short_list,
 )
-from segcli.io.files import atomic_write_bytes
+from segcli.io.files import atomic_write_bytes, make_folders
+from segcli.io.locks import output_lock
 
 if TYPE_CHECKING:
     from segcli.runs.batch import BatchEvents, BatchOptions, BatchOutcome
@@ -78,10 +86,11 @@ class Predictions:
 def _segmentation_rle(segm: Any, height: int, width: int) -> dict[str, Any]:
     """Any COCO segmentation (polygons, RLE, compressed RLE) as a compressed RLE."""
     if isinstance(segm, list):
-        polys = [p for p in segm if len(p) >= 6]
-        if not polys:
-            return mask_utils.encode(np.zeros((height, width), dtype=np.uint8, order="F"))
-        return mask_utils.merge(mask_utils.frPyObjects(polys, height, width))
+        if not segm:  # an empty mask, without an image-sized array
+            return mask_utils.frPyObjects(
+                {"size": [height, width], "counts": [height * width]}, height, width
+            )
+        return mask_utils.merge(mask_utils.frPyObjects(segm, height, width))
     if isinstance(segm, dict) and isinstance(segm.get("counts"), list):
         return mask_utils.frPyObjects(segm, height, width)
     return segm
@@ -95,9 +104,27 @@ def _recorded_threshold(data: Mapping[str, Any], path: Path) -> float | None:
         run_json = path.parent / "run.json"
         if run_json.is_file():
             with contextlib.suppress(OSError, ValueError):
-                settings = json.loads(run_json.read_text(encoding="utf-8")).get("settings")
+                settings = parse_json(run_json.read_text(encoding="utf-8")).get("settings")
     value = settings.get("score_threshold") if isinstance(settings, dict) else None
     return float(value) if isinstance(value, (int, float)) else None
+
+
+def _check_detection(entry: object, sizes: Mapping[int, tuple[int, int]], image_id: object, ids: str) -> None:
+    """One detection's numbers, before pycocotools sees them (a :class:`BadEntry` if wrong):
+    integer ``category_id``, finite ``score``, and ``bbox`` / ``segmentation`` (an empty
+    polygon list is an empty mask) valid for its ground-truth image."""
+    if not isinstance(entry, dict):
+        raise BadEntry("it is not an object")
+    check_int(entry, "image_id")
+    check_int(entry, "category_id")
+    check_number(entry, "score")
+    if image_id not in sizes:
+        raise BadEntry(f"image_id {entry['image_id']} is not {ids}")
+    height, width = sizes[image_id]  # type: ignore[index]
+    if entry.get("bbox") is not None and entry.get("bbox") != []:
+        check_bbox(entry["bbox"], height, width)
+    if "segmentation" in entry:
+        check_segmentation(entry["segmentation"], height, width, empty_ok=True)
 
 
 def load_predictions(path: Path, gt: COCO, *, match_by: str = "name") -> Predictions:
@@ -105,28 +132,31 @@ def load_predictions(path: Path, gt: COCO, *, match_by: str = "name") -> Predict
 
     A ``coco.json`` is matched to the ground truth by file name and category name
     (or id); every ground-truth image must be in it. A results list already uses the
-    ground truth's ids (COCO's results format): its image ids must exist there.
+    ground truth's ids (COCO's results format): its image ids must exist there. Every
+    entry's numbers are checked first (:func:`_check_detection`): a malformed or absurd
+    one is one :class:`SegcliError` naming the file and the entry.
     """
     data = read_json(path, "predictions")
     gt_images = gt.dataset["images"]
-    sizes = {int(img["id"]): (int(img.get("height", 0)), int(img.get("width", 0))) for img in gt_images}
+    sizes = {int(img["id"]): (int(img["height"]), int(img["width"])) for img in gt_images}
     notes: list[str] = []
     if isinstance(data, list):
         anns = data
-        bad = [
-            a for a in anns if not isinstance(a, dict) or not {"image_id", "category_id", "score"} <= set(a)
-        ]
-        if bad:
-            raise SegcliError(
-                f"predictions {path}: an entry lacks image_id, category_id or score: {bad[0]!r:.120}"
-            )
-        unknown = sorted({a["image_id"] for a in anns} - set(sizes), key=str)
+        unknown = sorted(
+            {a["image_id"] for a in anns if isinstance(a, dict) and is_int(a.get("image_id"))} - set(sizes),
+            key=str,
+        )
         if unknown:
             raise SegcliError(
                 f"predictions {path}: {len(unknown)} image id(s) are not in the ground truth "
                 f"({short_list([str(u) for u in unknown])}); a results list must use the ground truth's ids "
                 "(a coco.json with images is matched by file name)"
             )
+        for i, a in enumerate(anns):
+            try:
+                _check_detection(a, sizes, a.get("image_id") if isinstance(a, dict) else None, "known")
+            except BadEntry as exc:
+                raise SegcliError(f"predictions {path}: [{i}]: {exc}") from None
         if match_by == "name":
             notes.append("a results list has no category names: categories matched by id")
         used = Counter(int(a["category_id"]) for a in anns)
@@ -148,9 +178,31 @@ def load_predictions(path: Path, gt: COCO, *, match_by: str = "name") -> Predict
                 f"predictions {path} has annotations without a score: is it a ground-truth file? "
                 "(predictions need a score per annotation)"
             )
-        names = [str(img.get("file_name", "")) for img in data["images"]]
+        pred_ids: set[int] = set()
+        for i, img in enumerate(data["images"]):
+            try:
+                if not isinstance(img, dict) or not isinstance(img.get("file_name"), str):
+                    raise BadEntry("it has no 'file_name' string")
+                image_id = check_int(img, "id")
+                if image_id in pred_ids:
+                    raise BadEntry(f"image id {image_id} is used twice")
+                pred_ids.add(image_id)
+            except BadEntry as exc:
+                raise SegcliError(f"predictions {path}: {entry_name('images', i, img)}: {exc}") from None
+        pred_cat_ids: set[int] = set()
+        for i, cat in enumerate(data.get("categories") or []):
+            try:
+                if not isinstance(cat, dict):
+                    raise BadEntry("it is not an object")
+                cid = check_int(cat, "id")
+                if cid in pred_cat_ids:
+                    raise BadEntry(f"category id {cid} is used twice")
+                pred_cat_ids.add(cid)
+            except BadEntry as exc:
+                raise SegcliError(f"predictions {path}: {entry_name('categories', i, cat)}: {exc}") from None
+        names = [str(img["file_name"]) for img in data["images"]]
         by_name = match_images(gt_images, names)
-        image_ids = {int(img["id"]): by_name[str(img.get("file_name", ""))] for img in data["images"]}
+        image_ids = {int(img["id"]): by_name[str(img["file_name"])] for img in data["images"]}
         covered_ids = set(image_ids.values())
         absent = [str(img["file_name"]) for img in gt_images if int(img["id"]) not in covered_ids]
         if absent:
@@ -158,6 +210,12 @@ def load_predictions(path: Path, gt: COCO, *, match_by: str = "name") -> Predict
                 f"{len(absent)} ground-truth image(s) are not in predictions {path}: {short_list(absent)} "
                 "(segment them too, or evaluate against a ground truth of the segmented images only)"
             )
+        for i, a in enumerate(anns):
+            try:
+                target = image_ids.get(a.get("image_id")) if is_int(a.get("image_id")) else None
+                _check_detection(a, sizes, target, "an image listed in the predictions")
+            except BadEntry as exc:
+                raise SegcliError(f"predictions {path}: {entry_name('annotations', i, a)}: {exc}") from None
         used = Counter(int(a["category_id"]) for a in anns)
         cats = match_categories(
             gt.dataset["categories"], data.get("categories") or [], by=match_by, used=used
@@ -175,10 +233,6 @@ def load_predictions(path: Path, gt: COCO, *, match_by: str = "name") -> Predict
     for a in anns:
         if int(a["category_id"]) not in cats.mapping:
             continue
-        if int(a["image_id"]) not in image_ids:
-            raise SegcliError(
-                f"predictions {path}: an annotation refers to image id {a['image_id']} not listed"
-            )
         image_id = image_ids[int(a["image_id"])]
         entry: dict[str, Any] = {
             "image_id": image_id,
@@ -295,7 +349,8 @@ def score_warning(threshold: float | None, results: Sequence[Mapping[str, Any]])
 
 def evaluate_predictions(gt: COCO, preds: Predictions, *, ground_truth: str, predictions: str) -> EvalResult:
     """Run COCOeval for boxes (and masks, when the predictions have them)."""
-    iou_types = IOU_TYPES if preds.has_masks else ("bbox",)
+    gt_masks = all("segmentation" in a for a in gt.dataset["annotations"])
+    iou_types = IOU_TYPES if preds.has_masks and gt_masks else ("bbox",)
     stats: dict[str, dict[str, float | None]] = {}
     curves: dict[str, Curves] = {}
     evals: dict[str, COCOeval] = {}
@@ -323,6 +378,8 @@ def evaluate_predictions(gt: COCO, preds: Predictions, *, ground_truth: str, pre
     ]
     warnings: list[str] = []
     notes = list(preds.notes)
+    if preds.has_masks and not gt_masks:
+        notes.append("some ground-truth annotations have no segmentation: only boxes are evaluated")
     warning = score_warning(preds.score_threshold, preds.results)
     if warning:
         warnings.append(warning)
@@ -427,7 +484,7 @@ def write_eval(result: EvalResult, out_dir: Path) -> tuple[Path, list[Path]]:
     from segcli.outputs.records import dumps
     from segcli.outputs.writers import encode_image
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folders(out_dir)
     files: dict[int, str] = {}
     written: list[Path] = []
     for k, c in enumerate(result.classes):
@@ -436,9 +493,13 @@ def write_eval(result: EvalResult, out_dir: Path) -> tuple[Path, list[Path]]:
             t: (curves.recall, curves.iou_thresholds, curves.precision[:, :, k])
             for t, curves in result.curves.items()
         }
-        image = pr_curve_image(c.name, panels, c.ap)
         path = out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            image = pr_curve_image(c.name, panels, c.ap)
+        except Exception as exc:  # a plot is a picture of eval.json's numbers: never lose those for it
+            result.warnings.append(f"no precision-recall plot for class {c.name!r} ({first_line(exc)})")
+            continue
+        make_folders(path.parent)
         atomic_write_bytes(path, encode_image(image, ".png"))
         files[c.category_id] = rel
         written.append(path)
@@ -502,36 +563,42 @@ def run_eval(
     ground truth's folder) with ``load``'s segmenter through :func:`segcli.runs.batch.run_batch`
     into ``output`` (resumable: a rerun does only what is missing; its
     ``coco-results.json`` uses the ground truth's ids), then evaluate its ``coco.json``.
-    Bad input is one ``SegcliError``, raised before any model loads.
+    Bad input is one ``SegcliError``, raised before any model loads. ``output`` is locked
+    (exclusive) throughout: another segcli command writing there is refused, or refuses this.
     """
     from segcli.runs.batch import BatchOptions, run_batch
 
     if match_by not in MATCH_BY:
         raise SegcliError(f"--match-by {match_by!r}: choose from {', '.join(MATCH_BY)}")
     gt = load_ground_truth(ground_truth)
-    batch = None
+    folder = images if images is not None else ground_truth.parent
+    files: list[Path] = []
     if predictions is None:
         if load is None:
             raise SegcliError("no predictions to evaluate: pass --predictions or a model to run")
-        folder = images if images is not None else ground_truth.parent
         if not folder.is_dir():
             raise SegcliError(f"images folder {folder} does not exist")
         files = ground_truth_files(gt, folder)
-        opts = options or BatchOptions()
-        opts = dataclasses.replace(
-            opts, save=tuple(dict.fromkeys(("json", *opts.save))), coco_ids_from=ground_truth
-        )
-        batch = run_batch(folder, output, load, options=opts, events=events, files=files)
-        if batch.report.interrupted:
-            return EvalOutcome(None, None, [], batch.coco_path, batch)
-        failed = batch.summary["counts"]["failed"]
-        if failed or batch.coco_path is None:
-            raise SegcliError(
-                f"{failed} ground-truth image(s) failed in the model run (listed in {output / 'run.json'}); "
-                "the evaluation needs every image: fix them and run again (images done are kept)"
+    with output_lock(output):  # the batch it runs, then eval.json: one owner of the folder
+        batch = None
+        if predictions is None:
+            opts = options or BatchOptions()
+            opts = dataclasses.replace(
+                opts, save=tuple(dict.fromkeys(("json", *opts.save))), coco_ids_from=ground_truth
             )
-        predictions = batch.coco_path
-    preds = load_predictions(predictions, gt, match_by=match_by)
-    result = evaluate_predictions(gt, preds, ground_truth=str(ground_truth), predictions=str(predictions))
-    eval_path, plots = write_eval(result, output)
-    return EvalOutcome(result, eval_path, plots, predictions, batch)
+            assert load is not None  # checked above, before the lock
+            batch = run_batch(folder, output, load, options=opts, events=events, files=files)
+            if batch.report.interrupted:
+                return EvalOutcome(None, None, [], batch.coco_path, batch)
+            failed = batch.summary["counts"]["failed"]
+            if failed or batch.coco_path is None:
+                raise SegcliError(
+                    f"{failed} ground-truth image(s) failed in the model run "
+                    f"(listed in {output / 'run.json'}); "
+                    "the evaluation needs every image: fix them and run again (images done are kept)"
+                )
+            predictions = batch.coco_path
+        preds = load_predictions(predictions, gt, match_by=match_by)
+        result = evaluate_predictions(gt, preds, ground_truth=str(ground_truth), predictions=str(predictions))
+        eval_path, plots = write_eval(result, output)
+        return EvalOutcome(result, eval_path, plots, predictions, batch)

@@ -47,6 +47,7 @@ from segcli.draw.annotators import (
     instance_color,
     text_geometry,
 )
+from segcli.draw.text import cv_text
 from segcli.figures.compare.figure import canvas_size, compose_figure, letterbox, panel_image
 from segcli.figures.compare.run import FigureResult, run_figure
 from segcli.inference.forward import paste_masks
@@ -458,7 +459,7 @@ def objectness_colors(scores: np.ndarray) -> np.ndarray:
 
 def _put(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color: tuple[int, int, int]) -> None:
     thickness = max(1, round(scale * 1.6))
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness, cv2.LINE_AA)
+    cv2.putText(img, cv_text(text), org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness, cv2.LINE_AA)
 
 
 def _scale_bar(
@@ -472,9 +473,11 @@ def _scale_bar(
     """A horizontal colour bar (``colors`` from left to right) with end labels, in place."""
     ph, pw = panel.shape[:2]
     scale, _ = text_geometry((ph, pw))
-    (cw, th), _ = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, round(scale * 1.6)))
+    (cw, th), _ = cv2.getTextSize(
+        cv_text(caption), cv2.FONT_HERSHEY_SIMPLEX, scale, max(1, round(scale * 1.6))
+    )
     bar_w, bar_h, pad = max(pw // 4, 60), max(th, 8), 6
-    lw = max(cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for t in labels)
+    lw = max(cv2.getTextSize(cv_text(t), cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] for t in labels)
     box_w = pad + cw + pad + lw + 4 + bar_w + 4 + lw + pad
     box_h = bar_h + 2 * pad
     if box_w > pw or box_h > ph:
@@ -524,7 +527,7 @@ def raw_mask_panel(probabilities: np.ndarray, shape: tuple[int, int]) -> np.ndar
     out[:] = PANEL_BACKGROUND
     m_h, m_w = probabilities.shape
     scale, _ = text_geometry((ph, pw))
-    (_, th), base = cv2.getTextSize("0", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    (_, th), base = cv2.getTextSize(cv_text("0"), cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
     legend = th + base + 24
     cell = max(1, min((ph - legend - 16) // m_h, (pw - 16) // m_w))
     grey = np.clip(np.round(probabilities * 255), 0, 255).astype(np.uint8)

@@ -7,14 +7,16 @@ import os
 import stat
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from segcli.core.errors import SegcliError, first_line
+from segcli.core.errors import SegcliError, SegcliWarning, first_line
 from segcli.core.settings import DEFAULT_MAX_PIXELS
 from segcli.io.files import atomic_write_bytes as atomic_write_bytes  # re-exported: its old home
 
@@ -23,6 +25,60 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", 
 A GIF is read as its first frame."""
 
 _PILLOW_LIMIT = threading.Lock()
+_PILLOW_WARNINGS = threading.Lock()
+"""Held while Pillow's warnings are recorded: ``warnings.catch_warnings`` is process-wide, so
+two decode threads recording at once would restore each other's state (and leak warnings)."""
+ORIENTATION = 0x0112
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+"""EXIF orientation -> the transpose that shows the image upright (``ImageOps.exif_transpose``'s)."""
+
+
+class ImageWarning(SegcliWarning):
+    """A problem of one image that does not stop it (corrupt EXIF data): names the file."""
+
+
+@contextmanager
+def pillow_warnings(path: Path, *, report: bool = True) -> Iterator[None]:
+    """Record what Pillow warns about inside the block and say it again as one
+    :class:`ImageWarning` per message, naming ``path`` (the bomb warning is segcli's
+    ``--max-pixels`` business, and dropped); with ``report=False`` drop them all (a header
+    read that a full read repeats). Every segcli use of ``warnings.catch_warnings`` around
+    Pillow goes through here: the lock keeps two threads from restoring each other's state."""
+    with _PILLOW_WARNINGS:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        # Still under the lock (no other thread is recording): Pillow's are said again naming
+        # the file; whatever another thread warned about meanwhile goes on as it was.
+        for item in caught:
+            if not _from_pillow(item):
+                warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+                continue
+            if not report or _dropped(item):
+                continue
+            text = " ".join(str(item.message).split())
+            if "EXIF" in text:
+                text = f"corrupt EXIF data, orientation read as far as it goes (Pillow: {text})"
+            warnings.warn(f"{path}: {text}", ImageWarning, stacklevel=3)
+
+
+def _from_pillow(item: warnings.WarningMessage) -> bool:
+    return f"{os.sep}PIL{os.sep}" in item.filename
+
+
+def _dropped(item: warnings.WarningMessage) -> bool:
+    """segcli's --max-pixels business, or a palette's transparency (converted right)."""
+    return issubclass(item.category, Image.DecompressionBombWarning) or "Palette images with" in str(
+        item.message
+    )
 
 
 def _open(path: Path | BinaryIO) -> Image.Image:
@@ -99,9 +155,10 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     """
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with _open_regular(path) as fh, _open(fh) as im:
+        with _open_regular(path) as fh:
+            with pillow_warnings(path):
+                im = _open(fh)
+            with im:
                 width, height = im.size
                 if max_pixels is not None and width * height > max_pixels:
                     raise SegcliError(
@@ -113,9 +170,16 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
                 fmt = im.format or "unknown"
                 if fmt == "JPEG":
                     _check_jpeg_size(path, width, height)
-                im.load()
-                im = ImageOps.exif_transpose(im) or im
-                pixels = _to_rgb8(im)
+                im.load()  # the pixels: outside the lock (decode threads run side by side)
+                with pillow_warnings(path):
+                    orientation = im.getexif().get(ORIENTATION, 1)
+                method = _TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
+                upright = im.transpose(method) if method is not None else im
+                if upright.mode in ("P", "PA"):  # converting a palette may warn (harmlessly)
+                    with pillow_warnings(path):
+                        pixels = _to_rgb8(upright)
+                else:
+                    pixels = _to_rgb8(upright)
     except SegcliError:
         raise
     except UnidentifiedImageError:
@@ -164,9 +228,10 @@ def _open_regular(path: Path) -> BinaryIO:
 def declared_pixels(path: Path) -> int | None:
     """The pixel count ``path``'s header declares (nothing decoded), or None if unreadable."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with _open_regular(path) as fh, _open(fh) as im:
+        with _open_regular(path) as fh:
+            with pillow_warnings(path, report=False):  # its warnings: read_image's to say
+                im = _open(fh)
+            with im:
                 width, height = im.size
                 return int(width) * int(height)
     except Exception:

@@ -23,7 +23,6 @@ of disk in the temporary folder (``TMPDIR``) and disappears with the image.
 from __future__ import annotations
 
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,15 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from segcli.core.errors import SegcliError, first_line
 from segcli.core.settings import TILED_MAX_PIXELS
-from segcli.io.images import LoadedImage, _check_jpeg_size, _open, _open_regular, pixel_count, read_image
+from segcli.io.images import (
+    LoadedImage,
+    _check_jpeg_size,
+    _open,
+    _open_regular,
+    pillow_warnings,
+    pixel_count,
+    read_image,
+)
 
 MAP_ABOVE_PIXELS = 16_000_000
 """Images declaring more pixels than this are decoded into a memory map; smaller ones are
@@ -49,9 +56,10 @@ def read_image_mapped(
     ``max_pixels`` before any pixel is decoded, a forged JPEG, a FIFO, a missing file."""
     path = Path(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with _open_regular(path) as fh, _open(fh) as im:
+        with _open_regular(path) as fh:
+            with pillow_warnings(path, report=False):  # the full read says them
+                im = _open(fh)
+            with im:
                 width, height = im.size
                 fmt = im.format or "unknown"
         if max_pixels is not None and width * height > max_pixels:
@@ -90,9 +98,10 @@ def _memmap(shape: tuple[int, ...]) -> np.memmap:
 
 
 def _pillow_mapped(path: Path) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with _open_regular(path) as fh, _open(fh) as im:
+    with _open_regular(path) as fh:
+        with pillow_warnings(path):
+            opened = _open(fh)
+        with opened as im:
             width, height = im.size
             if im.mode in ("RGB", "L") and im.tile:
                 channels = 4 if im.mode == "RGB" else 1
@@ -101,7 +110,8 @@ def _pillow_mapped(path: Path) -> np.ndarray:
                 im.im = Image.core.map_buffer(mm, (width, height), "raw", 0, (im.mode, 0, 1))
                 ImageFile.ImageFile.load(im)
                 # after decoding: a PNG's getexif() would decode the image (in memory) to find it
-                orientation = int(im.getexif().get(0x0112, 1) or 1)
+                with pillow_warnings(path):  # corrupt EXIF: one warning naming the file
+                    orientation = int(im.getexif().get(0x0112, 1) or 1)
                 pixels = mm[..., :3] if channels > 1 else np.broadcast_to(mm[..., None], (height, width, 3))
             else:  # palette, alpha, 16-bit, CMYK: converted in memory, then mapped
                 rgb = read_image(path, max_pixels=None).pixels

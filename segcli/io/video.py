@@ -9,9 +9,10 @@ them (the display matrix of phone videos is applied), each with its true timesta
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import stat
 import struct
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,8 +22,9 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from segcli.core.errors import SegcliError, first_line
-from segcli.io.files import TEMP_SUFFIX, UMASK
+from segcli.core.errors import SegcliError, UsageError, first_line
+from segcli.io.files import make_temp
+from segcli.io.images import pixel_count
 
 if TYPE_CHECKING:
     import av
@@ -37,6 +39,14 @@ FALLBACK_ENCODER = "libvpx-vp9"
 """Used only when no H.264 encoder exists: VP9 in MP4 plays in Chrome, Firefox and Edge."""
 MP4_AUDIO_COPY = frozenset({"aac", "mp3", "opus", "flac", "alac"})
 """Audio codecs copied into the MP4 as they are (browsers play them); others are re-encoded to AAC."""
+AAC_RATES = frozenset(
+    {96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350}
+)
+"""Sample rates AAC takes; other rates are resampled to 48 kHz."""
+MAX_GAP_S = 3600.0
+"""The longest pause between two overlay frames: MP4 stores frame durations (and B-frame
+offsets) in 32 bits of 1/90000 s (6.6 h), so a longer pause in the clip's timestamps is
+shortened to one frame in the overlay (and noted); the JSONL keeps every frame's true time."""
 
 
 CODEC_THREADS = 2
@@ -121,6 +131,17 @@ def _open(path: Path) -> av.container.InputContainer:
     require_av()
     import av
 
+    try:  # a FIFO, socket or device is refused at once: FFmpeg would wait on it for ever
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise SegcliError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise SegcliError(f"{path}: cannot open ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise SegcliError(f"{path}: is a folder, not a video")
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise SegcliError(f"{path}: is {kind}, not a video file")
     try:
         return av.open(str(path), "r")
     except av.error.FFmpegError as exc:
@@ -133,9 +154,26 @@ def _open(path: Path) -> av.container.InputContainer:
 
 
 def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
-    if not container.streams.video:
+    """The clip's main video stream: the largest (by declared pixels) that is not a cover
+    picture or thumbnail; on equal sizes the first. A phone's or camera's preview stream,
+    or cover art, is never what is segmented."""
+    import av
+
+    streams = list(container.streams.video)
+    if not streams:
         raise SegcliError(f"{path}: has no video stream")
-    return container.streams.video[0]
+    still = av.stream.Disposition.attached_pic | av.stream.Disposition.timed_thumbnails
+
+    def rank(stream: av.video.stream.VideoStream) -> tuple[bool, int]:
+        moving = not (int(stream.disposition) & int(still))
+        ctx = stream.codec_context
+        return moving, int(ctx.width or 0) * int(ctx.height or 0)
+
+    best = streams[0]
+    for stream in streams[1:]:
+        if rank(stream) > rank(best):
+            best = stream
+    return best
 
 
 def _stream_fps(stream: av.video.stream.VideoStream) -> float:
@@ -155,13 +193,25 @@ def _stream_duration(
     return None
 
 
-def probe_video(path: str | Path) -> VideoInfo:
-    """Read a clip's declared properties; decodes the first frame for its display matrix."""
+def _check_pixels(path: Path, width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise SegcliError(
+            f"{path}: its frames are {width}x{height} = {pixel_count(width * height)}, over the "
+            f"{pixel_count(max_pixels)} limit (raise it with --max-pixels)"
+        )
+
+
+def probe_video(path: str | Path, *, max_pixels: int | None = None) -> VideoInfo:
+    """Read a clip's declared properties; decodes the first frame for its display matrix.
+    Frames larger than ``max_pixels`` are refused before any is decoded."""
     path = Path(path)
     import av
 
     with _open(path) as container:
         stream = _video_stream(container, path)
+        _check_pixels(
+            path, int(stream.codec_context.width or 0), int(stream.codec_context.height or 0), max_pixels
+        )
         fps = _stream_fps(stream)
         duration = _stream_duration(container, stream)
         frames = int(stream.frames or 0)
@@ -176,6 +226,7 @@ def probe_video(path: str | Path) -> VideoInfo:
             raise SegcliError(f"{path}: cannot decode its first frame ({first_line(exc)})") from None
         if first is None:
             raise SegcliError(f"{path}: holds no video frame")
+        _check_pixels(path, first.width, first.height, max_pixels)
         rotation = int(first.rotation)
         shape = upright(
             np.zeros((first.height, first.width, 1), np.uint8), rotation, display_matrix(first)
@@ -214,6 +265,10 @@ class VideoDecodeError(SegcliError):
         self.frame = frame
 
 
+MAX_SECONDS = 1e9
+"""The largest ``--start`` / ``--end`` (31 years): times are turned into integer timestamps."""
+
+
 @dataclass(frozen=True)
 class FrameSelection:
     """Which frames to read: ``[start, end)`` in seconds, every ``stride``-th, at most ``max_frames``."""
@@ -225,13 +280,15 @@ class FrameSelection:
 
     def __post_init__(self) -> None:
         if self.stride < 1:
-            raise SegcliError(f"--stride must be at least 1, got {self.stride}")
-        if self.start is not None and self.start < 0:
-            raise SegcliError(f"--start must be >= 0 seconds, got {self.start}")
+            raise UsageError(f"--stride must be at least 1, got {self.stride}")
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and 0 <= value <= MAX_SECONDS):
+                raise UsageError(f"--{name} must be between 0 and {MAX_SECONDS:g} seconds, got {value}")
         if self.end is not None and self.end <= (self.start or 0.0):
-            raise SegcliError(f"--end ({self.end}) must be after --start ({self.start or 0})")
+            raise UsageError(f"--end ({self.end}) must be after --start ({self.start or 0})")
         if self.max_frames is not None and self.max_frames < 1:
-            raise SegcliError(f"--max-frames must be at least 1, got {self.max_frames}")
+            raise UsageError(f"--max-frames must be at least 1, got {self.max_frames}")
 
     def to_dict(self) -> dict[str, object]:
         return {"stride": self.stride, "start": self.start, "end": self.end, "max_frames": self.max_frames}
@@ -240,7 +297,9 @@ class FrameSelection:
 _TIME_EPS = 1e-4  # seconds: a frame this close before --start still counts as at --start
 
 
-def read_frames(path: str | Path, selection: FrameSelection | None = None) -> Iterator[DecodedFrame]:
+def read_frames(
+    path: str | Path, selection: FrameSelection | None = None, *, max_pixels: int | None = None
+) -> Iterator[DecodedFrame]:
     """Decode ``path`` frame by frame (streaming), upright, as RGB uint8.
 
     ``index`` counts frames from the clip's first frame. After ``start`` (a seek to the
@@ -248,7 +307,8 @@ def read_frames(path: str | Path, selection: FrameSelection | None = None) -> It
     rate: exact for constant-frame-rate clips, an estimate for variable ones (``time_s``
     is always the frame's own timestamp). Raises :class:`VideoDecodeError` where the data
     is damaged (a decoder error, a frame flagged corrupt, or a clip that ends well before
-    its declared duration), after yielding every good frame before it.
+    its declared duration), after yielding every good frame before it. A frame larger than
+    ``max_pixels`` (a clip whose size grows mid-stream) stops it with a :class:`SegcliError`.
     """
     import av
 
@@ -303,6 +363,7 @@ def read_frames(path: str | Path, selection: FrameSelection | None = None) -> It
                 kept_from = index
             if (index - kept_from) % sel.stride:
                 continue
+            _check_pixels(path, frame.width, frame.height, max_pixels)
             rgb = frame.to_ndarray(format="rgb24")
             yield DecodedFrame(index, time_s, upright(rgb, int(frame.rotation), display_matrix(frame)))
             yielded += 1
@@ -322,6 +383,22 @@ def read_frames(path: str | Path, selection: FrameSelection | None = None) -> It
 
 
 # --------------------------------------------------------------------------- writing
+def _aac_problem(rate: int, layout: str) -> str | None:
+    """Why PyAV's AAC encoder cannot take ``rate`` Hz ``layout`` audio (None: it can)."""
+    import av
+
+    try:
+        ctx = av.CodecContext.create("aac", "w")
+        ctx.sample_rate = rate
+        ctx.layout = layout
+        ctx.format = "fltp"
+        ctx.bit_rate = 160_000
+        ctx.open()
+    except (av.error.FFmpegError, ValueError) as exc:
+        return first_line(exc)
+    return None
+
+
 def pick_encoder() -> str:
     """The first H.264 encoder PyAV's FFmpeg has; VP9 when there is none."""
     import av
@@ -371,18 +448,17 @@ class VideoWriter:
         self.path = path
         self.width, self.height = width, height
         self.encoded_size = (width + width % 2, height + height % 2)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-        os.close(fd)
-        os.chmod(tmp, 0o666 & ~UMASK)
-        self._tmp = Path(tmp)
+        self._tmp = make_temp(path)
+        tmp = str(self._tmp)
         self.codec = pick_encoder()
         self.time_base = Fraction(1, 90000)
         self.fps = fps if fps > 0 else 30.0
         self._t0: float | None = None
         self._last_pts = -1
+        self._skipped = 0  # ticks of long pauses cut out of the overlay (MAX_GAP_S)
         self.frames = 0
         self.audio_note: str | None = None
+        self.shortened_gaps = 0
         try:
             self._out = av.open(tmp, "w", format="mp4", options={"movflags": "+faststart"})
             rate = Fraction(self.fps).limit_denominator(100000)
@@ -401,6 +477,7 @@ class VideoWriter:
             self._audio_out: av.AudioStream | None = None
             self._resampler: av.AudioResampler | None = None
             self._audio_source = audio
+            self._audio_done = 0.0
             if audio is not None:
                 self._open_audio(audio)
         except BaseException:
@@ -423,9 +500,18 @@ class VideoWriter:
         self._audio_in = src
         if ain.codec_context.name in MP4_AUDIO_COPY:
             self._audio_out = self._out.add_stream_from_template(ain)
-        else:  # e.g. PCM (mov, avi), Vorbis (webm), AC-3: browsers do not play these in MP4
+        else:  # e.g. PCM (mov, avi, mkv), Vorbis (webm), AC-3: browsers do not play these in MP4
             rate = ain.codec_context.sample_rate or 48000
-            layout = ain.codec_context.layout if ain.codec_context.channels <= 2 else "stereo"
+            rate = rate if rate in AAC_RATES else 48000
+            # by channel count, never the source's layout object: AVI and MKV PCM declare an
+            # "unspecified" order the AAC encoder refuses; more than two channels are downmixed
+            layout = "mono" if ain.codec_context.channels == 1 else "stereo"
+            problem = _aac_problem(rate, layout)
+            if problem is not None:
+                self.audio_note = f"audio dropped: cannot encode {ain.codec_context.name} as AAC ({problem})"
+                self._audio_in = None
+                src.close()
+                return
             out = self._out.add_stream("aac", rate=rate)
             out.layout = layout
             out.bit_rate = 160_000
@@ -444,8 +530,23 @@ class VideoWriter:
         """Mux source audio packets up to ``until`` seconds of the output (None: to the end).
 
         The output's time 0 is the first written frame's source time; audio before it is
-        dropped and the rest shifted by it, so picture and sound stay in sync.
+        dropped and the rest shifted by it, so picture and sound stay in sync. Audio that
+        cannot be decoded, encoded or muxed stops the audio (noted), never the video.
         """
+        import av
+
+        try:
+            self._mux_audio(until)
+        except (av.error.FFmpegError, ValueError, OverflowError) as exc:
+            self._stop_audio(f"audio stopped after {self._audio_done:.2f} s ({first_line(exc)})")
+
+    def _stop_audio(self, note: str) -> None:
+        self._audio_packets = None
+        self._audio_pending = None
+        self._resampler = None
+        self.audio_note = note
+
+    def _mux_audio(self, until: float | None) -> None:
         if self._audio_packets is None or self._audio_out is None or self._t0 is None:
             return
         import av
@@ -474,6 +575,7 @@ class VideoWriter:
                 return
             if t < self._t0 - 1e-3:
                 continue
+            self._audio_done = t - self._t0
             if self._resampler is not None:
                 self._transcode(packet)
                 continue
@@ -483,6 +585,14 @@ class VideoWriter:
                 packet.dts -= shift
             packet.stream = self._audio_out
             self._out.mux(packet)
+
+    def _flush_audio(self) -> None:
+        import av
+
+        try:
+            self._transcode(None)
+        except (av.error.FFmpegError, ValueError) as exc:
+            self.audio_note = f"audio end lost ({first_line(exc)})"
 
     def _transcode(self, packet: av.packet.Packet[av.AudioStream] | None) -> None:
         """Decode ``packet`` (None: flush), resample, encode to AAC and mux."""
@@ -510,7 +620,15 @@ class VideoWriter:
             rgb = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
         if self._t0 is None:
             self._t0 = time_s
-        pts = max(round((time_s - self._t0) / self.time_base), self._last_pts + 1)
+        pts = round((time_s - self._t0) / self.time_base) - self._skipped
+        if self._last_pts >= 0 and pts - self._last_pts > MAX_GAP_S / self.time_base:
+            cut = pts - self._last_pts - max(round(1 / (self.fps * self.time_base)), 1)
+            self._skipped += cut
+            pts -= cut
+            self.shortened_gaps += 1
+            if self._audio_packets is not None:  # the sound after the pause has no place now
+                self._stop_audio(f"audio stopped at a pause of {cut * self.time_base:.0f} s in the clip")
+        pts = max(pts, self._last_pts + 1)
         self._last_pts = pts
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = pts
@@ -518,7 +636,7 @@ class VideoWriter:
         for packet in self._video.encode(frame):
             self._out.mux(packet)
         self.frames += 1
-        self._mux_audio_until(time_s - self._t0)
+        self._mux_audio_until(float(pts * self.time_base))
 
     def commit(self) -> None:
         """Flush the encoder, finish the audio, close the file and rename it into place."""
@@ -528,7 +646,7 @@ class VideoWriter:
             if self._t0 is not None:
                 self._mux_audio_until(self._last_pts * float(self.time_base) + 1.0 / self.fps)
                 if self._resampler is not None:
-                    self._transcode(None)
+                    self._flush_audio()
             self._close()
             os.replace(self._tmp, self.path)
         except BaseException:

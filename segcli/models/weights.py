@@ -17,7 +17,7 @@ import socket
 import sys
 import threading
 import urllib.error
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from segcli.core.categories import PLACEHOLDER_CLASSES
 from segcli.core.errors import SegcliError, UsageError, first_line
 from segcli.core.settings import Settings
 from segcli.models.registry import ModelSpec, Task, get_spec
@@ -188,6 +189,24 @@ def _read_meta(value: object, path: Path) -> CheckpointMeta | None:
         max_size=sizes["max_size"],
         train=train if isinstance(train, dict) else None,
     )
+
+
+def check_category_names(categories: Sequence[str], spec: ModelSpec, path: Path) -> None:
+    """Refuse a checkpoint's class list that gives a real class a name segcli reserves:
+    ``__background__`` anywhere but index 0, or ``N/A`` (torchvision's name for COCO's unused
+    slots, which exports leave out) unless the list is the architecture's own. Such a class
+    would vanish from YOLO-seg exports and from ``--classes``; one line says how to fix it."""
+    if tuple(categories) == tuple(spec.categories):
+        return
+    for index, name in enumerate(categories):
+        if index == 0:
+            continue
+        if name in PLACEHOLDER_CLASSES:
+            raise SegcliError(
+                f"checkpoint {path}: class {index} is named {name!r}, which segcli keeps for "
+                + ("the background (index 0 only)" if name == "__background__" else "unused slots (COCO's)")
+                + "; rename it in the checkpoint's 'categories'"
+            )
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, Tensor], tuple[str, ...] | None]:
@@ -458,6 +477,8 @@ def load_model(
         ckpt = load_checkpoint(path)
         spec = checkpoint_spec(ckpt.meta, model, path, task)
     state, ckpt_categories = ckpt.state, ckpt.categories
+    if ckpt_categories is not None:
+        check_category_names(ckpt_categories, spec, path)
     categories = ckpt_categories or spec.categories
     aux = spec.aux_loss and any(k.startswith("aux_classifier.") for k in state)
     with uninitialised_weights():  # the strict load below replaces every one of them

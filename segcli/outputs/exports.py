@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pycocotools.coco import COCO
 
+from segcli.core.jsonio import parse_json
 from segcli.datasets.groundtruth import CategoryMatch, match_categories, match_images
 from segcli.io.files import atomic_path
 from segcli.outputs.formats import results_from_record
@@ -65,7 +66,7 @@ def write_coco_results(
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
         out.write("[")
         for name, json_path in entries:
-            record = json.loads(json_path.read_text(encoding="utf-8"))
+            record = parse_json(json_path.read_text(encoding="utf-8"))
             used.update(int(inst["category_id"]) for inst in record["instances"])
             for result in results_from_record(record, ids[name], mapping):
                 out.write(("," if count else "") + json.dumps(result, ensure_ascii=False))

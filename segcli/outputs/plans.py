@@ -4,7 +4,6 @@ tree, shortened with a hash past NAME_MAX, collisions suffixed), completeness, t
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -12,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from segcli.core.errors import SegcliError, UsageError
-from segcli.io.files import NAME_MAX, atomic_write_bytes, name_bytes, truncate_name
+from segcli.core.jsonio import parse_json
+from segcli.io.files import NAME_MAX, atomic_write_bytes, make_folders, name_bytes, truncate_name
 from segcli.io.video import is_video_path
 from segcli.outputs.records import SCHEMA
 
@@ -47,7 +47,7 @@ def numbered_folder(base: Path, *, limit: int = 10_000) -> Path:
     """A new folder for this run: ``base`` if it does not exist yet, else the first of
     ``base-2``, ``base-3``, ... that does not. Made here with an exclusive ``mkdir``, so two runs
     started at once never share one (an existing folder, even an empty one, is never taken)."""
-    base.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(base.parent)
     for n in range(1, limit + 1):
         candidate = base if n == 1 else base.with_name(f"{base.name}-{n}")
         try:
@@ -231,7 +231,7 @@ def read_record(path: Path) -> dict[str, Any] | None:
     """The ``segcli.instances/1`` record at ``path``, or None if it is missing, empty,
     truncated or not such a record (a file to redo, not to trust)."""
     try:
-        record = json.loads(path.read_bytes())
+        record = parse_json(path.read_bytes())
     except (OSError, ValueError):
         return None
     if (
@@ -255,7 +255,7 @@ def mark_output(out_dir: Path) -> None:
     holds this one skips it instead of segmenting overlays. An error here (read-only disk,
     ``out_dir`` a file) is the caller's first sign that the folder cannot be written.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folders(out_dir)
     marker = out_dir / OUTPUT_MARKER
     if not marker.is_file():
         atomic_write_bytes(marker, b"segcli output folder: segcli batch does not descend into it.\n")

@@ -16,8 +16,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from segcli.core.errors import SegcliError
+from segcli.core.errors import SegcliError, first_line
 from segcli.core.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from segcli.core.signals import stop_requested, uninterrupted
 from segcli.io.images import DEFAULT_MAX_PIXELS
 from segcli.outputs.plans import DEFAULT_SAVE, OutputPlan, mark_output, plan_outputs
 from segcli.runs.discovery import Discovery, check_folders, discover
@@ -114,7 +115,8 @@ def run_videos(
     """Segment the videos one after another (each one a pipelined stream); True if interrupted.
 
     Ctrl-C stops at once: the video being processed leaves no output (it is redone next
-    time); videos finished before are complete.
+    time); videos finished before are complete. Any other error a video raises fails that
+    video alone.
     """
     for plan in plans:
 
@@ -123,7 +125,16 @@ def run_videos(
                 on_frame(plan, done, total)
 
         try:
-            emit(process_video(segmenter, plan, job, options, on_frame=frame_done))
+            result = process_video(segmenter, plan, job, options, on_frame=frame_done)
+        except KeyboardInterrupt:
+            return True
+        except Exception as exc:  # whatever a hostile clip raises fails that clip, never the run
+            reason = f"{plan.source}: {type(exc).__name__}: {first_line(exc)}"
+            result = ItemResult(plan, "failed", reason=reason)
+        if result.status == "failed" and stop_requested():
+            return True  # FFmpeg reported the signal as the file's error: it is the stop, redo it
+        try:
+            emit(result)
         except KeyboardInterrupt:
             return True
     return False
@@ -236,7 +247,7 @@ def run_batch(
         )
         plans = plan_outputs(found.files, output, root=folder)
         video = opts.video.to_dict() if any(plan.is_video for plan in plans) else None
-        removed = remove_stale_temp_files(output)  # under the lock: no other run's temp files
+        removed = remove_stale_temp_files(output, plans, input_root=folder)  # under the lock: none in use
         if not opts.overwrite:
             check_previous_run(output, job, video)
         skipped, todo = partition_plans(plans, job, overwrite=opts.overwrite)
@@ -253,16 +264,42 @@ def run_batch(
             ),
         )
         events.started(len(plans), removed)
-        report = run_partitioned(
-            skipped,
-            todo,
-            job,
-            eng,
-            on_result=events.result,
-            segmenter=seg,
-            video=opts.video,
-            on_video_frame=events.video_frame,
-        )
+        seen: list[ItemResult] = []
+
+        def on_result(result: ItemResult) -> None:
+            events.result(result)
+            seen.append(result)
+
+        try:
+            report = run_partitioned(
+                skipped,
+                todo,
+                job,
+                eng,
+                on_result=on_result,
+                segmenter=seg,
+                video=opts.video,
+                on_video_frame=events.video_frame,
+            )
+        except Exception as exc:  # the engine itself failed: run.json must not stay "running"
+            partial = RunReport(results=seen)
+            summary = run_summary(
+                partial,
+                job=job,
+                input_dir=folder,
+                out_dir=output,
+                engine=eng.describe(),
+                problems=found.problems,
+                started=started,
+                inputs=len(plans),
+                video=video,
+            )
+            summary["status"] = "failed"
+            summary["error"] = (
+                str(exc) if isinstance(exc, SegcliError) else f"{type(exc).__name__}: {first_line(exc)}"
+            )
+            uninterrupted(lambda: write_run_json(output, summary))
+            raise
         summary = run_summary(
             report,
             job=job,

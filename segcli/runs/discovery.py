@@ -4,18 +4,14 @@ folders skipped), a --from-list file read, and the input/output folder checks.""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from segcli.core.errors import SegcliError, UsageError
 from segcli.io.images import is_image_path
 from segcli.io.video import is_video_path
 from segcli.outputs.plans import OUTPUT_MARKER
-
-if TYPE_CHECKING:
-    pass
 
 
 # --------------------------------------------------------------------------- discovery
@@ -37,45 +33,70 @@ def discover(
     nor are other segcli output folders (they hold :data:`OUTPUT_MARKER`), which are
     listed in ``outputs``.
     """
-    excluded = {os.path.realpath(p) for p in exclude}
+
+    def identity(path: Path | os.DirEntry[str]) -> tuple[int, int] | None:
+        """A folder's (device, inode): the same however it is reached (a link, ``..``), found
+        without resolving its path from the top (``realpath`` costs a system call per level,
+        so depth x depth in a deep tree of links)."""
+        try:
+            st = path.stat() if isinstance(path, os.DirEntry) else os.stat(path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    excluded = {ident for ident in map(identity, exclude) if ident is not None}
 
     def wanted(path: Path) -> bool:
         return is_image_path(path) or (videos and is_video_path(path))
 
-    seen: set[str] = set()
+    seen: set[tuple[int, int]] = set()
     files: list[Path] = []
     problems: list[tuple[Path, str]] = []
     outputs: list[Path] = []
 
-    def walk(folder: Path) -> None:
-        real = os.path.realpath(folder)
-        if real in seen or real in excluded:
-            return
-        seen.add(real)
+    def enter(folder: Path, ident: tuple[int, int] | None) -> Iterator[os.DirEntry[str]] | None:
+        """The sorted entries of ``folder`` (of identity ``ident``), or None where it is not
+        to be walked: seen before (a loop, or a second link to it), excluded, an output folder."""
+        if ident is not None:
+            if ident in seen or ident in excluded:
+                return None
+            seen.add(ident)
         if folder != root and (folder / OUTPUT_MARKER).is_file():
             outputs.append(folder)
-            return
+            return None
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            with os.scandir(folder) as listing:
+                return iter(sorted(listing, key=lambda e: e.name))
         except OSError as exc:
             problems.append((folder, f"cannot list folder ({exc.strerror or exc})"))
-            return
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            path = folder / entry.name
-            try:
-                if entry.is_dir(follow_symlinks=True):
-                    if recursive:
-                        walk(path)
-                elif entry.is_file(follow_symlinks=True) and wanted(path):
-                    files.append(path)
-                elif entry.is_symlink() and not path.exists() and wanted(path):
-                    problems.append((path, "broken symbolic link"))
-            except OSError as exc:
-                problems.append((path, f"cannot stat ({exc.strerror or exc})"))
+            return None
 
-    walk(root)
+    # Depth first, in name order, with a stack of its own: a tree of any depth (thousands of
+    # nested folders) never meets Python's recursion limit.
+    first = enter(root, identity(root))
+    stack: list[tuple[Path, Iterator[os.DirEntry[str]]]] = [(root, first)] if first is not None else []
+    while stack:
+        folder, entries = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
+        if entry.name.startswith("."):
+            continue
+        path = folder / entry.name
+        try:
+            if entry.is_dir(follow_symlinks=True):
+                if recursive:
+                    inner = enter(path, identity(entry))
+                    if inner is not None:
+                        stack.append((path, inner))
+            elif entry.is_file(follow_symlinks=True) and wanted(path):
+                files.append(path)
+            elif entry.is_symlink() and not path.exists() and wanted(path):
+                problems.append((path, "broken symbolic link"))
+        except OSError as exc:
+            problems.append((path, f"cannot stat ({exc.strerror or exc})"))
+
     return Discovery(files=files, problems=problems, outputs=outputs)
 
 

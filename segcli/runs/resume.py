@@ -3,12 +3,12 @@ weights into an output folder (checked against run.json and every per-image JSON
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from segcli.core.errors import SegcliError
+from segcli.core.jsonio import parse_json
 from segcli.outputs.plans import OutputPlan, read_record
 from segcli.runs.engines.base import ItemResult, Job
 from segcli.runs.video import earlier_failure
@@ -114,7 +114,7 @@ def check_previous_run(out_dir: Path, job: Job, video: dict[str, Any] | None = N
     if not previous.is_file():
         return
     try:
-        old = json.loads(previous.read_text(encoding="utf-8"))
+        old = parse_json(previous.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return
     if not isinstance(old, dict):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,9 +17,19 @@ from typing import TYPE_CHECKING, Any, TypedDict, cast
 from segcli.core.categories import PLACEHOLDER_CLASSES
 from segcli.core.errors import SegcliError
 from segcli.core.signals import uninterrupted
-from segcli.io.files import atomic_write_bytes, fsync_dir, is_temp_name
+from segcli.io.files import (
+    NAME_MAX,
+    atomic_write_bytes,
+    fsync_dir,
+    is_segcli_temp,
+    legacy_temp_target,
+    make_folders,
+    truncate_name,
+)
+from segcli.io.locks import LOCK_NAME as LOCK_NAME  # re-exported: its old home
+from segcli.io.locks import output_lock
 from segcli.outputs.formats import yolo_data_yaml
-from segcli.outputs.plans import YOLO_DIR, OutputPlan
+from segcli.outputs.plans import EXTRA_SUFFIXES, OUTPUT_KINDS, OUTPUT_MARKER, YOLO_DIR, OutputPlan
 from segcli.outputs.records import dumps
 from segcli.outputs.writers import write_coco
 from segcli.runs.engines.base import ItemResult, Job, Status
@@ -29,68 +39,140 @@ if TYPE_CHECKING:
 
 
 RUN_SCHEMA = "segcli.run/2"
-LOCK_NAME = ".segcli.lock"
-"""The lock file in an output folder: held (``flock``) by the run writing into it."""
 
 
-def remove_stale_temp_files(out_dir: Path) -> int:
-    """Remove ``.*.part`` files/folders left by a killed run; returns how many."""
+ATTEMPT_SUFFIX = ".attempt.part"
+"""The Ray engine's attempt mark beside an input's outputs: ``.<output base name>.attempt.part``."""
+TOP_LEVEL_FILES = frozenset({"run.json", "coco.json", "coco-results.json", "eval.json", OUTPUT_MARKER})
+"""Files segcli writes at the top of an output folder (besides the inputs' outputs)."""
+_LEGACY_ROOM = NAME_MAX - len(".part") - 8 - 2
+"""Earlier versions cut a target name to this many bytes in its temporary name."""
+_PR_CURVE = re.compile(r"\d{3}-.+\.png", re.DOTALL)
+
+
+def _owned_names(
+    out_dir: Path, plans: Sequence[OutputPlan]
+) -> tuple[dict[Path, set[str]], dict[Path, set[str]]]:
+    """Per folder: the names segcli writes there for ``plans`` (every output kind, so that a
+    run with another ``--save`` before is covered), and the output bases (attempt marks)."""
+    names: dict[Path, set[str]] = {out_dir: set(TOP_LEVEL_FILES), out_dir / YOLO_DIR: {"data.yaml"}}
+    bases: dict[Path, set[str]] = {}
+    for plan in plans:
+        paths = list(plan.paths(OUTPUT_KINDS).values())
+        if not plan.is_video:
+            paths.append(plan.base.with_name(plan.base.name + EXTRA_SUFFIXES[0]))  # the id map preview
+        for path in paths:
+            names.setdefault(path.parent, set()).add(path.name)
+        bases.setdefault(plan.base.parent, set()).add(plan.base.name)
+    return names, bases
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def remove_stale_temp_files(
+    out_dir: Path, plans: Sequence[OutputPlan] = (), *, input_root: Path | None = None
+) -> int:
+    """Remove the temporary files and folders a killed run left in ``out_dir``; returns how many.
+
+    Only what segcli provably made, only where it writes, never inside the input tree:
+
+    - folders: ``out_dir`` (which holds the output marker), the folders the outputs of
+      ``plans`` go to (``yolo/``, ``labelme/`` and ``pr/`` included); never a folder outside
+      ``out_dir`` (a link), inside another segcli output folder (it has its own lock), one
+      that holds an input of ``plans``, or inside ``input_root`` (unless ``out_dir`` itself
+      lies in it, as ``photos/out`` does);
+    - names: this version's temporary names (:func:`segcli.io.files.is_segcli_temp`, which
+      checks their hash digits); an earlier version's ``.<name>.XXXXXXXX.part`` only where
+      ``<name>`` is an output segcli writes in that folder; the Ray engine's attempt marks
+      ``.<base>.attempt.part`` of a planned input.
+
+    A user's ``.thesis.docx.part`` (or any other file) is never touched. Call it under the
+    output folder's exclusive lock: then no other segcli process is writing there.
+    """
+    if not (out_dir / OUTPUT_MARKER).is_file():
+        return 0  # not a folder segcli owns
+    out_real = os.path.realpath(out_dir)
+    protect = os.path.realpath(input_root) if input_root is not None else None
+    if protect is not None and _inside(out_real, protect):
+        protect = None  # the output folder lies in the input tree, which never enters it
+    names, bases = _owned_names(out_dir, plans)
+    folders = dict.fromkeys([*names, *bases, out_dir / "pr"])
+    holding_inputs = set()  # folders an input lies in, by identity: never cleaned, whatever the tree
+    for parent in {os.path.dirname(os.path.abspath(plan.source)) for plan in plans}:
+        try:
+            st = os.stat(parent)
+        except OSError:
+            continue
+        holding_inputs.add((st.st_dev, st.st_ino))
+    foreign: dict[Path, bool] = {}
+
+    def in_foreign_output(folder: Path) -> bool:
+        """Whether ``folder`` (below ``out_dir``) lies in another segcli output folder (a loop,
+        not recursion: output trees may be thousands of folders deep)."""
+        chain: list[Path] = []
+        answer = False
+        while folder != out_dir and len(folder.parts) > len(out_dir.parts):
+            if folder in foreign:
+                answer = foreign[folder]
+                break
+            chain.append(folder)
+            folder = folder.parent
+        for below in reversed(chain):  # from the top down: a marker above marks all below
+            answer = answer or (below / OUTPUT_MARKER).exists()
+            foreign[below] = answer
+        return foreign[chain[0]] if chain else answer
+
     removed = 0
-    if not out_dir.is_dir():
-        return 0
-    for folder, dirs, names in os.walk(out_dir):
-        for name in [*names, *dirs]:
-            if is_temp_name(name):
-                target = Path(folder) / name
-                if target.is_dir():
-                    shutil.rmtree(target, ignore_errors=True)
+    for folder in folders:
+        real = os.path.realpath(folder)
+        if not _inside(real, out_real) or (protect is not None and _inside(real, protect)):
+            continue
+        if in_foreign_output(folder):
+            continue
+        try:
+            st = os.stat(folder)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) in holding_inputs:
+            continue
+        owned = names.get(folder, set())
+        legacy = owned | {truncate_name(n, _LEGACY_ROOM) for n in owned}
+        marks = {f".{b}{ATTEMPT_SUFFIX}" for b in bases.get(folder, ())}
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.name
+            target = legacy_temp_target(name)
+            ours = (
+                is_segcli_temp(name)
+                or name in marks
+                or (
+                    target is not None
+                    and (target in legacy or (folder.name == "pr" and bool(_PR_CURVE.fullmatch(target))))
+                )
+            )
+            if not ours:
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
                 else:
-                    target.unlink(missing_ok=True)
-                removed += 1
-        dirs[:] = [d for d in dirs if not is_temp_name(d)]
+                    os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                continue
+            removed += 1
     return removed
 
 
 # --------------------------------------------------------------------------- the lock
-@contextmanager
-def lock_output(out_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``out_dir`` (created if missing) for the block.
-
-    Another process holding it makes this raise a one-line :class:`SegcliError` naming its
-    pid and host. The lock is ``flock`` on ``.segcli.lock``: released by the kernel when the
-    holder exits, however it exits, so a killed run never leaves a stale lock. (On network
-    filesystems without ``flock``, and on Windows, no lock is taken.)
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:
-        raise SegcliError(f"cannot lock output folder {out_dir} ({exc.strerror or exc})") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
-            who = f"pid {holder[0]} on {holder[1]}" if len(holder) >= 2 else "another process"
-            raise SegcliError(
-                f"output folder {out_dir} is in use by another segcli run ({who}); "
-                "wait for it to finish or choose another --output"
-            ) from None
-        except OSError:  # no flock on this filesystem
-            pass
-        try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
-        except OSError:  # a full disk: the lock holds all the same, only the note is missing
-            pass
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+lock_output = output_lock
+"""The output-folder lock (:func:`segcli.io.locks.output_lock`); a run holds it exclusive."""
 
 
 # --------------------------------------------------------------------------- running
@@ -188,10 +270,12 @@ class _RunSummaryFields(TypedDict):
 class RunSummary(_RunSummaryFields, total=False):
     """``run.json`` once a run has ended (schema ``segcli.run/2``), as :func:`run_summary` makes
     it; read by the CLI's summary table, ``segcli eval`` and ``segcli demo``. ``video`` is there
-    when the run had videos, ``coco_error`` when coco.json could not be written."""
+    when the run had videos, ``coco_error`` when coco.json could not be written, ``error``
+    when the engine itself failed (status ``failed``)."""
 
     video: dict[str, Any]
     coco_error: str
+    error: str
 
 
 def _rate(count: int, seconds: float) -> float | None:
@@ -373,7 +457,7 @@ def write_yolo_dataset(out_dir: Path, categories: Sequence[str], input_dir: Path
     link to the input folder, so that Ultralytics finds each label at its image's path with
     ``images`` -> ``labels``. Returns the data.yaml path."""
     root = out_dir / YOLO_DIR
-    root.mkdir(parents=True, exist_ok=True)
+    make_folders(root)
     names = [c for c in categories if c not in PLACEHOLDER_CLASSES]
     data = yolo_data_yaml(names, path=str(root.absolute()), train="images", val="images")
     atomic_write_bytes(root / "data.yaml", data.encode("utf-8"))

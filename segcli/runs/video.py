@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -37,8 +35,10 @@ import numpy as np
 
 from segcli.core.errors import SegcliError, first_line
 from segcli.core.instances import Instances
+from segcli.core.jsonio import parse_json
+from segcli.core.settings import DEFAULT_MAX_PIXELS
 from segcli.draw.annotators import Annotator, Color, OverlayAnnotator, instance_color
-from segcli.io.files import TEMP_SUFFIX, UMASK, atomic_write_bytes
+from segcli.io.files import atomic_write_bytes, make_temp
 from segcli.io.video import (
     AudioSource,
     DecodedFrame,
@@ -52,6 +52,7 @@ from segcli.io.video import (
 from segcli.outputs.plans import OutputPlan, video_paths
 from segcli.outputs.records import dumps, instances_record
 from segcli.runs.engines.base import ItemResult, Job
+from segcli.runs.engines.local import BYTES_PER_PIXEL, DECODE_BUDGET_BYTES
 from segcli.runs.track import UNTRACKED, Tracker, TrackerConfig, TrackLog
 
 VIDEO_SCHEMA = "segcli.video/1"
@@ -70,6 +71,10 @@ class VideoOptions:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     batch_size: int = 1
     queue_frames: int = 4  # frames each queue holds (decode -> model, model -> writer); >= 2 batches
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # frames larger than this: the video fails
+    memory_budget: int = DECODE_BUDGET_BYTES
+    """Bytes for frames in flight (BYTES_PER_PIXEL per pixel, decoded until written), as for
+    images; one frame is always allowed, however large."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -144,6 +149,37 @@ def frame_record(
     return {"schema": record.pop("schema"), "frame": frame.index, "time_s": round(frame.time_s, 6), **record}
 
 
+class _ByteBudget:
+    """Bytes held by frames in flight; :meth:`acquire` waits while others hold too much."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+        self.waiting = False
+        self._cond = threading.Condition()
+
+    def acquire(self, n: int, stop: threading.Event) -> bool:
+        """Hold ``n`` bytes once they fit (or nothing else is held); False if ``stop`` is set first."""
+        with self._cond:
+            while self.held and self.held + n > self.limit:
+                if stop.is_set():
+                    return False
+                self.waiting = True
+                self._cond.wait(0.1)
+            self.waiting = False
+            self.held += n
+            return True
+
+    def adjust(self, n: int) -> None:
+        """Hold ``n`` bytes more (or fewer), at once."""
+        with self._cond:
+            self.held += n
+            self._cond.notify_all()
+
+    def release(self, n: int) -> None:
+        self.adjust(-n)
+
+
 class _Outputs:
     """The temp files of one video, renamed into place by :meth:`commit` (summary last)."""
 
@@ -160,12 +196,8 @@ class _Outputs:
                     paths["overlay"], width=info.width, height=info.height, fps=fps, audio=audio
                 )
             if "jsonl" in paths:
-                target = paths["jsonl"]
-                target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=target.parent)
-                os.fchmod(fd, 0o666 & ~UMASK)
-                self._jsonl_tmp = Path(tmp)
-                self.jsonl = os.fdopen(fd, "wb")
+                self._jsonl_tmp = make_temp(paths["jsonl"])
+                self.jsonl = open(self._jsonl_tmp, "wb")  # noqa: SIM115 (closed by commit/abort)
         except BaseException:
             self.abort()
             raise
@@ -255,7 +287,7 @@ def segment_video(
     opts = options or VideoOptions()
     started = time.perf_counter()
     try:
-        info = probe_video(source)
+        info = probe_video(source, max_pixels=opts.max_pixels)
     except SegcliError as exc:
         return VideoResult(source, "failed", reason=first_line(exc))
     model_info = segmenter.model_info()
@@ -264,7 +296,13 @@ def segment_video(
     video_path = record_path if record_path is not None else str(source)
     sel = opts.selection
     audio = AudioSource(source, start=sel.start or 0.0, end=sel.end) if info.audio else None
-    outs = _Outputs(outputs, info, info.fps / sel.stride, audio)
+    try:
+        outs = _Outputs(outputs, info, info.fps / sel.stride, audio)
+    except (OSError, SegcliError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
+        return VideoResult(source, "failed", reason=f"{source}: cannot write outputs ({why})")
+    except Exception as exc:  # PyAV refusing the output (an FFmpegError is an OSError too)
+        return VideoResult(source, "failed", reason=f"{source}: cannot write outputs ({first_line(exc)})")
     annot = annotator or OverlayAnnotator()
     tracker = Tracker(opts.tracker) if opts.track else None
     log = TrackLog()
@@ -279,12 +317,21 @@ def segment_video(
     counts = {"written": 0, "instances": 0}
 
     last_index = [-1]
+    budget = _ByteBudget(opts.memory_budget)
+    declared = BYTES_PER_PIXEL * info.width * info.height
 
     def decode() -> None:
         try:
-            for frame in read_frames(source, sel):
+            frames = read_frames(source, sel, max_pixels=opts.max_pixels)
+            while budget.acquire(declared, stop):  # before the frame is decoded
+                frame = next(frames, None)
+                if frame is None:
+                    budget.release(declared)
+                    break
+                cost = BYTES_PER_PIXEL * frame.pixels.shape[0] * frame.pixels.shape[1]
+                budget.adjust(cost - declared)
                 last_index[0] = frame.index
-                if not _put(frames_q, frame, stop):
+                if not _put(frames_q, (frame, cost), stop):
                     return
         except BaseException as exc:
             decode_error.append(exc)
@@ -296,7 +343,7 @@ def segment_video(
                 item = _get(results_q, stop)
                 if item is _END:
                     return
-                frame, instances, ids = item
+                frame, cost, instances, ids = item
                 if outs.overlay is not None:
                     outs.overlay.write(draw_frame(annot, frame.pixels, instances, ids), frame.time_s)
                 record = frame_record(
@@ -308,6 +355,8 @@ def segment_video(
                     log.add(frame.index, instances, ids)
                 counts["written"] += 1
                 counts["instances"] += len(instances)
+                del frame, instances, item
+                budget.release(cost)
         except BaseException as exc:
             write_error.append(exc)
             stop.set()
@@ -321,9 +370,17 @@ def segment_video(
     try:
         ended = False
         while not ended and not stop.is_set():
-            batch: list[DecodedFrame] = []
+            batch: list[tuple[DecodedFrame, int]] = []
             while len(batch) < opts.batch_size:
-                item = _get(frames_q, stop)
+                if batch and budget.waiting and frames_q.empty():
+                    break  # the budget holds no more frames: a smaller batch, not a deadlock
+                try:
+                    item = frames_q.get(timeout=0.1)
+                except queue.Empty:
+                    if stop.is_set():
+                        ended = True
+                        break
+                    continue
                 if item is _END:
                     ended = True
                     break
@@ -331,15 +388,15 @@ def segment_video(
             if not batch:
                 break
             try:
-                results = segmenter([f.pixels for f in batch])
+                results = segmenter([f.pixels for f, _ in batch])
             except (KeyboardInterrupt, SystemExit):
                 raise
             except BaseException as exc:
                 model_error = exc
                 break
-            for frame, instances in zip(batch, results):
+            for (frame, cost), instances in zip(batch, results):
                 ids = tracker.update(instances) if tracker is not None else None
-                if not _put(results_q, (frame, instances, ids), stop):
+                if not _put(results_q, (frame, cost, instances, ids), stop):
                     break
             processed += len(batch)
             if on_frame is not None:
@@ -404,6 +461,7 @@ def segment_video(
                 "height": outs.overlay.encoded_size[1],
                 "frames": outs.overlay.frames,
                 "audio": outs.overlay.audio_note or ("copied" if info.audio else None),
+                "shortened_pauses": outs.overlay.shortened_gaps,
             }
             if outs.overlay is not None
             else None
@@ -413,7 +471,12 @@ def segment_video(
         "seconds": round(seconds, 3),
         "frames_per_second": round(counts["written"] / seconds, 3) if seconds > 0 else None,
     }
-    outs.commit(summary)
+    try:
+        outs.commit(summary)
+    except Exception as exc:  # the muxer refusing the file at its end, a full disk: this video only
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
+        reason = f"{source}: cannot write outputs ({why})"
+        return VideoResult(source, "failed", processed=counts["written"], reason=reason, seconds=seconds)
     return VideoResult(
         source,
         "failed" if damage is not None else "done",
@@ -450,7 +513,7 @@ def process_video(
     Any engine may call it with its own segmenter (the video is one unit of work).
     ``record`` is the ``segcli.video/1`` summary when one was written.
     """
-    opts = dataclasses.replace(options, batch_size=job.batch_size)
+    opts = dataclasses.replace(options, batch_size=job.batch_size, max_pixels=job.max_pixels)
     result = segment_video(
         segmenter,
         plan.source,
@@ -476,7 +539,7 @@ def process_video(
 def earlier_failure(summary_path: Path) -> str | None:
     """The error an earlier run recorded in a video's summary (a damaged clip), else None."""
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+        summary = parse_json(summary_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if summary.get("schema") == VIDEO_SCHEMA and summary.get("status") == "failed":

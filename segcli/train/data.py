@@ -26,11 +26,9 @@ applies it, so labels drawn on the upright image (LabelMe, CVAT, segcli itself) 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import stat
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -42,6 +40,8 @@ from pycocotools import mask as mask_utils
 
 from segcli.core.categories import PLACEHOLDER_CLASSES
 from segcli.core.errors import UsageError, first_line
+from segcli.core.jsonio import parse_json
+from segcli.core.masks import rle_problem
 from segcli.core.settings import DEFAULT_MAX_PIXELS
 from segcli.io.images import IMAGE_EXTENSIONS
 
@@ -179,14 +179,14 @@ def image_size(path: Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple
         raise ValueError("is a folder, not an image")
     if not stat.S_ISREG(mode):
         raise ValueError("is not a regular file")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with Image.open(path) as im:
-            width, height = im.size
-            try:
-                orientation = int(im.getexif().get(0x0112, 1))
-            except Exception:
-                orientation = 1
+    from segcli.io.images import pillow_warnings
+
+    with pillow_warnings(Path(path), report=False), Image.open(path) as im:  # read_image reports them
+        width, height = im.size
+        try:
+            orientation = int(im.getexif().get(0x0112, 1))
+        except Exception:
+            orientation = 1
     if width < 1 or height < 1:
         raise ValueError(f"has no pixels ({width}x{height})")
     if max_pixels is not None and width * height > max_pixels:
@@ -501,6 +501,10 @@ def _coco_geometry(segm: Any, height: int, width: int, where: str, problems: _Pr
         if isinstance(counts, list) and sum(int(c) for c in counts) != height * width:
             problems.add(f"{where}: RLE counts cover {sum(counts)} pixels, the image has {height * width}")
             return None
+        problem = rle_problem(segm, height, width)  # a compressed string's runs too
+        if problem is not None:
+            problems.add(f"{where}: {problem}")
+            return None
         try:
             _rle_object(segm, height, width)
             if not isinstance(counts, list):
@@ -533,7 +537,7 @@ def read_labelme(
     records: list[tuple[Path, dict[str, Any]]] = []
     for file in files:
         try:
-            rec = json.loads(file.read_text(encoding="utf-8"))
+            rec = parse_json(file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             if data.is_file():
                 problems.add(f"{file}: not a readable LabelMe JSON file ({first_line(exc)})")
@@ -857,7 +861,7 @@ def detect_format(data: str | Path) -> str:
         return "yolo"
     if path.suffix.lower() == ".json":
         try:
-            head = json.loads(path.read_text(encoding="utf-8"))
+            head = parse_json(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise DataError([f"{path}: not a readable JSON file ({first_line(exc)})"]) from None
         return "labelme" if isinstance(head, dict) and "shapes" in head else "coco"

@@ -18,7 +18,6 @@ Ray starts), then shows the run's progress from ``train.json`` as worker 0 write
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -29,6 +28,7 @@ from typing import Any
 import torch
 
 from segcli.core.errors import SegcliError, UsageError, first_line
+from segcli.core.jsonio import parse_json
 from segcli.train.loop import TrainEvents, TrainOptions, TrainResult, check_output, run_train
 from segcli.train.parallel import Parallel
 
@@ -160,7 +160,7 @@ def run_train_ray(
             raise cause
         raise SegcliError(f"the Ray Train run failed: {first_line(cause)}") from None
     shutil.rmtree(out / ".ray", ignore_errors=True)  # Ray Train's own run state: not needed after
-    record = json.loads((out / "train.json").read_text(encoding="utf-8"))
+    record = parse_json((out / "train.json").read_text(encoding="utf-8"))
     best = out / "best.pt"
     return TrainResult(out, out / "last.pt", best if best.is_file() else None, record)
 
@@ -171,7 +171,7 @@ def _mark_interrupted(out: Path) -> None:
     from segcli.outputs.writers import dumps
 
     try:
-        record = json.loads((out / "train.json").read_text(encoding="utf-8"))
+        record = parse_json((out / "train.json").read_text(encoding="utf-8"))
         record["status"] = "interrupted"
         atomic_write_bytes(out / "train.json", dumps(record))
     except (OSError, ValueError):
@@ -180,7 +180,7 @@ def _mark_interrupted(out: Path) -> None:
 
 def _show_epochs(out: Path, shown: int, events: TrainEvents) -> int:
     try:
-        record = json.loads((out / "train.json").read_text(encoding="utf-8"))
+        record = parse_json((out / "train.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return shown
     epochs = record.get("epochs") or []

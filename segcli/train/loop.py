@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 
 from segcli.core.errors import SegcliError, UsageError
+from segcli.core.jsonio import parse_json
 from segcli.train.augment import Augment, example_rng, load_pixels, make_example
 from segcli.train.data import (
     SCENE_VAL_COUNT,
@@ -275,12 +276,20 @@ def check_output(out: Path, resume: bool) -> None:
         )
 
 
+WRITTEN_FILES = (*RUN_FILES, "curves.png", "val.json")
+"""What a run writes at the top of its folder (the temporary files a kill leaves are theirs)."""
+
+
 def _remove_stale_parts(out: Path) -> None:
-    from segcli.io.files import is_temp_name
+    """Remove the temporary files a killed run left: only names segcli provably made (see
+    :func:`segcli.io.files.is_segcli_temp`), or an earlier version's ``.<name>.XXXXXXXX.part``
+    of a file a run writes here; never a user's ``.notes.part``."""
+    from segcli.io.files import is_segcli_temp, legacy_temp_target
 
     if out.is_dir():
         for entry in out.iterdir():
-            if is_temp_name(entry.name) and entry.is_file():
+            ours = is_segcli_temp(entry.name) or legacy_temp_target(entry.name) in WRITTEN_FILES
+            if ours and entry.is_file() and not entry.is_symlink():
                 with contextlib.suppress(OSError):
                     entry.unlink()
 
@@ -458,10 +467,9 @@ def _val_for(
 
 def _validated_epochs(out: Path) -> dict[str, Any] | None:
     """train.json's epochs and best, if it can be read (a validation finished before a kill)."""
-    import json
 
     try:
-        data = json.loads((out / "train.json").read_text(encoding="utf-8"))
+        data = parse_json((out / "train.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("epochs"), list) else None
@@ -477,9 +485,7 @@ def _prepare_val(val: Dataset, how: str, out: Path, val_is_file: bool) -> ValSet
     """A COCO --val file is evaluated as it is when COCOeval can read it (every annotation
     has a ``bbox`` and an ``area``); anything else is written as ``val.json``."""
     if val_is_file and val.coco_file is not None and val.images_root is not None:
-        import json
-
-        data = json.loads(val.coco_file.read_text(encoding="utf-8"))
+        data = parse_json(val.coco_file.read_text(encoding="utf-8"))
         if all(isinstance(a, dict) and "bbox" in a and "area" in a for a in data["annotations"]):
             return ValSet(val.coco_file, val.images_root, len(val.samples), how)
         how += " (its annotations lack bbox/area, which COCOeval needs: evaluated as val.json)"
@@ -506,8 +512,29 @@ def run_train(
 
     ``parallel``: this process is one worker of a data-parallel run
     (:mod:`segcli.train.distributed`): each step's batch is shared out between the workers and
-    their gradients averaged; worker 0 alone writes files and validates.
+    their gradients averaged; worker 0 alone writes files and validates. The writer holds the
+    output folder's lock (exclusive) throughout: another segcli command writing there is
+    refused, or refuses this run.
     """
+    if parallel is not None and parallel.rank != 0:
+        return _run_train(opts, events, parallel=parallel, hold=None)
+    from segcli.io.locks import check_output_free
+
+    out = Path(opts.output)
+    check_output(out, opts.resume)  # its usage errors first, as before
+    if out.is_dir():
+        check_output_free(out, shared=False)  # a folder in use: refused before any model loads
+    with contextlib.ExitStack() as hold:  # the lock, from when the folder is made to the end
+        return _run_train(opts, events, parallel=parallel, hold=hold)
+
+
+def _run_train(
+    opts: TrainOptions,
+    events: TrainEvents | None,
+    *,
+    parallel: Parallel | None,
+    hold: contextlib.ExitStack | None,
+) -> TrainResult:
     lead = parallel is None or parallel.rank == 0
     events = events or TrainEvents()
     out = Path(opts.output)
@@ -623,6 +650,10 @@ def run_train(
     budget = s["time_minutes"] * 60.0 if s["time_minutes"] is not None else None
 
     if lead:
+        if hold is not None:
+            from segcli.io.locks import output_lock
+
+            hold.enter_context(output_lock(out))  # makes the folder
         out.mkdir(parents=True, exist_ok=True)
         _remove_stale_parts(out)
         valset = _prepare_val(val, how, out, val_arg is not None and val.format == "coco")

@@ -228,7 +228,9 @@ def test_batch_writes_every_export_format(scenes: Path, tmp_path: Path) -> None:
 
 def test_batch_coco_ids_from_a_ground_truth_that_lacks_an_input(scenes: Path, tmp_path: Path) -> None:
     gt = json.loads((scenes / "ground-truth.json").read_text())
-    gt["images"] = [img for img in gt["images"] if img["file_name"] != "tiled-floor.png"]
+    gone = {img["id"] for img in gt["images"] if img["file_name"] == "tiled-floor.png"}
+    gt["images"] = [img for img in gt["images"] if img["id"] not in gone]
+    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] not in gone]
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     out = tmp_path / "out"
     result = runner.invoke(

@@ -26,6 +26,7 @@ from typer.testing import CliRunner
 
 from segcli.cli.root import app
 from segcli.core.masks import rle_decode
+from segcli.io.files import temp_name
 from segcli.models.blocks.arch import CATEGORIES as BLOCKS_CATEGORIES
 from segcli.models.blocks.scenes import HELDOUT_SEED_BASE, render_scene, scenes_to_coco
 from segcli.train import DataError, TrainEvents, TrainOptions, read_dataset, run_train
@@ -337,8 +338,11 @@ def test_resume_after_ctrl_c_equals_uninterrupted_run(
     result = _invoke(["train", scenes, "-o", out, "--resume", "--lr", "0.5"])
     assert result.exit_code == 2 and "--lr 0.5 (the run has 0.01)" in result.stderr, result.output
     (out / ".last.pt.k1ll9ed0.part").write_bytes(b"PK\x03\x04 half a checkpoint")  # kill -9 mid-save
+    (out / temp_name("best.pt")).write_bytes(b"PK\x03\x04 half of another")
+    (out / ".notes.part").write_text("the user's")  # named like a temporary file, but not segcli's
     run_train(TrainOptions(data=str(scenes), output=out, resume=True, device="cpu"))
     assert not (out / ".last.pt.k1ll9ed0.part").exists()
+    assert [p.name for p in out.iterdir() if p.name.endswith(".part")] == [".notes.part"]
     assert _max_diff(_state(out / "last.pt"), _state(uninterrupted / "last.pt")) <= 1e-6
     a = json.loads((out / "train.json").read_text())
     b = json.loads((uninterrupted / "train.json").read_text())
@@ -425,6 +429,13 @@ def _png(path: Path, w: int = 40, h: int = 30) -> None:
 SQUARE = [[5, 5, 20, 5, 20, 20, 5, 20]]
 
 
+def _big_counts() -> str:
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(np.ones((3000, 3000), np.uint8)))
+    return str(rle["counts"].decode("ascii"))
+
+
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
@@ -438,6 +449,8 @@ SQUARE = [[5, 5, 20, 5, 20, 20, 5, 20]]
             "image id 1 ('a.png') annotation id 7: polygon 0 point (95, 5) is outside the 40x30 image",
         ),
         ("rle_size", "annotation id 7: RLE mask is 20x10 but the image is 40x30 (mask outside the image)"),
+        ("rle_total", "annotation id 7: RLE counts cover 9000000 pixels, not the image's 30x40 = 1200"),
+        ("rle_corrupt", "annotation id 7: corrupt compressed RLE counts (the last run is cut short)"),
         ("unknown_category", "image id 1 ('a.png') annotation id 7: unknown category id 9 (categories: [1])"),
         ("escape", "image id 1 ('../x.png'): file_name leaves the images folder"),
         (
@@ -462,6 +475,10 @@ def test_bad_coco_data_exits_2_naming_file_and_entry(case: str, expected: str, t
         ann["segmentation"] = [[5, 5, 95, 5, 20, 20]]
     elif case == "rle_size":
         ann["segmentation"] = {"size": [10, 20], "counts": [200]}
+    elif case == "rle_total":  # a 3000x3000 mask's string in a 40x30 image: pycocotools' area said 9e6
+        ann["segmentation"] = {"size": [30, 40], "counts": _big_counts()}
+    elif case == "rle_corrupt":
+        ann["segmentation"] = {"size": [30, 40], "counts": "ab`"}
     elif case == "unknown_category":
         ann["category_id"] = 9
     elif case == "escape":

@@ -101,7 +101,10 @@ def test_user_strings_print_as_written(tmp_path: Path, monkeypatch: pytest.Monke
     blocker.write_bytes(b"")
     result = runner.invoke(app, ["predict", str(good[0]), "-o", str(blocker / "sub"), *FAST])
     assert result.exit_code == 1
-    assert result.stderr == f"error: cannot write to output folder {shown(blocker)}/sub (Not a directory)\n"
+    assert result.stderr == (
+        f"error: cannot write to output folder {shown(blocker)}/sub "
+        f"({shown(blocker)} is a file, not a folder)\n"
+    )
     assert shown(blocker).endswith("fi\\nle[red]\\")
 
 

@@ -36,6 +36,7 @@ from segcli.cli import app
 from segcli.core.errors import SegcliError
 from segcli.core.settings import Settings
 from segcli.inference.segmenter import Segmenter, sampled_model_input
+from segcli.io.files import temp_name
 from segcli.io.images import read_image
 from segcli.outputs.plans import mark_output, plan_outputs
 from segcli.outputs.writers import write_outputs
@@ -104,18 +105,35 @@ def test_settings_guard_holds_without_a_good_run_json(tmp_path: Path, damage: st
 
 
 def test_run_json_is_written_when_the_run_starts(tmp_path: Path) -> None:
-    """A run that never ends cleanly (here: an engine fault) leaves run.json 'running' with its settings."""
+    """A run that never ends cleanly (here: the process killed inside the engine) leaves
+    run.json 'running' with its settings; an engine that fails leaves it 'failed' with the
+    error. The settings guard holds after both."""
 
-    class Crashing(LocalEngine):
-        def run(self, *args: Any) -> bool:
-            raise RuntimeError("the engine died")
+    class Killed(BaseException):
+        """What a kill -9 looks like from inside: nothing after it runs."""
+
+    def crashing(error: BaseException) -> type[LocalEngine]:
+        class Crashing(LocalEngine):
+            def run(self, *args: Any) -> bool:
+                raise error
+
+        return Crashing
 
     write_images(tmp_path / "in", WIDTHS)
-    with pytest.raises(RuntimeError):
-        run_batch(tmp_path / "in", tmp_path / "out", FakeSegmenter, engine=Crashing)
+    with pytest.raises(Killed):
+        run_batch(tmp_path / "in", tmp_path / "out", FakeSegmenter, engine=crashing(Killed()))
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["status"] == "running" and run["pid"] == os.getpid() and run["host"] == socket.gethostname()
     assert run["settings"] == FAKE_SETTINGS.to_dict() and run["counts"] == {"inputs": len(WIDTHS)}
+    with pytest.raises(SegcliError, match=r"other settings \(nms_iou 0\.5 -> 0\.3\)"):
+        _batch(tmp_path, FakeSegmenter(settings=OTHER))
+    with pytest.raises(RuntimeError):
+        run_batch(
+            tmp_path / "in", tmp_path / "out", FakeSegmenter, engine=crashing(RuntimeError("the engine died"))
+        )
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["status"] == "failed" and run["error"] == "RuntimeError: the engine died"
+    assert run["settings"] == FAKE_SETTINGS.to_dict() and run["counts"]["total"]["pending"] == len(WIDTHS)
     with pytest.raises(SegcliError, match=r"other settings \(nms_iou 0\.5 -> 0\.3\)"):
         _batch(tmp_path, FakeSegmenter(settings=OTHER))
 
@@ -171,7 +189,7 @@ def test_a_second_run_into_a_busy_folder_is_refused(tmp_path: Path, monkeypatch:
     first = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_for(lambda: (out / "run.json").is_file(), first)
-        in_flight = out / ".7.png.json.k3ep.part"  # as if the first run were writing it now
+        in_flight = out / temp_name("7.png.json")  # as if the first run were writing it now
         in_flight.write_text("{")
         use_fake_in_cli(monkeypatch)
         second = runner.invoke(app, ["batch", str(tmp_path / "in"), "-o", str(out), "--quiet"])

@@ -16,6 +16,7 @@ from pycocotools.coco import COCO
 from typer.testing import CliRunner, Result
 
 from segcli.cli import app
+from segcli.io.files import temp_name
 from segcli.runs.discovery import discover
 from tests.conftest import BATCH_FAST as FAST
 from tests.conftest import PHOTOS
@@ -108,7 +109,7 @@ def test_resume_skips_complete_and_overwrite_redoes(tmp_path: Path, fake: None) 
     before = _snapshot(out)
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.json")}
     (out / "cat.png.json").unlink()  # one incomplete input
-    (out / "a" / ".cup.JPEG.json.x1.part").write_text("left by a killed run")
+    (out / "a" / temp_name("cup.JPEG.json")).write_text("left by a killed run")
     result = _run(root, out)
     assert result.exit_code == 0
     run = json.loads((out / "run.json").read_text())

@@ -28,7 +28,8 @@ import pytest
 from typer.testing import CliRunner
 
 from segcli.cli import app
-from segcli.outputs.plans import OUTPUT_MARKER
+from segcli.io.files import temp_name
+from segcli.outputs.plans import OUTPUT_MARKER, mark_output
 from segcli.runs.batch import BatchEvents, BatchOptions, run_batch
 from segcli.runs.discovery import read_list
 from segcli.runs.engines.base import ItemResult
@@ -238,7 +239,7 @@ def test_resume_bad_files_and_from_list_on_both_engines(
         if engine == "ray":  # resume the local engine's folder, one image undone
             shutil.copytree(reference, out)
             (out / "b" / "c" / "scene002.png.json").unlink()
-            (out / "b" / "c" / ".scene002.png.overlay.png.x1.part").write_text("left by a killed run")
+            (out / "b" / "c" / temp_name("scene002.png.overlay.png")).write_text("left by a killed run")
         result = _run("--from-list", listing, "-o", folder, *FAST, "--engine", engine, *workers)
         assert result.exit_code == 1, result.output
         lines = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
@@ -518,11 +519,11 @@ def test_address_choice_and_only_what_was_started_is_stopped(monkeypatch: pytest
     assert fake.calls[0][1]["address"] == "local", "no address, no RAY_ADDRESS: a new local instance"
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     fake = FakeRay(initialized=False)
-    RayEngine(FakeSpec())._connect(fake)  # type: ignore[arg-type]
+    RayEngine(FakeSpec(), connect_timeout=None)._connect(fake)  # type: ignore[arg-type]
     assert fake.calls[0][1]["address"] == "10.0.0.1:6379"
     fake = FakeRay(initialized=False)
-    RayEngine(FakeSpec(), address="ray://head:10001")._connect(fake)  # type: ignore[arg-type]
-    assert fake.calls[0][1]["address"] == "ray://head:10001"
+    RayEngine(FakeSpec(), address="head:10001", connect_timeout=None)._connect(fake)  # type: ignore[arg-type]
+    assert fake.calls[0][1]["address"] == "head:10001"
     fake = FakeRay(initialized=True)
     assert RayEngine(FakeSpec())._connect(fake) is False and fake.calls == []  # type: ignore[arg-type]
 
@@ -586,9 +587,9 @@ def test_ctrl_c_anywhere_in_the_engine_returns_interrupted(
     monkeypatch.setattr(ray_engine, "quiet_ray_data", lambda ray: contextlib.nullcontext())
     job = Job.for_segmenter(FakeSegmenter(), ["json"])
     plans = [OutputPlan(source=tmp_path / "a.png", key="a.png", base=tmp_path / "out" / "a.png")]
-    (tmp_path / "out").mkdir()
+    mark_output(tmp_path / "out")  # as run_batch does before any engine runs
     for on in ("init", "shutdown"):
-        orphan = tmp_path / "out" / ".a.png.json.x1.part"
+        orphan = tmp_path / "out" / temp_name("a.png.json")
         orphan.write_text("left by a killed worker")
         fake = InterruptingRay(on)
         monkeypatch.setattr(ray_engine, "import_ray", lambda fake=fake: fake)

@@ -21,6 +21,7 @@ import segcli.runs.engines.base
 from segcli.core.errors import SegcliError, UsageError
 from segcli.core.instances import Instances
 from segcli.core.settings import Settings
+from segcli.io.files import temp_name
 from segcli.outputs.plans import OUTPUT_KINDS, OutputPlan, plan_outputs
 from segcli.outputs.writers import idmap_preview_path
 from segcli.runs.batch import BatchEvents, BatchOptions, BatchOutcome, run_batch, run_plans
@@ -352,9 +353,9 @@ def test_run_batch_cleans_stale_temp_files_and_skips_its_own_output(tmp_path: Pa
     write_images(tmp_path / "in", {"a.png": 10, "b.png": 11})
     out = tmp_path / "in" / "results"  # the output inside the input folder
     assert run_batch(tmp_path / "in", out, FakeSegmenter).summary["counts"]["done"] == 2
-    (out / ".b.png.json.x1y2.part").write_text("left by a killed run")
-    (out / ".a.png.masks.z9.part").mkdir()
-    (out / ".a.png.masks.z9.part" / "000.png").write_bytes(b"")
+    (out / temp_name("b.png.json")).write_text("left by a killed run")
+    (out / ".a.png.masks.z9x_k2ab.part").mkdir()  # an earlier version's temporary folder
+    (out / ".a.png.masks.z9x_k2ab.part" / "000.png").write_bytes(b"")
     events = _Recorder()
     outcome = run_batch(tmp_path / "in", out, FakeSegmenter, events=events)
     assert events.log[0] == "discovered 2 0", "the overlays under results/ are not inputs"
@@ -437,7 +438,7 @@ def test_demo_runs_predict_batch_and_compare_through_the_library(tmp_path: Path)
     # An earlier run with other settings, and a temp file left by a killed one.
     batch_dir.mkdir(parents=True)
     (batch_dir / "run.json").write_text(json.dumps({"settings": {"nms_iou": 0.1}, "model": {"sha256": "0"}}))
-    (batch_dir / f".{SEED_CASE}.json.k1ll.part").write_text("partial")
+    (batch_dir / f".{SEED_CASE}.json.k1ll0000.part").write_text("partial")
     compared: list[tuple[Path, Path]] = []
 
     def compare(seg: object, image: Path, where: Path) -> dict[str, Path]:

@@ -590,6 +590,7 @@ def test_cli_predict_mixes_images_and_videos(tmp_path: Path, blocks_ckpt: Path) 
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
         ".segcli-output",
+        ".segcli.lock",
         "chelsea.jpg.json",
         "chelsea.jpg.overlay.jpg",
         "clip.mp4.json",
@@ -691,7 +692,7 @@ def test_cli_batch_videos_resume_damage_and_no_videos(tmp_path: Path, blocks_ckp
 
     # a killed run: b.MOV's summary never got written (its outputs may be there, or temp files)
     (out / "sub" / "b.MOV.json").unlink()
-    (out / "sub" / ".b.MOV.jsonl.x.part").write_text("left by a killed run")
+    (out / "sub" / ".b.MOV.jsonl.x0000000.part").write_text("left by a killed run")
     before = (out / "a.mp4.json").stat().st_mtime_ns
     second = _cli("batch", str(root), "-o", str(out), ckpt=blocks_ckpt)
     run = json.loads((out / "run.json").read_text())

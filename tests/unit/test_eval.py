@@ -293,7 +293,7 @@ def test_bad_files_are_one_clear_error(tmp_path: Path) -> None:
         evaluate(_write(tmp_path / "gt.json", {"images": []}), GT_PATH)
     with pytest.raises(SegcliError, match="annotations without a score: is it a ground-truth file"):
         evaluate(GT_PATH, GT_PATH)
-    with pytest.raises(SegcliError, match="an entry lacks image_id, category_id or score"):
+    with pytest.raises(SegcliError, match=r"r.json: \[0\]: it has no 'score'"):
         evaluate(
             GT_PATH, _write(tmp_path / "r.json", [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}])
         )

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from segcli.io.files import UMASK, atomic_path, atomic_write_bytes, is_temp_name
+from segcli.io.files import (
+    NAME_MAX,
+    UMASK,
+    atomic_path,
+    atomic_write_bytes,
+    is_temp_name,
+    legacy_temp_target,
+    temp_name,
+    temp_target,
+)
 
 
 def test_atomic_write_replaces_with_plain_file_permissions(tmp_path: Path) -> None:
@@ -47,6 +57,38 @@ def test_atomic_folder_replaces_the_old_folder(tmp_path: Path) -> None:
     assert [p.name for p in target.iterdir()] == ["000.png"]
 
 
-def test_temp_names() -> None:
-    assert is_temp_name(".a.json.k2j3.part")
-    assert not is_temp_name("a.json.part") and not is_temp_name(".hidden.json")
+def test_temp_names_prove_segcli_made_them() -> None:
+    for target in ("a.json", "x.png.masks", "é" * 127 + "x", os.fsdecode(b"\xff\xfe.png.json"), "a\nb"):
+        name = temp_name(target)
+        assert is_temp_name(name) and len(os.fsencode(name)) <= NAME_MAX
+        found = temp_target(name)
+        assert found is not None and target.startswith(found), "the target's name, cut to fit"
+        assert name != temp_name(target), "a random part"
+    real = temp_name("a.json")
+    token = real[len(".a.json.segcli-") : -len(".part")]
+    forged = [
+        ".thesis.docx.part",  # a user's
+        "a.json.part",
+        ".hidden.json",
+        ".a.json.k2j3.part",  # an earlier version's shape: not proof
+        f".a.json.segcli-{'0' * 12}.part",  # the shape, not the check digits
+        real.upper(),
+        real.replace(token, token[::-1]) if token != token[::-1] else ".x.part",
+        f".b.json.segcli-{token}.part",  # the check covers the target's name too
+        real[:-1],
+        f".segcli-{token}.part",
+    ]
+    assert not [name for name in forged if is_temp_name(name)]
+
+
+def test_legacy_temp_names_give_their_target() -> None:
+    assert legacy_temp_target(".a.png.json.k2j3x_9z.part") == "a.png.json"
+    assert legacy_temp_target(".a.png.masks.abcdefgh.part") == "a.png.masks"
+    for name in (
+        ".thesis.docx.part",
+        ".a.json.k2j3.part",
+        ".a.json.ABCDEFGH.part",
+        temp_name("a.json"),
+        "x.part",
+    ):
+        assert legacy_temp_target(name) is None, name

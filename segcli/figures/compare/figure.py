@@ -22,6 +22,7 @@ from segcli.draw.annotators import (
     compose,
     text_geometry,
 )
+from segcli.draw.text import cv_text
 from segcli.figures.compare.stats import BACKGROUND, ClassStats
 
 
@@ -64,9 +65,11 @@ class ClassificationAnnotator:
         pad = max(2, round(scale * 4))
         y = pad
         for line in lines:
-            (tw, th), base = cv2.getTextSize(line, font, scale, thickness)
+            (tw, th), base = cv2.getTextSize(cv_text(line), font, scale, thickness)
             cv2.rectangle(out, (pad, y), (pad + tw + 2 * pad, y + th + base + 2 * pad), (255, 255, 255), -1)
-            cv2.putText(out, line, (2 * pad, y + pad + th), font, scale, (0, 0, 0), thickness, cv2.LINE_AA)
+            cv2.putText(
+                out, cv_text(line), (2 * pad, y + pad + th), font, scale, (0, 0, 0), thickness, cv2.LINE_AA
+            )
             y += th + base + 3 * pad
         return out
 
@@ -110,7 +113,7 @@ class SemanticAnnotator:
             entries = [*entries[: self.max_legend - 1], (-1, f"+{more} more")]
         scale, thickness = text_geometry(out.shape[:2])
         font = cv2.FONT_HERSHEY_SIMPLEX
-        sizes = [cv2.getTextSize(name, font, scale, thickness) for _, name in entries]
+        sizes = [cv2.getTextSize(cv_text(name), font, scale, thickness) for _, name in entries]
         th = max(s[0][1] for s in sizes)
         base = max(s[1] for s in sizes)
         row = th + base + 4
@@ -127,7 +130,14 @@ class SemanticAnnotator:
                 cv2.rectangle(out, (x0 + 4, top), (x0 + 4 + swatch, top + swatch), semantic_color(c), -1)
                 cv2.rectangle(out, (x0 + 4, top), (x0 + 4 + swatch, top + swatch), (90, 90, 90), 1)
             cv2.putText(
-                out, name, (x0 + 8 + swatch, top + th), font, scale, (0, 0, 0), thickness, cv2.LINE_AA
+                out,
+                cv_text(name),
+                (x0 + 8 + swatch, top + th),
+                font,
+                scale,
+                (0, 0, 0),
+                thickness,
+                cv2.LINE_AA,
             )
 
 
@@ -232,9 +242,9 @@ def title_font(titles: Sequence[str], width: int) -> tuple[float, int, int]:
     font = cv2.FONT_HERSHEY_SIMPLEX
     scale = float(np.clip(width / 640.0 * 0.8, 0.4, 1.0))
     thickness = 2 if scale >= 0.7 else 1
-    widest = max(cv2.getTextSize(t, font, 1.0, thickness)[0][0] for t in titles)
+    widest = max(cv2.getTextSize(cv_text(t), font, 1.0, thickness)[0][0] for t in titles)
     scale = min(scale, max(width - 12, 1) / max(widest, 1))
-    (_, th), base = cv2.getTextSize("Ag", font, scale, thickness)
+    (_, th), base = cv2.getTextSize(cv_text("Ag"), font, scale, thickness)
     return scale, thickness, th + base + 12
 
 
@@ -273,18 +283,18 @@ def compose_figure(
     fig[:] = FIGURE_BACKGROUND
     font = cv2.FONT_HERSHEY_SIMPLEX
     for k, line in enumerate(footer):
-        (tw, th), _ = cv2.getTextSize(line, font, scale, thickness)
+        (tw, th), _ = cv2.getTextSize(cv_text(line), font, scale, thickness)
         line_scale = scale * min(1.0, (fig_w - 24) / max(tw, 1))  # a long line shrinks to fit
         y = fig_h - 4 + k * line_h + (line_h + th) // 2
-        cv2.putText(fig, line, (14, y), font, line_scale, TITLE_INK, thickness, cv2.LINE_AA)
+        cv2.putText(fig, cv_text(line), (14, y), font, line_scale, TITLE_INK, thickness, cv2.LINE_AA)
     for (title, pixels), box in zip(panels, layout.panels):
         tx0, ty0, tx1, ty1 = box.title
         fig[ty0:ty1, tx0:tx1] = TITLE_BACKGROUND
-        (_, th), _ = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        (_, th), _ = cv2.getTextSize(cv_text(title), cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         baseline_y = ty0 + (ty1 - ty0 + th) // 2 - 1
         cv2.putText(
             fig,
-            title,
+            cv_text(title),
             (tx0 + 6, baseline_y),
             cv2.FONT_HERSHEY_SIMPLEX,
             scale,

@@ -19,6 +19,7 @@ from segcli.core.errors import UsageError
 from segcli.figures.compare.figure import compare_panels, compose_figure, count_lines
 from segcli.figures.compare.stats import ClassStats, class_stats, compare_record, voc_names_as_coco
 from segcli.io.images import DEFAULT_MAX_PIXELS, atomic_write_bytes, read_image
+from segcli.io.locks import output_lock
 from segcli.models.registry import SEMANTIC_MODELS
 from segcli.outputs.plans import fit_name
 from segcli.outputs.records import dumps
@@ -54,9 +55,11 @@ def figure_paths(image_path: Path, out_dir: Path, kind: str) -> tuple[Path, Path
 
 
 def write_figure(figure_path: Path, json_path: Path, figure: np.ndarray, record: dict[str, Any]) -> None:
-    """Write the figure, then the JSON (atomically, each): a JSON file means its figure is there."""
-    atomic_write_bytes(figure_path, encode_image(figure, ".png"))
-    atomic_write_bytes(json_path, dumps(record))
+    """Write the figure, then the JSON (atomically, each): a JSON file means its figure is there.
+    The folder is locked (shared) meanwhile: a batch running there refuses this, or is refused."""
+    with output_lock(json_path.parent, shared=True):
+        atomic_write_bytes(figure_path, encode_image(figure, ".png"))
+        atomic_write_bytes(json_path, dumps(record))
 
 
 # --------------------------------------------------------------------------- one image, end to end

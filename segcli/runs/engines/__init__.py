@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from segcli.core.errors import UsageError
+from segcli.core.errors import SegcliError, UsageError
 from segcli.runs.engines.base import Engine, SegmenterLike, SegmenterSpec
 from segcli.runs.engines.local import LocalEngine
 from segcli.runs.engines.ray import RayEngine, RayOptions, import_ray
@@ -52,6 +52,12 @@ def select_engine(
         cpus_per_worker=ray.cpus_per_worker,
         gpus_per_worker=ray.gpus_per_worker or 0.0,
     )
+    try:  # nothing listening at the address: one line now, not a wait for ever after the model loads
+        engine.check_reachable()
+    except UsageError:
+        raise
+    except SegcliError as exc:
+        raise UsageError(str(exc)) from None
     return lambda _driver_segmenter: engine
 
 

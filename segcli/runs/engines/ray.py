@@ -30,7 +30,6 @@ import dataclasses
 import logging
 import math
 import os
-import shutil
 import socket
 import sys
 from collections.abc import Iterator, Sequence
@@ -44,8 +43,10 @@ import numpy as np
 
 from segcli.core.errors import SegcliError, UsageError, first_line
 from segcli.core.signals import uninterrupted
+from segcli.io.files import make_folders
 from segcli.outputs.plans import OutputPlan
 from segcli.runs.engines.base import Emit, ItemResult, Job, SegmenterLike, Status, process_plans
+from segcli.runs.runfiles import ATTEMPT_SUFFIX, remove_stale_temp_files
 
 INSTALL_HINT = 'the ray engine needs Ray: pip install "segcli[ray]"'
 MAX_ATTEMPTS = 2
@@ -53,8 +54,74 @@ MAX_ATTEMPTS = 2
 MAX_ROWS_PER_TASK = 32
 """Upper bound of plans per Ray task: larger amortises the driver's per-task cost,
 smaller balances load and makes a retried task cheaper."""
-ATTEMPT_SUFFIX = ".attempt.part"
 LOCAL = "local"
+CONNECT_TIMEOUT_S = 10.0
+"""How long to wait for a cluster's address to answer before giving up (Ray itself waits
+minutes, or for ever, on an address where nothing listens)."""
+ADDRESS_FORMS = "HOST:PORT (the head's GCS port, e.g. 10.0.0.1:6379), ray://HOST:PORT, auto or local"
+
+
+def parse_address(address: str, *, what: str = "--ray-address") -> tuple[str, int] | None:
+    """Check a Ray address; the (host, port) to reach, or None for ``local`` and ``auto``.
+
+    Raises a one-line :class:`SegcliError` for anything else: another scheme (``s3://``,
+    ``http://``), a missing or bad port, ``ray://`` without Ray Client installed."""
+    text = address.strip()
+    if text in (LOCAL, "auto"):
+        return None
+    rest = text
+    if "://" in text:
+        scheme, rest = text.split("://", 1)
+        if scheme != "ray":
+            hint = (
+                " (that is the dashboard's address: give the GCS port, 6379 by default)"
+                if scheme
+                in (
+                    "http",
+                    "https",
+                )
+                else ""
+            )
+            raise UsageError(f"{what} {address!r} is not a Ray address{hint}; give {ADDRESS_FORMS}")
+        import importlib.util
+
+        if importlib.util.find_spec("grpc") is None:
+            raise UsageError(
+                f'{what} {address!r}: ray:// addresses need Ray Client (pip install "ray[client]"); '
+                "or give the head's HOST:PORT"
+            )
+    host, colon, port_text = rest.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [IPv6]:port
+    if not colon or not host or "/" in rest or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsageError(f"{what} {address!r} is not a Ray address; give {ADDRESS_FORMS}")
+    return host, int(port_text)
+
+
+def check_reachable(address: str, *, timeout: float = CONNECT_TIMEOUT_S, what: str = "--ray-address") -> None:
+    """Fail in one line, within ``timeout`` seconds, if nothing answers at ``address``
+    (a TCP connection to its host and port; ``local`` and ``auto`` are not checked)."""
+    target = parse_address(address, what=what)
+    if target is None:
+        return
+    host, port = target
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except socket.gaierror as exc:
+        raise SegcliError(
+            f"cannot connect to the Ray cluster at {address}: unknown host ({exc.strerror})"
+        ) from None
+    except TimeoutError:
+        raise SegcliError(
+            f"cannot connect to the Ray cluster at {address}: no answer within {timeout:g} s"
+        ) from None
+    except ConnectionRefusedError:
+        raise SegcliError(
+            f"cannot connect to the Ray cluster at {address}: nothing listens there "
+            "(is `ray start --head` running?)"
+        ) from None
+    except OSError as exc:
+        raise SegcliError(f"cannot connect to the Ray cluster at {address} ({exc.strerror or exc})") from None
 
 
 class SegmenterSource(Protocol):
@@ -102,6 +169,8 @@ class RayOptions:
                 raise UsageError(f"{flag} must be above 0, got {value:g}")
             if value < 0:
                 raise UsageError(f"{flag} must be 0 or more, got {value:g}")
+        if self.address is not None:
+            parse_address(self.address)
         return self
 
 
@@ -142,7 +211,7 @@ def set_mark(plan: OutputPlan, attempts: int) -> None:
     of the outputs fails that image with the reason."""
     mark = attempt_mark(plan)
     with suppress(OSError):
-        mark.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(mark.parent)
         mark.write_text(str(attempts), encoding="ascii")
 
 
@@ -265,23 +334,17 @@ def plan_blocks(plans: Sequence[OutputPlan], rows: int) -> Iterator[Any]:
 
 
 def remove_orphan_parts(plans: Sequence[OutputPlan]) -> int:
-    """Remove ``.*.part`` files/folders (temp files, attempt marks) that killed workers
-    left in the output folders of ``plans``; returns how many."""
-    folders = {os.fspath(p.base.parent) for p in plans}
-    removed = 0
-    for folder in folders:
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name.startswith(".") and entry.name.endswith(".part"):
-                if entry.is_dir(follow_symlinks=False):
-                    shutil.rmtree(entry.path, ignore_errors=True)
-                else:
-                    Path(entry.path).unlink(missing_ok=True)
-                removed += 1
-    return removed
+    """Remove the temporary files (and attempt marks) that killed workers left beside the
+    outputs of ``plans``; returns how many. Only names segcli provably made, never in the
+    folders that hold the inputs (see :func:`segcli.runs.runfiles.remove_stale_temp_files`)."""
+    if not plans:
+        return 0
+    sources = [os.path.dirname(os.path.abspath(p.source)) for p in plans]
+    try:
+        root = Path(os.path.commonpath(sources))
+    except ValueError:  # pragma: no cover - paths on different drives (Windows)
+        root = None
+    return remove_stale_temp_files(plans[0].out_dir, plans, input_root=root)
 
 
 @contextmanager
@@ -331,8 +394,12 @@ class RayEngine:
         gpus_per_worker: float = 0.0,
         rows_per_task: int | None = None,
         init_options: dict[str, Any] | None = None,
+        connect_timeout: float | None = CONNECT_TIMEOUT_S,
     ) -> None:
         RayOptions(address, workers, cpus_per_worker, gpus_per_worker).check()
+        if connect_timeout is not None and not (math.isfinite(connect_timeout) and connect_timeout > 0):
+            raise SegcliError(f"connect_timeout must be above 0 seconds, got {connect_timeout:g}")
+        self.connect_timeout = connect_timeout
         self.source = source
         self.address = address
         self.workers = workers
@@ -352,12 +419,34 @@ class RayEngine:
         return dict(self._described)
 
     # ----------------------------------------------------------------- connecting
+    def resolved_address(self) -> str:
+        """The address a run connects to: ``address``, else ``RAY_ADDRESS``, else ``local``
+        (checked: a bad one is a one-line :class:`SegcliError`)."""
+        if self.address:
+            return self.address
+        env = os.environ.get("RAY_ADDRESS")
+        if env:
+            parse_address(env, what="RAY_ADDRESS")
+            return env
+        return LOCAL
+
+    def check_reachable(self) -> None:
+        """Fail in one line, within ``connect_timeout`` seconds, if nothing answers at the
+        address a run would connect to (before any model loads, in the CLI); Ray itself would
+        wait for ever. Nothing to check for a local instance, ``auto``, or with no timeout."""
+        address = self.resolved_address()
+        if self.connect_timeout is not None:
+            check_reachable(
+                address, timeout=self.connect_timeout, what="--ray-address" if self.address else "RAY_ADDRESS"
+            )
+
     def _connect(self, ray: ModuleType) -> bool:
         """Initialise Ray unless it is; True if this call did (then :meth:`run` shuts it down)."""
         if ray.is_initialized():
             self._described["address"] = "already initialised"
             return False
-        address = self.address or os.environ.get("RAY_ADDRESS") or LOCAL
+        address = self.resolved_address()
+        self.check_reachable()
         options: dict[str, Any] = {
             "address": address,
             "log_to_driver": False,
@@ -368,7 +457,7 @@ class RayEngine:
             options.setdefault("include_dashboard", False)
         try:
             ray.init(**options)
-        except ConnectionError as exc:
+        except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:  # Ray's own refusals
             raise SegcliError(f"cannot connect to the Ray cluster at {address} ({first_line(exc)})") from None
         self._described["address"] = address
         return True
