@@ -253,14 +253,18 @@ def short_list(items: Sequence[str], limit: int = 5) -> str:
 
 
 def match_images(
-    gt_images: Sequence[Mapping[str, Any]], file_names: Sequence[str], *, source: str = "predictions"
+    gt_images: Sequence[Mapping[str, Any]],
+    file_names: Sequence[str],
+    *,
+    source: str = "predictions",
+    unmatched: list[str] | None = None,
 ) -> dict[str, int]:
     """Each file name -> the id of the ground-truth image it is.
 
     A name matches the ground truth's ``file_name`` as a relative path first, then by
-    its last component alone. A name that matches no image, a basename shared by
-    several ground-truth images, or two names that land on one image are errors
-    naming them.
+    its last component alone. A basename shared by several ground-truth images, or two
+    names that land on one image, are errors naming them. A name that matches no image is
+    an error too, unless ``unmatched`` is given: then it is left out and appended there.
     """
     by_path: dict[str, int] = {}
     by_base: dict[str, list[str]] = {}
@@ -287,10 +291,12 @@ def match_images(
             )
         else:
             missing.append(name)
-    if missing:
+    if missing and unmatched is None:
         raise SegcliError(
             f"{len(missing)} {source} image(s) are not in the ground truth: {short_list(missing)}"
         )
+    if unmatched is not None:
+        unmatched.extend(missing)
     seen: dict[int, str] = {}
     for name, image_id in out.items():
         if image_id in seen:

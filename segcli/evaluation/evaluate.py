@@ -81,6 +81,7 @@ class Predictions:
     score_threshold: float | None  # as recorded by the run that made them, if known
     has_masks: bool
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _segmentation_rle(segm: Any, height: int, width: int) -> dict[str, Any]:
@@ -140,6 +141,7 @@ def load_predictions(path: Path, gt: COCO, *, match_by: str = "name") -> Predict
     gt_images = gt.dataset["images"]
     sizes = {int(img["id"]): (int(img["height"]), int(img["width"])) for img in gt_images}
     notes: list[str] = []
+    extra_warnings: list[str] = []
     if isinstance(data, list):
         anns = data
         unknown = sorted(
@@ -201,8 +203,20 @@ def load_predictions(path: Path, gt: COCO, *, match_by: str = "name") -> Predict
             except BadEntry as exc:
                 raise SegcliError(f"predictions {path}: {entry_name('categories', i, cat)}: {exc}") from None
         names = [str(img["file_name"]) for img in data["images"]]
-        by_name = match_images(gt_images, names)
-        image_ids = {int(img["id"]): by_name[str(img["file_name"])] for img in data["images"]}
+        extra: list[str] = []
+        by_name = match_images(gt_images, names, unmatched=extra)
+        image_ids = {
+            int(img["id"]): by_name[str(img["file_name"])]
+            for img in data["images"]
+            if str(img["file_name"]) in by_name
+        }
+        if extra:  # predictions for images the ground truth does not have: left out, said once
+            extra_ids = {int(img["id"]) for img in data["images"] if str(img["file_name"]) not in by_name}
+            anns = [a for a in anns if not (isinstance(a, dict) and a.get("image_id") in extra_ids)]
+            extra_warnings.append(
+                f"{len(extra)} prediction image(s) are not in the ground truth and were left out: "
+                f"{short_list(extra)}"
+            )
         covered_ids = set(image_ids.values())
         absent = [str(img["file_name"]) for img in gt_images if int(img["id"]) not in covered_ids]
         if absent:
@@ -251,7 +265,7 @@ def load_predictions(path: Path, gt: COCO, *, match_by: str = "name") -> Predict
         results.append(entry)
     if anns and not has_masks:
         notes.append("the predictions have no masks: only boxes are evaluated")
-    return Predictions(results, cats, covered, threshold, has_masks or not anns, notes)
+    return Predictions(results, cats, covered, threshold, has_masks or not anns, notes, extra_warnings)
 
 
 # --------------------------------------------------------------------------- COCOeval
@@ -376,7 +390,7 @@ def evaluate_predictions(gt: COCO, preds: Predictions, *, ground_truth: str, pre
         )
         for k, cid in enumerate(cat_ids)
     ]
-    warnings: list[str] = []
+    warnings: list[str] = list(preds.warnings)
     notes = list(preds.notes)
     if preds.has_masks and not gt_masks:
         notes.append("some ground-truth annotations have no segmentation: only boxes are evaluated")

@@ -219,11 +219,40 @@ def test_match_images_by_path_then_basename() -> None:
         match_images([{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "./a.png"}], [])
 
 
-def test_prediction_image_missing_from_ground_truth(tmp_path: Path) -> None:
+def test_prediction_image_renamed_away_from_the_ground_truth(tmp_path: Path) -> None:
+    """Renaming a prediction image leaves its ground-truth image without predictions: an error."""
     pred = _predictions()
     pred["images"][0]["file_name"] = "not-in-gt.png"
-    with pytest.raises(SegcliError, match=r"not in the ground truth: 'not-in-gt.png'"):
+    with pytest.raises(SegcliError, match=r"1 ground-truth image\(s\) are not in predictions"):
         evaluate(GT_PATH, _write(tmp_path / "p.json", pred))
+
+
+@pytest.mark.parametrize("extra", [["other.png"], ["sub/x.jpg", "y.png", "z.tif"]])
+def test_extra_prediction_images_are_left_out_with_one_warning(tmp_path: Path, extra: list[str]) -> None:
+    """Predictions for images the ground truth does not have (a batch over a bigger folder) are
+    left out with one warning naming them; the AP is exactly the AP without them."""
+    pred = _predictions()
+    reference = evaluate(GT_PATH, _write(tmp_path / "ref.json", pred))
+    template = dict(pred["annotations"][0])
+    for k, name in enumerate(extra):
+        image_id = 900 + k
+        pred["images"].append({"id": image_id, "file_name": name, "width": 64, "height": 48})
+        pred["annotations"].append(dict(template, id=9000 + k, image_id=image_id))
+    got = evaluate(GT_PATH, _write(tmp_path / "p.json", pred))
+    assert got.stats == reference.stats
+    [warning] = [w for w in got.warnings if "left out" in w and "prediction image" in w]
+    assert warning.startswith(
+        f"{len(extra)} prediction image(s) are not in the ground truth and were left out"
+    )
+    assert all(repr(name) in warning for name in extra)
+    assert not any("prediction image" in w for w in reference.warnings)
+
+
+def test_match_images_collects_unmatched_names_when_asked() -> None:
+    gt_images = [{"id": 1, "file_name": "a.png"}]
+    unmatched: list[str] = []
+    assert match_images(gt_images, ["a.png", "b.png", "c/d.png"], unmatched=unmatched) == {"a.png": 1}
+    assert unmatched == ["b.png", "c/d.png"]
 
 
 def test_ground_truth_image_missing_from_predictions(tmp_path: Path) -> None:
