@@ -43,6 +43,11 @@ AAC_RATES = frozenset(
     {96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350}
 )
 """Sample rates AAC takes; other rates are resampled to 48 kHz."""
+ENCODER_BYTES_PER_PIXEL = 64
+"""What libx264 holds per pixel of a frame with segcli's settings (lookahead, B-frames, frame
+threads): measured 62 bytes at 8000x8000, 23 without lookahead and B-frames. Frames whose
+encoder would hold more than the video's memory budget are encoded that way
+(``VideoWriter(low_memory=True)``)."""
 MAX_GAP_S = 3600.0
 """The longest pause between two overlay frames: MP4 stores frame durations (and B-frame
 offsets) in 32 bits of 1/90000 s (6.6 h), so a longer pause in the clip's timestamps is
@@ -442,6 +447,7 @@ class VideoWriter:
         audio: AudioSource | None = None,
         crf: int = 20,
         preset: str = "veryfast",
+        low_memory: bool = False,
     ) -> None:
         import av
 
@@ -468,8 +474,12 @@ class VideoWriter:
             stream.pix_fmt = "yuv420p"
             stream.codec_context.thread_count = CODEC_THREADS
             stream.codec_context.time_base = self.time_base
+            self.low_memory = low_memory
             if self.codec == "libx264":
-                stream.codec_context.options = {"crf": str(crf), "preset": preset, "profile": "high"}
+                options = {"crf": str(crf), "preset": preset, "profile": "high"}
+                if low_memory:  # no lookahead, no B-frames: x264 holds one frame, not a dozen
+                    options["tune"] = "zerolatency"
+                stream.codec_context.options = options
             self._video = stream
             self._audio_in: av.container.InputContainer | None = None
             self._audio_packets: Iterator[av.packet.Packet[av.AudioStream]] | None = None

@@ -40,6 +40,7 @@ from segcli.core.settings import DEFAULT_MAX_PIXELS
 from segcli.draw.annotators import Annotator, Color, OverlayAnnotator, instance_color
 from segcli.io.files import atomic_write_bytes, make_temp
 from segcli.io.video import (
+    ENCODER_BYTES_PER_PIXEL,
     AudioSource,
     DecodedFrame,
     FrameSelection,
@@ -184,7 +185,12 @@ class _Outputs:
     """The temp files of one video, renamed into place by :meth:`commit` (summary last)."""
 
     def __init__(
-        self, paths: dict[str, Path], info: VideoInfo, fps: float, audio: AudioSource | None
+        self,
+        paths: dict[str, Path],
+        info: VideoInfo,
+        fps: float,
+        audio: AudioSource | None,
+        memory_budget: int = DECODE_BUDGET_BYTES,
     ) -> None:
         self.paths = paths
         self.overlay: VideoWriter | None = None
@@ -193,7 +199,12 @@ class _Outputs:
         try:
             if "overlay" in paths:
                 self.overlay = VideoWriter(
-                    paths["overlay"], width=info.width, height=info.height, fps=fps, audio=audio
+                    paths["overlay"],
+                    width=info.width,
+                    height=info.height,
+                    fps=fps,
+                    audio=audio,
+                    low_memory=ENCODER_BYTES_PER_PIXEL * info.width * info.height > memory_budget,
                 )
             if "jsonl" in paths:
                 self._jsonl_tmp = make_temp(paths["jsonl"])
@@ -297,7 +308,7 @@ def segment_video(
     sel = opts.selection
     audio = AudioSource(source, start=sel.start or 0.0, end=sel.end) if info.audio else None
     try:
-        outs = _Outputs(outputs, info, info.fps / sel.stride, audio)
+        outs = _Outputs(outputs, info, info.fps / sel.stride, audio, opts.memory_budget)
     except (OSError, SegcliError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
         return VideoResult(source, "failed", reason=f"{source}: cannot write outputs ({why})")
@@ -462,6 +473,7 @@ def segment_video(
                 "frames": outs.overlay.frames,
                 "audio": outs.overlay.audio_note or ("copied" if info.audio else None),
                 "shortened_pauses": outs.overlay.shortened_gaps,
+                "low_memory": outs.overlay.low_memory,
             }
             if outs.overlay is not None
             else None

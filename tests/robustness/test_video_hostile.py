@@ -304,3 +304,18 @@ def test_the_largest_video_stream_is_the_one_segmented(
     assert abs(int(frames[0].pixels.mean()) - main * 100) <= 2, "that stream's own pixels"
     result = _segment(source, tmp_path / "out")
     assert result.status == "done" and result.summary["video"]["width"] == streams[main][0]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("budget", "low"), [(1 << 30, False), (64 * 96 * 64, False), (64 * 96 * 64 - 1, True), (1, True)]
+)
+def test_frames_too_large_for_the_encoders_lookahead_are_encoded_without_it(
+    tmp_path: Path, budget: int, low: bool
+) -> None:
+    """libx264 holds a dozen frames (lookahead, B-frames): 4 GB above the frame at 8000x8000.
+    Where that would pass the memory budget, the overlay is encoded without them."""
+    source = write_video(tmp_path / "clip.mkv", frames=8)
+    result = _segment(source, tmp_path / "out", memory_budget=budget)
+    assert result.status == "done" and result.summary["overlay"]["low_memory"] is low  # type: ignore[index]
+    with av.open(str(_overlay(tmp_path / "out", source))) as clip:
+        assert sum(1 for _ in clip.decode(video=0)) == 8
