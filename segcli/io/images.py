@@ -146,40 +146,12 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Decode ``path`` to RGB uint8 the way an image viewer shows it.
-
-    EXIF orientation is applied; grayscale, palette, alpha (composited on white),
-    16-bit and CMYK inputs are converted. The pixel count the file declares is
-    checked against ``max_pixels`` before any pixel is decoded.
-    """
-    path = Path(path)
+@contextmanager
+def decode_errors(path: Path) -> Iterator[None]:
+    """Any failure to open or decode ``path`` as one line (:class:`SegcliError`) naming it:
+    what :func:`read_image` and the memory-mapped reader both raise."""
     try:
-        with _open_regular(path) as fh:
-            with pillow_warnings(path):
-                im = _open(fh)
-            with im:
-                width, height = im.size
-                if max_pixels is not None and width * height > max_pixels:
-                    raise SegcliError(
-                        f"{path}: declares {width}x{height} = {pixel_count(width * height)}, over "
-                        f"the {pixel_count(max_pixels)} limit (raise it with --max-pixels)"
-                    )
-                if width < 1 or height < 1:
-                    raise SegcliError(f"{path}: has no pixels ({width}x{height})")
-                fmt = im.format or "unknown"
-                if fmt == "JPEG":
-                    _check_jpeg_size(path, width, height)
-                im.load()  # the pixels: outside the lock (decode threads run side by side)
-                with pillow_warnings(path):
-                    orientation = im.getexif().get(ORIENTATION, 1)
-                method = _TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
-                upright = im.transpose(method) if method is not None else im
-                if upright.mode in ("P", "PA"):  # converting a palette may warn (harmlessly)
-                    with pillow_warnings(path):
-                        pixels = _to_rgb8(upright)
-                else:
-                    pixels = _to_rgb8(upright)
+        yield
     except SegcliError:
         raise
     except UnidentifiedImageError:
@@ -194,6 +166,41 @@ def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
         raise SegcliError(f"{path}: out of memory while decoding") from None
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise SegcliError(f"{path}: cannot decode image ({first_line(exc)})") from None
+
+
+def read_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode ``path`` to RGB uint8 the way an image viewer shows it.
+
+    EXIF orientation is applied; grayscale, palette, alpha (composited on white),
+    16-bit and CMYK inputs are converted. The pixel count the file declares is
+    checked against ``max_pixels`` before any pixel is decoded.
+    """
+    path = Path(path)
+    with decode_errors(path), _open_regular(path) as fh:
+        with pillow_warnings(path):
+            im = _open(fh)
+        with im:
+            width, height = im.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise SegcliError(
+                    f"{path}: declares {width}x{height} = {pixel_count(width * height)}, over "
+                    f"the {pixel_count(max_pixels)} limit (raise it with --max-pixels)"
+                )
+            if width < 1 or height < 1:
+                raise SegcliError(f"{path}: has no pixels ({width}x{height})")
+            fmt = im.format or "unknown"
+            if fmt == "JPEG":
+                _check_jpeg_size(path, width, height)
+            im.load()  # the pixels: outside the lock (decode threads run side by side)
+            with pillow_warnings(path):
+                orientation = im.getexif().get(ORIENTATION, 1)
+            method = _TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
+            upright = im.transpose(method) if method is not None else im
+            if upright.mode in ("P", "PA"):  # converting a palette may warn (harmlessly)
+                with pillow_warnings(path):
+                    pixels = _to_rgb8(upright)
+            else:
+                pixels = _to_rgb8(upright)
     return LoadedImage(path=path, pixels=pixels, format=fmt)
 
 

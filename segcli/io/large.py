@@ -26,15 +26,16 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile
 
-from segcli.core.errors import SegcliError, first_line
+from segcli.core.errors import SegcliError
 from segcli.core.settings import TILED_MAX_PIXELS
 from segcli.io.images import (
     LoadedImage,
     _check_jpeg_size,
     _open,
     _open_regular,
+    decode_errors,
     pillow_warnings,
     pixel_count,
     read_image,
@@ -55,7 +56,7 @@ def read_image_mapped(
     array). Same checks and errors as ``read_image``: the declared size against
     ``max_pixels`` before any pixel is decoded, a forged JPEG, a FIFO, a missing file."""
     path = Path(path)
-    try:
+    with decode_errors(path):
         with _open_regular(path) as fh:
             with pillow_warnings(path, report=False):  # the full read says them
                 im = _open(fh)
@@ -76,20 +77,6 @@ def read_image_mapped(
         if fmt == "JPEG":
             _check_jpeg_size(path, width, height)
         return LoadedImage(path=path, pixels=_pillow_mapped(path), format=fmt)
-    except SegcliError:
-        raise
-    except UnidentifiedImageError:
-        raise SegcliError(f"{path}: not an image segcli can read") from None
-    except FileNotFoundError:
-        raise SegcliError(f"{path}: no such file") from None
-    except PermissionError:
-        raise SegcliError(f"{path}: permission denied") from None
-    except IsADirectoryError:
-        raise SegcliError(f"{path}: is a folder, not an image") from None
-    except MemoryError:
-        raise SegcliError(f"{path}: out of memory while decoding") from None
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
-        raise SegcliError(f"{path}: cannot decode image ({first_line(exc)})") from None
 
 
 def _memmap(shape: tuple[int, ...]) -> np.memmap:
