@@ -270,6 +270,20 @@ def run_batch(
             events.result(result)
             seen.append(result)
 
+        def summarize(report: RunReport) -> RunSummary:
+            """run.json's summary of ``report`` (the same whether the run ended or the engine failed)."""
+            return run_summary(
+                report,
+                job=job,
+                input_dir=folder,
+                out_dir=output,
+                engine=eng.describe(),
+                problems=found.problems,
+                started=started,
+                inputs=len(plans),
+                video=video,
+            )
+
         try:
             report = run_partitioned(
                 skipped,
@@ -282,35 +296,14 @@ def run_batch(
                 on_video_frame=events.video_frame,
             )
         except Exception as exc:  # the engine itself failed: run.json must not stay "running"
-            partial = RunReport(results=seen)
-            summary = run_summary(
-                partial,
-                job=job,
-                input_dir=folder,
-                out_dir=output,
-                engine=eng.describe(),
-                problems=found.problems,
-                started=started,
-                inputs=len(plans),
-                video=video,
-            )
+            summary = summarize(RunReport(results=seen))
             summary["status"] = "failed"
             summary["error"] = (
                 str(exc) if isinstance(exc, SegcliError) else f"{type(exc).__name__}: {first_line(exc)}"
             )
             uninterrupted(lambda: write_run_json(output, summary))
             raise
-        summary = run_summary(
-            report,
-            job=job,
-            input_dir=folder,
-            out_dir=output,
-            engine=eng.describe(),
-            problems=found.problems,
-            started=started,
-            inputs=len(plans),
-            video=video,
-        )
+        summary = summarize(report)
         coco_path = write_run_files(output, summary, plans, job, seg.categories, folder, ground_truth)
     return BatchOutcome(
         report=report,
